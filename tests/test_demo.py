@@ -1,0 +1,247 @@
+"""Tests for the flite demo corpus (vqaudio.data.demo)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from vqaudio.data import demo
+from vqaudio.data.demo import (
+    DemoCorpus,
+    check_flite,
+    make_demo_corpus,
+    parse_psdur,
+    read_arctic_prompts,
+    read_labels,
+    split_of,
+)
+from vqaudio.errors import UserError
+
+needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
+
+# Captured from `flite -voice awb -psdur -t "hello world" -o x.wav` (flite 2.2); the wav is 0.975 s.
+AWB_HELLO_WORLD = "pau:0.254 hh:0.296 ax:0.341 l:0.414 ow:0.538 w:0.634 er:0.683 l:0.817 d:0.877 pau:0.979 \n"
+
+SMALL_VOICES = ("kal16", "awb")  # one diphone voice (labels need clipping) and one clustergen voice
+SMALL_SENTENCES = 3
+
+
+# ------------------------------------------------------------------------------------------- prompts
+
+
+def test_packaged_prompts() -> None:
+    prompts = read_arctic_prompts()
+    assert len(prompts) == 593
+    assert prompts[0] == ("arctic_a0001", "Author of the danger trail, Philip Steels, etc.")
+    assert prompts[-1][0] == "arctic_a0593"
+    assert len({utt_id for utt_id, _ in prompts}) == 593
+    assert all(text and text == text.strip() and "\\" not in text for _, text in prompts)
+
+
+def test_prompts_with_escaped_quotes(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.data"
+    path.write_text('( x_0001 "He said \\"stop\\" twice." )\n\n( x_0002 "A back\\\\slash." )\n')
+    assert read_arctic_prompts(path) == [("x_0001", 'He said "stop" twice.'), ("x_0002", "A back\\slash.")]
+
+
+@pytest.mark.parametrize("content", ['( x_0001 "unterminated )\n', "x_0001 text\n", '( a "x" )\n( a "y" )\n'])
+def test_bad_prompt_file(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "prompts.data"
+    path.write_text(content)
+    with pytest.raises(UserError):
+        read_arctic_prompts(path)
+
+
+def test_missing_prompt_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot read"):
+        read_arctic_prompts(tmp_path / "nope.data")
+
+
+# ------------------------------------------------------------------------------------------- psdur
+
+
+def test_parse_psdur_real_output() -> None:
+    intervals = parse_psdur(AWB_HELLO_WORLD)
+    assert [label for _, _, label in intervals] == ["pau", "hh", "ax", "l", "ow", "w", "er", "l", "d", "pau"]
+    assert intervals[0] == (0.0, 0.254, "pau")
+    assert intervals[-1] == (0.877, 0.979, "pau")
+    for (_, end, _), (start, _, _) in zip(intervals[:-1], intervals[1:], strict=True):
+        assert start == end  # contiguous
+
+
+@pytest.mark.parametrize("text", ["pau:0.2 hh:0.1", "pau:0.2 hh", "pau:abc", ":0.3", "pau:nan", "pau:-0.1"])
+def test_parse_psdur_rejects_bad_output(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_psdur(text)
+
+
+def test_parse_psdur_empty() -> None:
+    assert parse_psdur("\n") == []
+
+
+# ------------------------------------------------------------------------------------------- splits
+
+
+def test_split_of_is_stable_and_proportional() -> None:
+    ids = [utt_id for utt_id, _ in read_arctic_prompts()]
+    first = [split_of(i) for i in ids]
+    assert first == [split_of(i) for i in ids]
+    counts = {name: first.count(name) for name in ("train", "valid", "test")}
+    assert 0.05 * len(ids) < counts["valid"] < 0.15 * len(ids)
+    assert 0.05 * len(ids) < counts["test"] < 0.15 * len(ids)
+    assert {split_of(i, 0.0, 0.0) for i in ids} == {"train"}
+
+
+# ---------------------------------------------------------------------------------------- no flite
+
+
+def test_missing_flite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(UserError, match=r"flite not found: install it with `sudo apt-get install flite`"):
+        check_flite()
+    with pytest.raises(UserError, match="flite not found"):
+        make_demo_corpus(tmp_path / "corpus", num_sentences=1)
+    assert not (tmp_path / "corpus" / "manifest.tsv").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"num_sentences": 0},
+        {"num_sentences": 594},
+        {"voices": ()},
+        {"voices": ("awb", "awb")},
+        {"jobs": 0},
+        {"valid_fraction": 0.6, "test_fraction": 0.5},
+        {"sample_rate": 0},
+    ],
+)
+def test_bad_arguments(tmp_path: Path, kwargs: dict[str, object]) -> None:
+    with pytest.raises(UserError):
+        make_demo_corpus(tmp_path, **kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ with flite
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> DemoCorpus:
+    calls: list[tuple[int, int]] = []
+    corpus = make_demo_corpus(
+        tmp_path_factory.mktemp("demo"),
+        voices=SMALL_VOICES,
+        num_sentences=SMALL_SENTENCES,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    total = len(SMALL_VOICES) * SMALL_SENTENCES
+    assert sorted(calls) == [(i, total) for i in range(1, total + 1)]
+    return corpus
+
+
+@needs_flite
+def test_layout(small_corpus: DemoCorpus) -> None:
+    root = small_corpus.root
+    prompts = read_arctic_prompts()[:SMALL_SENTENCES]
+    assert small_corpus.voices == SMALL_VOICES
+    assert small_corpus.num_utterances == 6
+    for utt_id, text in prompts:
+        assert (root / "text" / f"{utt_id}.txt").read_text().strip() == text
+        for voice in SMALL_VOICES:
+            assert (root / "wavs" / voice / f"{utt_id}.wav").is_file()
+            assert (root / "labels" / voice / f"{utt_id}.tsv").is_file()
+    assert "flite" in (root / "README.txt").read_text()
+    assert "CMU ARCTIC" in (root / "README.txt").read_text()
+    assert not list(root.rglob(".vqtmp-*"))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (root / "manifest.tsv").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
+@needs_flite
+def test_audio_and_labels(small_corpus: DemoCorpus) -> None:
+    total = 0.0
+    for wav in sorted(small_corpus.root.glob("wavs/*/*.wav")):
+        info = sf.info(str(wav))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert 1.0 < info.duration < 10.0
+        total += info.frames / info.samplerate
+        audio, _ = sf.read(str(wav))
+        assert abs(audio).max() > 0.05  # not silence
+        labels = read_labels(small_corpus.root / "labels" / wav.parent.name / f"{wav.stem}.tsv")
+        assert labels[0][0] == 0.0 and labels[0][2] == "pau" and labels[-1][2] == "pau"
+        assert abs(labels[-1][1] - info.frames / info.samplerate) < 1e-3  # labels cover the audio
+        for (_, end, _), (start, _, _) in zip(labels[:-1], labels[1:], strict=True):
+            assert start == pytest.approx(end, abs=1e-6)
+        assert all(end > start for start, end, _ in labels)
+        assert len([label for _, _, label in labels if label != "pau"]) > 10
+    assert total == pytest.approx(small_corpus.duration_s, abs=1e-3)
+
+
+@needs_flite
+def test_manifest_and_splits(small_corpus: DemoCorpus) -> None:
+    root = small_corpus.root
+    prompts = dict(read_arctic_prompts()[:SMALL_SENTENCES])
+    lines = (root / "manifest.tsv").read_text().splitlines()
+    assert lines[0].startswith("#")
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == len(SMALL_VOICES) * SMALL_SENTENCES
+    split_per_voice: dict[str, dict[str, str]] = {}
+    for path, speaker, text, split in rows:
+        utt_id = Path(path).stem
+        assert (root / path).is_file() and Path(path).parent.name == speaker
+        assert text == prompts[utt_id]
+        assert split == split_of(utt_id)
+        split_per_voice.setdefault(speaker, {})[utt_id] = split
+    assert set(split_per_voice) == set(SMALL_VOICES)
+    assert split_per_voice["kal16"] == split_per_voice["awb"]  # same sentence, same split, every voice
+
+    from_files = {name: (root / "splits" / f"{name}.txt").read_text().split() for name in demo.SPLITS}
+    assert from_files == small_corpus.splits
+    all_ids = [i for ids in from_files.values() for i in ids]
+    assert sorted(all_ids) == sorted(prompts)  # disjoint and complete
+
+
+@needs_flite
+def test_rerun_is_idempotent_and_repairs(tmp_path: Path) -> None:
+    first = make_demo_corpus(tmp_path, voices=("slt",), num_sentences=2, jobs=1)
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    data = {p: p.read_bytes() for p in files}
+
+    second = make_demo_corpus(tmp_path, voices=("slt",), num_sentences=2, jobs=1)
+    assert second == first
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps  # nothing rewritten
+
+    # A truncated wav and a missing label (as a crash without atomic writes could leave) are regenerated.
+    wav = tmp_path / "wavs" / "slt" / "arctic_a0001.wav"
+    wav.write_bytes(wav.read_bytes()[:44])
+    label = tmp_path / "labels" / "slt" / "arctic_a0002.tsv"
+    label.unlink()
+    (tmp_path / "wavs" / "slt" / ".vqtmp-leftover").write_bytes(b"half")
+    third = make_demo_corpus(tmp_path, voices=("slt",), num_sentences=2, jobs=1)
+    assert third == first
+    assert wav.read_bytes() == data[wav]  # flite is deterministic
+    assert label.read_bytes() == data[label]
+    assert not list(tmp_path.rglob(".vqtmp-*"))
+
+
+@needs_flite
+def test_resamples_when_flite_rate_differs(tmp_path: Path) -> None:
+    # The plain "kal" voice synthesises at 8 kHz: never assume flite's rate.
+    corpus = make_demo_corpus(tmp_path, voices=("kal",), num_sentences=1, sample_rate=16000)
+    info = sf.info(str(tmp_path / "wavs" / "kal" / "arctic_a0001.wav"))
+    assert info.samplerate == 16000
+    labels = read_labels(tmp_path / "labels" / "kal" / "arctic_a0001.tsv")
+    assert labels[-1][1] == pytest.approx(info.frames / 16000, abs=1e-3)
+    assert corpus.duration_s == pytest.approx(info.duration, abs=1e-3)
+
+
+@needs_flite
+def test_unknown_voice(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"no voice nosuchvoice; available voices: .*kal16"):
+        make_demo_corpus(tmp_path, voices=("awb", "nosuchvoice"), num_sentences=1)
+    assert not list(tmp_path.rglob("*.wav"))

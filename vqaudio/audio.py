@@ -1,0 +1,245 @@
+"""Reading, inspecting and (atomically) writing audio files.
+
+Everything in vqaudio works on float32 mono waveforms ``[T]``. :func:`read_audio` turns any file that
+libsndfile can decode (WAV, FLAC, OGG/Vorbis, MP3, ...) into that form, downmixing and resampling
+(soxr, "HQ") on the way; every way a file can be unusable ends in one-line :class:`AudioError` that
+names the file, never in a raw libsndfile traceback. :func:`write_audio` never leaves a half-written
+file behind: it writes to a temporary file in the target folder and renames it into place
+(:func:`atomic_write`, which checkpoints reuse).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from vqaudio.errors import AudioError, UserError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioInfo",
+    "atomic_write",
+    "audio_info",
+    "read_audio",
+    "write_audio",
+]
+
+logger = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
+"""File extensions (lower case) that corpus scanners treat as audio."""
+
+# Extension -> (libsndfile major format, default subtype) for writing.
+_WRITE_FORMATS: dict[str, tuple[str, str]] = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+}
+
+# Everything soundfile/libsndfile raise for a file it cannot decode. LibsndfileError is a
+# RuntimeError; MemoryError covers corrupt headers announcing absurd frame counts.
+_DECODE_ERRORS = (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError, EOFError, MemoryError)
+
+# The process umask, read once, so atomically written files get normal permissions (mkstemp uses 0600).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header information of an audio file (no samples decoded)."""
+
+    sample_rate: int
+    num_frames: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.num_frames / self.sample_rate
+
+
+def _check_file(path: str | os.PathLike[str]) -> Path:
+    """Reject paths that cannot be an audio file before libsndfile sees them."""
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{path}: file does not exist")
+    if p.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+    return p
+
+
+def _reason(err: BaseException) -> str:
+    """libsndfile's message on one line, without the redundant "Error opening '<path>':" prefix."""
+    msg = " ".join(str(err).split()) or type(err).__name__
+    if msg.startswith("Error opening"):
+        msg = msg.split(":", 1)[-1].strip() or msg
+    return msg
+
+
+def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
+    """Read an audio file's header (sample rate, length, channels) without decoding it.
+
+    Raises:
+        AudioError: missing file, directory, empty or unreadable file, or a file with 0 frames.
+    """
+    p = _check_file(path)
+    try:
+        info = sf.info(str(p))
+    except _DECODE_ERRORS as err:
+        raise AudioError(f"{path}: not a readable audio file ({_reason(err)})") from err
+    if info.frames <= 0:
+        raise AudioError(f"{path}: audio file contains no samples")
+    return AudioInfo(
+        sample_rate=int(info.samplerate), num_frames=int(info.frames), channels=int(info.channels)
+    )
+
+
+def read_audio(path: str | os.PathLike[str], sample_rate: int | None = None) -> np.ndarray:
+    """Read an audio file as a float32 mono waveform.
+
+    Args:
+        path: any file libsndfile decodes (wav/flac/ogg/mp3...), any sample rate and channel count.
+        sample_rate: resample (soxr, quality "HQ") to this rate when given and different from the file's.
+
+    Returns:
+        ``[T]`` float32 in the file's scale (``[-1, 1]`` for integer PCM), channels averaged.
+
+    Raises:
+        AudioError: missing, empty, unreadable, truncated beyond decoding, 0 samples (also after
+            resampling a file of a few samples), or NaN/Inf samples.
+    """
+    if sample_rate is not None and sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    p = _check_file(path)
+    try:
+        handle = sf.SoundFile(str(p))
+    except _DECODE_ERRORS as err:
+        raise AudioError(f"{path}: not a readable audio file ({_reason(err)})") from err
+    with handle:
+        file_rate = handle.samplerate
+        try:
+            data = handle.read(dtype="float32", always_2d=True)
+        except _DECODE_ERRORS as err:
+            raise AudioError(f"{path}: corrupt or truncated audio data ({_reason(err)})") from err
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: audio file contains no samples")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    wav = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    if sample_rate is not None and sample_rate != file_rate:
+        wav = soxr.resample(np.ascontiguousarray(wav), file_rate, sample_rate, quality="HQ")
+        if wav.shape[0] == 0:
+            raise AudioError(
+                f"{path}: too short to resample ({data.shape[0]} samples at {file_rate} Hz "
+                f"give none at {sample_rate} Hz)"
+            )
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write a file atomically: yield a temporary path next to ``path``, rename it over ``path`` on success.
+
+    The temporary file lives in the same folder (so the final :func:`os.replace` is atomic) and has the
+    same extension (so format sniffing by extension still works). On any exception it is deleted and
+    an existing ``path`` is left untouched.
+
+    Example::
+
+        with atomic_write("ckpt.pt") as tmp:
+            torch.save(state, tmp)
+
+    Raises:
+        UserError: the target folder does not exist or is not writable.
+    """
+    target = Path(path)
+    folder = target.parent
+    if not folder.is_dir():
+        raise UserError(f"{path}: output folder {folder} does not exist")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}")
+    except OSError as err:
+        raise UserError(f"{path}: cannot create a file in {folder} ({err.strerror or err})") from err
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        mode = target.stat().st_mode & 0o7777 if target.is_file() else 0o666 & ~_UMASK
+        os.chmod(tmp, mode)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _to_numpy(wav: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A numpy copy of ``wav`` (numpy array or torch tensor on any device)."""
+    if hasattr(wav, "detach"):
+        wav = wav.detach().cpu().float().numpy()
+    return np.asarray(wav, dtype=np.float32)
+
+
+def write_audio(
+    path: str | os.PathLike[str],
+    wav: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    *,
+    subtype: str | None = None,
+) -> None:
+    """Write a mono waveform, atomically, in the format named by the extension.
+
+    Args:
+        path: ``.wav`` (PCM_16 by default), ``.flac`` (PCM_16) or ``.ogg`` (VORBIS).
+        wav: ``[T]`` or ``[1, T]`` float waveform, numpy or torch. Values are clamped to ``[-1, 1]``;
+            a warning is logged when that changes anything.
+        sample_rate: samples per second.
+        subtype: libsndfile subtype overriding the default, e.g. ``"PCM_24"`` or ``"FLOAT"``.
+
+    Raises:
+        AudioError: unsupported extension, missing output folder, or libsndfile failing to write.
+        ValueError: a waveform of the wrong shape or with NaN/Inf values (a bug in the caller).
+    """
+    ext = Path(path).suffix.lower()
+    if ext not in _WRITE_FORMATS:
+        supported = ", ".join(_WRITE_FORMATS)
+        raise AudioError(f"{path}: cannot write {ext or 'files without extension'}; use one of {supported}")
+    if sample_rate <= 0:
+        raise ValueError(f"{path}: sample_rate must be positive, got {sample_rate}")
+    data = _to_numpy(wav)
+    if data.ndim == 2 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 1:
+        raise ValueError(f"{path}: expected a mono waveform [T] or [1, T], got shape {tuple(data.shape)}")
+    if not np.isfinite(data).all():
+        raise ValueError(f"{path}: waveform contains NaN or infinite values")
+    clipped = int(np.count_nonzero(np.abs(data) > 1.0))
+    if clipped:
+        peak = float(np.abs(data).max())
+        logger.warning("%s: clipped %d of %d samples to [-1, 1] (peak %.3f)", path, clipped, data.size, peak)
+        data = np.clip(data, -1.0, 1.0)
+    major, default_subtype = _WRITE_FORMATS[ext]
+    try:
+        with atomic_write(path) as tmp:
+            sf.write(str(tmp), data, sample_rate, subtype=subtype or default_subtype, format=major)
+    except UserError as err:
+        raise AudioError(str(err)) from err
+    except _DECODE_ERRORS as err:
+        raise AudioError(f"{path}: cannot write audio ({_reason(err)})") from err

@@ -1,0 +1,161 @@
+"""Checkpoints: safetensors weights with JSON metadata; ``load_model`` rebuilds any of them alone.
+
+A checkpoint is one ``.safetensors`` file.  Its header metadata holds, under the key ``vqaudio``,
+a JSON document with the schema version, the fully resolved run config, the speaker names (in
+index order), the sample rate, the package version, the training step and the SHA-256 of the
+weights.  Nothing is unpickled: training state lives in a separate ``.state.pt`` file that loads
+with ``torch.load(weights_only=True)``.
+
+A run directory holds ``checkpoints/step_XXXXXXXX.safetensors`` (+ ``.state.pt``), ``best.safetensors``
+and ``latest.txt``; anything that takes a model accepts a checkpoint file or a run directory (then
+the best checkpoint, else the latest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from vqaudio.audio import atomic_write
+from vqaudio.config import RunConfig, config_from_dict, config_to_dict
+from vqaudio.errors import CheckpointError, ConfigError
+from vqaudio.models import VQVAE, build_model
+
+__all__ = [
+    "CHECKPOINT_SCHEMA",
+    "CheckpointMeta",
+    "weights_sha256",
+    "save_checkpoint",
+    "read_checkpoint",
+    "load_model",
+    "resolve_checkpoint",
+]
+
+CHECKPOINT_SCHEMA = 1
+_META_KEY = "vqaudio"
+
+
+@dataclass
+class CheckpointMeta:
+    schema: int
+    config: RunConfig
+    speakers: list[str]
+    sample_rate: int
+    version: str
+    step: int
+    weights_sha256: str
+    extra: dict[str, Any]
+
+
+def weights_sha256(state: Mapping[str, Tensor]) -> str:
+    """SHA-256 over (name, dtype, shape, bytes) of every tensor, in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _package_version() -> str:
+    from vqaudio import __version__
+
+    return __version__
+
+
+def save_checkpoint(path: str | Path, model: VQVAE, config: RunConfig, step: int = 0,
+                    extra: dict[str, Any] | None = None) -> str:
+    """Write ``model`` atomically to ``path`` (a ``.safetensors`` file); returns the weights' SHA-256."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    sha = weights_sha256(state)
+    meta = {
+        "schema": CHECKPOINT_SCHEMA,
+        "config": config_to_dict(config),
+        "speakers": list(model.speakers),
+        "sample_rate": model.sample_rate,
+        "version": _package_version(),
+        "step": int(step),
+        "weights_sha256": sha,
+        "extra": extra or {},
+    }
+    with atomic_write(Path(path)) as tmp:
+        save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
+    return sha
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory -> its best checkpoint, else its latest."""
+    p = Path(path)
+    if p.is_dir():
+        for candidate in (p / "best.safetensors", p / "checkpoints" / "best.safetensors"):
+            if candidate.is_file():
+                return candidate
+        latest = p / "latest.txt"
+        if latest.is_file():
+            target = p / latest.read_text(encoding="utf-8").strip()
+            if target.is_file():
+                return target
+        found = sorted((p / "checkpoints").glob("step_*.safetensors")) if (p / "checkpoints").is_dir() else []
+        if found:
+            return found[-1]
+        raise CheckpointError(f"{p}: no checkpoint in this run directory")
+    if not p.exists():
+        raise CheckpointError(f"model not found: {p}")
+    return p
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointMeta]:
+    """Weights and metadata of a checkpoint (file or run directory), verified against its SHA-256."""
+    p = resolve_checkpoint(path)
+    try:
+        state = load_file(str(p))
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as f:
+            raw = (f.metadata() or {}).get(_META_KEY)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{p}: not a vqaudio checkpoint ({err})") from None
+    if raw is None:
+        raise CheckpointError(f"{p}: a safetensors file without vqaudio metadata")
+    try:
+        meta = json.loads(raw)
+        schema = int(meta["schema"])
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{p}: unreadable vqaudio metadata") from None
+    if schema > CHECKPOINT_SCHEMA:
+        raise CheckpointError(f"{p}: checkpoint schema {schema} is newer than this vqaudio understands "
+                              f"({CHECKPOINT_SCHEMA}); upgrade vqaudio")
+    try:
+        config = config_from_dict(meta["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"{p}: its config is not valid for this version ({err})") from None
+    sha = weights_sha256(state)
+    if sha != meta.get("weights_sha256"):
+        raise CheckpointError(f"{p}: weights do not match their SHA-256 (corrupt file?)")
+    return state, CheckpointMeta(schema, config, list(meta["speakers"]), int(meta["sample_rate"]),
+                                 str(meta.get("version", "?")), int(meta.get("step", 0)), sha,
+                                 dict(meta.get("extra", {})))
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> VQVAE:
+    """Rebuild a model from a checkpoint or run directory alone, in eval mode on ``device``.
+
+    ``model.checkpoint`` holds the :class:`CheckpointMeta` (SHA-256, step, config...).
+    """
+    state, meta = read_checkpoint(path)
+    model = build_model(meta.config.model, meta.speakers)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the model its config describes ({err})") from None
+    model.checkpoint = meta  # type: ignore[assignment]
+    return model.to(device).eval()

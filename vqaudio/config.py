@@ -1,0 +1,417 @@
+"""The configuration tree: dataclasses that mirror the model, loaded from partial YAML recipes.
+
+A recipe is a YAML mapping that overrides the defaults below; it may name a ``base:`` recipe (a path
+relative to itself) whose values it refines.  Command-line ``--set key.path=value`` overrides come
+last.  Unknown keys are errors that name the key's full path; values are validated in
+``__post_init__``.  Derived values (hop, frame rate, bitrate) are computed, never stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from vqaudio.errors import ConfigError
+
+__all__ = [
+    "LevelConfig",
+    "QuantizerConfig",
+    "ModelConfig",
+    "DataConfig",
+    "LossConfig",
+    "AdversarialConfig",
+    "TrainConfig",
+    "RunConfig",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "apply_overrides",
+]
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class LevelConfig:
+    """One level of the hierarchy: its own encoder, quantizer and decoder.
+
+    The encoder downsamples by ``strides`` (hop = their product); channels start at ``channels``
+    at the full sample rate and double after each stride, capped at ``max_channels``: narrow where
+    the time resolution is high, wide where it is low (that is where the compute budget goes).
+    """
+
+    strides: list[int] = field(default_factory=lambda: [4, 4, 5])
+    codebook_size: int = 1024
+    code_dim: int = 32
+    channels: int = 16
+    max_channels: int = 256
+    blocks_per_scale: int = 1
+    bottleneck_blocks: int = 6
+    dilations: list[int] = field(default_factory=lambda: [1, 3, 9])
+    kernel_size: int = 3
+
+    def __post_init__(self) -> None:
+        _check(len(self.strides) >= 1, "strides must hold at least one stride")
+        _check(all(s >= 1 for s in self.strides), f"strides must be >= 1, got {self.strides}")
+        _check(self.codebook_size >= 2, f"codebook_size must be >= 2, got {self.codebook_size}")
+        _check(self.codebook_size <= 65536, f"codebook_size must be <= 65536, got {self.codebook_size}")
+        _check(self.code_dim >= 1, f"code_dim must be >= 1, got {self.code_dim}")
+        _check(self.channels >= 1 and self.max_channels >= self.channels, "need 1 <= channels <= max_channels")
+        _check(self.blocks_per_scale >= 0 and self.bottleneck_blocks >= 0, "block counts must be >= 0")
+        _check(len(self.dilations) >= 1 and all(d >= 1 for d in self.dilations), "dilations must be >= 1")
+        _check(self.kernel_size % 2 == 1, f"kernel_size must be odd (non-causal 'same'), got {self.kernel_size}")
+
+    @property
+    def hop(self) -> int:
+        """Samples per code frame: the product of the strides."""
+        return math.prod(self.strides)
+
+    @property
+    def bits_per_code(self) -> float:
+        return math.log2(self.codebook_size)
+
+
+@dataclass
+class QuantizerConfig:
+    """Vector quantiser shared by all levels (VQ-VAE, van den Oord et al. 2017; EMA from Razavi 2019)."""
+
+    mode: Literal["ema", "loss"] = "ema"
+    decay: float = 0.99
+    commitment: float = 0.25
+    codebook_weight: float = 1.0
+    normalize: bool = True
+    init: Literal["kmeans", "random"] = "kmeans"
+    kmeans_iters: int = 10
+    restart_threshold: float = 0.5
+    restart_every: int = 10
+    entropy_weight: float = 0.0
+    entropy_temperature: float = 0.1
+    usage_window: int = 100
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("ema", "loss"), f"quantizer.mode must be 'ema' or 'loss', got {self.mode!r}")
+        _check(0.0 < self.decay < 1.0, f"quantizer.decay must be in (0, 1), got {self.decay}")
+        _check(self.commitment >= 0, "quantizer.commitment must be >= 0")
+        _check(self.init in ("kmeans", "random"), f"quantizer.init must be kmeans|random, got {self.init!r}")
+        _check(self.kmeans_iters >= 0, "quantizer.kmeans_iters must be >= 0")
+        _check(self.restart_threshold >= 0, "quantizer.restart_threshold must be >= 0")
+        _check(self.restart_every >= 1, "quantizer.restart_every must be >= 1")
+        _check(self.entropy_weight >= 0, "quantizer.entropy_weight must be >= 0")
+        _check(self.entropy_temperature > 0, "quantizer.entropy_temperature must be > 0")
+        _check(self.usage_window >= 1, "quantizer.usage_window must be >= 1")
+
+
+def _default_levels() -> list[LevelConfig]:
+    # 16 kHz: hops 80 / 320 / 640 with K = 1024 -> 2000 / 500 / 250 bits/s.
+    return [
+        LevelConfig(strides=[4, 4, 5], channels=16, max_channels=128, bottleneck_blocks=6),
+        LevelConfig(strides=[4, 4, 4, 5], channels=16, max_channels=256, bottleneck_blocks=6),
+        LevelConfig(strides=[4, 4, 5, 8], channels=16, max_channels=256, bottleneck_blocks=6),
+    ]
+
+
+@dataclass
+class ModelConfig:
+    sample_rate: int = 16000
+    levels: list[LevelConfig] = field(default_factory=_default_levels)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    speaker_dim: int = 64
+    conversion_level: int = -1
+
+    def __post_init__(self) -> None:
+        _check(self.sample_rate >= 1000, f"model.sample_rate must be >= 1000, got {self.sample_rate}")
+        _check(len(self.levels) >= 1, "model.levels must hold at least one level")
+        _check(self.speaker_dim >= 0, "model.speaker_dim must be >= 0 (0 = no speaker conditioning)")
+        n = len(self.levels)
+        _check(-n <= self.conversion_level < n, f"model.conversion_level must index one of {n} levels")
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    def frame_rate(self, level: int) -> float:
+        """Code frames per second at ``level``."""
+        return self.sample_rate / self.levels[level].hop
+
+    def bitrate(self, level: int) -> float:
+        """Nominal bitrate in bits/s: frame rate * log2(K)."""
+        return self.frame_rate(level) * self.levels[level].bits_per_code
+
+
+@dataclass
+class DataConfig:
+    kind: Literal["vctk", "librispeech", "ljspeech", "folder", "tsv"] = "folder"
+    root: str | None = None
+    mic: Literal["mic1", "mic2"] = "mic1"
+    segment_seconds: float = 1.0
+    batch_size: int = 16
+    valid_per_speaker: int = 2
+    valid_max_seconds: float = 4.0
+    num_workers: int = 2
+    preload: bool = False
+
+    def __post_init__(self) -> None:
+        kinds = ("vctk", "librispeech", "ljspeech", "folder", "tsv")
+        _check(self.kind in kinds, f"data.kind must be one of {', '.join(kinds)}, got {self.kind!r}")
+        _check(self.mic in ("mic1", "mic2"), f"data.mic must be mic1 or mic2, got {self.mic!r}")
+        _check(self.segment_seconds > 0, "data.segment_seconds must be > 0")
+        _check(self.batch_size >= 1, "data.batch_size must be >= 1")
+        _check(self.valid_per_speaker >= 0, "data.valid_per_speaker must be >= 0")
+        _check(self.valid_max_seconds > 0, "data.valid_max_seconds must be > 0")
+        _check(self.num_workers >= 0, "data.num_workers must be >= 0")
+
+
+@dataclass
+class LossConfig:
+    l1_weight: float = 1.0
+    mel_weight: float = 1.0
+    stft_weight: float = 1.0
+    fft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
+
+    def __post_init__(self) -> None:
+        _check(min(self.l1_weight, self.mel_weight, self.stft_weight) >= 0, "loss weights must be >= 0")
+        _check(len(self.fft_sizes) >= 1 and all(n >= 16 for n in self.fft_sizes), "loss.fft_sizes: >= 16")
+
+
+@dataclass
+class AdversarialConfig:
+    """Multi-period (HiFi-GAN) + multi-scale STFT (EnCodec) discriminators with feature matching."""
+
+    enabled: bool = False
+    start_step: int = 0
+    lr: float = 2e-4
+    adv_weight: float = 1.0
+    feature_weight: float = 2.0
+    periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    fft_sizes: list[int] = field(default_factory=lambda: [1024, 512, 256])
+    channels: int = 32
+
+    def __post_init__(self) -> None:
+        _check(self.start_step >= 0, "adversarial.start_step must be >= 0")
+        _check(self.lr > 0, "adversarial.lr must be > 0")
+        _check(self.channels >= 1, "adversarial.channels must be >= 1")
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 100_000
+    lr: float = 3e-4
+    betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
+    weight_decay: float = 0.01
+    warmup_steps: int = 1000
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 1000
+    save_every: int = 1000
+    keep_last: int = 3
+    max_bad_steps: int = 10
+    audio_examples: int = 2
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.max_steps >= 1, "train.max_steps must be >= 1")
+        _check(self.lr > 0, "train.lr must be > 0")
+        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "train.betas: two values in [0,1)")
+        _check(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
+        _check(self.schedule in ("cosine", "constant"), f"train.schedule: cosine|constant, got {self.schedule!r}")
+        _check(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio must be in [0, 1]")
+        _check(self.grad_clip >= 0, "train.grad_clip must be >= 0 (0 = off)")
+        _check(self.amp in ("auto", "bf16", "off"), f"train.amp must be auto|bf16|off, got {self.amp!r}")
+        for name in ("log_every", "eval_every", "save_every", "keep_last", "max_bad_steps"):
+            _check(getattr(self, name) >= 1, f"train.{name} must be >= 1")
+        _check(self.audio_examples >= 0 and self.threads >= 0, "train.audio_examples/threads must be >= 0")
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------- dict <-> dataclass
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (recursively building dataclasses)."""
+    origin = get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{path}: bad value {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            choices = ", ".join(repr(a) for a in get_args(tp))
+            raise ConfigError(f"{path}: must be one of {choices}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (item_tp,) = get_args(tp)
+        return [_coerce(v, item_tp, f"{path}.{i}") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return _build(tp, value, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{path}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _build(cls: type, data: dict[str, Any], path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        where = f"{path}.{unknown[0]}" if path else str(unknown[0])
+        raise ConfigError(f"unknown config key '{where}' (valid keys here: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        msg = str(err)
+        if path and not msg.startswith(path.rsplit(".", 1)[-1] + "."):
+            msg = f"{path}: {msg}"
+        raise ConfigError(msg) from None
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build a validated :class:`RunConfig` from a (partial) nested mapping."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
+    return typing.cast(RunConfig, _build(RunConfig, data, ""))
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The fully resolved config as plain JSON/YAML-able data."""
+    return dataclasses.asdict(cfg)
+
+
+# --------------------------------------------------------------------------- YAML recipes
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: circular 'base:' chain")
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f":{line + 1}" if line is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a YAML mapping")
+    base = data.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: 'base' must be a path")
+        data = _merge(_read_recipe(path.parent / base, (*seen, path)), data)
+    return data
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node: Any = data
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
+                raise ConfigError(f"--set {dotted}: '{key}' is not an index of a list of {len(node)}")
+            if last:
+                node[int(key)] = value
+            else:
+                node = node[int(key)]
+        else:
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+                if not isinstance(node, (dict, list)):
+                    raise ConfigError(f"--set {dotted}: '{key}' is not a mapping")
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a nested mapping."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key.path=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set expects key.path=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        # lists of levels are overridden per item, so expand the defaults first
+        if key.startswith("model.levels.") and "levels" not in out.get("model", {}):
+            out.setdefault("model", {})["levels"] = config_to_dict(ModelConfig())["levels"]
+        _set_path(out, key, value)
+    return out
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults <- recipe (with its ``base:`` chain) <- ``overrides``; validated."""
+    data = _read_recipe(Path(recipe)) if recipe is not None else {}
+    return config_from_dict(apply_overrides(data, overrides or []))

@@ -1,0 +1,47 @@
+"""Corpora on disk, train/validation splits, and reproducible training segments."""
+
+from __future__ import annotations
+
+from vqaudio.data.corpora import (
+    CORPUS_KINDS,
+    SpeakerInfo,
+    Utterance,
+    read_vctk_speaker_info,
+    scan_corpus,
+    scan_folder,
+    scan_librispeech,
+    scan_ljspeech,
+    scan_manifest,
+    scan_vctk,
+    speaker_list,
+    split_utterances,
+)
+from vqaudio.data.dataset import (
+    SegmentDataset,
+    StepBatchSampler,
+    collate,
+    crop_or_pad,
+    load_full,
+    validate_corpus,
+)
+
+__all__ = [
+    "CORPUS_KINDS",
+    "SegmentDataset",
+    "SpeakerInfo",
+    "StepBatchSampler",
+    "Utterance",
+    "collate",
+    "crop_or_pad",
+    "load_full",
+    "read_vctk_speaker_info",
+    "scan_corpus",
+    "scan_folder",
+    "scan_librispeech",
+    "scan_ljspeech",
+    "scan_manifest",
+    "scan_vctk",
+    "speaker_list",
+    "split_utterances",
+    "validate_corpus",
+]

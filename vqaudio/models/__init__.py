@@ -1,0 +1,9 @@
+"""Model building blocks and the hierarchical VQ-VAE."""
+
+from vqaudio.models.blocks import Downsample, GatedResBlock, ResidualStack, Upsample
+from vqaudio.models.decoder import Decoder
+from vqaudio.models.encoder import Encoder
+from vqaudio.models.vqvae import VQVAE, Codes, LevelModel, VQVAEOutput, as_batch, build_model
+
+__all__ = ["Codes", "Decoder", "Downsample", "Encoder", "GatedResBlock", "LevelModel", "ResidualStack",
+           "Upsample", "VQVAE", "VQVAEOutput", "as_batch", "build_model"]

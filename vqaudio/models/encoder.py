@@ -1,0 +1,38 @@
+"""Per-level encoder: strided downsampling with dilated gated residual stacks (WaveNet/Jukebox)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from vqaudio.models.blocks import Downsample, ResidualStack
+
+__all__ = ["Encoder", "channel_plan"]
+
+
+def channel_plan(num_strides: int, channels: int, max_channels: int) -> list[int]:
+    """Channels at each time resolution: doubling after every stride, capped (narrow at high rates)."""
+    return [min(channels * 2**i, max_channels) for i in range(num_strides + 1)]
+
+
+class Encoder(nn.Module):
+    """Waveform ``[B, 1, n*hop]`` -> latents ``[B, code_dim, n]`` with ``hop = prod(strides)``.
+
+    Jukebox (Dhariwal et al., 2020) uses one such encoder per level; the residual stacks use
+    WaveNet's gated activations with non-causal dilations.
+    """
+
+    def __init__(self, strides: list[int], code_dim: int, channels: int, max_channels: int,
+                 blocks_per_scale: int, bottleneck_blocks: int, dilations: list[int], kernel_size: int) -> None:
+        super().__init__()
+        chans = channel_plan(len(strides), channels, max_channels)
+        self.inp = nn.Conv1d(1, chans[0], 7, padding=3)
+        layers: list[nn.Module] = []
+        for i, stride in enumerate(strides):
+            layers.append(ResidualStack(chans[i], blocks_per_scale, dilations, kernel_size))
+            layers.append(Downsample(chans[i], chans[i + 1], stride))
+        self.down = nn.Sequential(*layers)
+        self.bottleneck = ResidualStack(chans[-1], bottleneck_blocks, dilations, kernel_size)
+        self.proj = nn.Conv1d(chans[-1], code_dim, 1)
+
+    def forward(self, wav: Tensor) -> Tensor:
+        return self.proj(self.bottleneck(self.down(self.inp(wav))))

@@ -1,0 +1,213 @@
+"""The hierarchical VQ-VAE: one encoder / quantiser / decoder per level (Jukebox-like).
+
+Each level's codes decode to audio on their own (Dhariwal et al., 2020, "Jukebox", sec. 3), so a
+user picks a bitrate by picking a level; the decoders are conditioned on a speaker embedding so the
+codes of one voice can be rendered in another (van den Oord et al., 2017, sec. 4.3).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig
+from vqaudio.errors import UserError
+from vqaudio.models.decoder import Decoder
+from vqaudio.models.encoder import Encoder
+from vqaudio.quantize import QuantizerOutput, VectorQuantizer
+
+__all__ = ["Codes", "LevelModel", "VQVAE", "VQVAEOutput", "build_model", "as_batch"]
+
+
+class Codes(Tensor):
+    """A ``LongTensor`` ``[B, frames]`` of codes that remembers the audio length it came from.
+
+    ``codes.num_samples`` and ``codes.level`` let :meth:`VQVAE.decode` return exactly as many
+    samples as were encoded; results of tensor operations are plain tensors again.
+    """
+
+    num_samples: int | None
+    level: int | None
+
+    @staticmethod
+    def wrap(t: Tensor, num_samples: int, level: int) -> Codes:
+        out = t.as_subclass(Codes)
+        out.num_samples = num_samples
+        out.level = level
+        return out
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        result = super().__torch_function__(func, types, args, kwargs or {})
+        return _unwrap(result)
+
+
+def _unwrap(x: object) -> object:
+    if isinstance(x, Codes):
+        return x.as_subclass(Tensor)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_unwrap(v) for v in x)
+    return x
+
+
+def as_batch(wav: Tensor) -> Tensor:
+    """Accept ``[T]``, ``[B, T]`` or ``[B, 1, T]`` audio and return ``[B, 1, T]`` float."""
+    if not torch.is_tensor(wav):
+        wav = torch.as_tensor(wav)
+    if wav.dim() == 1:
+        wav = wav[None, None]
+    elif wav.dim() == 2:
+        wav = wav[:, None]
+    elif wav.dim() != 3 or wav.shape[1] != 1:
+        raise ValueError(f"expected audio shaped [T], [B, T] or [B, 1, T], got {tuple(wav.shape)}")
+    if wav.shape[-1] < 1:
+        raise ValueError("audio must hold at least one sample")
+    return wav if wav.is_floating_point() else wav.float()
+
+
+class LevelModel(nn.Module):
+    """Encoder, quantiser and decoder of one level."""
+
+    def __init__(self, level: LevelConfig, quantizer: QuantizerConfig, cond_dim: int) -> None:
+        super().__init__()
+        self.hop = level.hop
+        common = dict(strides=level.strides, code_dim=level.code_dim, channels=level.channels,
+                      max_channels=level.max_channels, blocks_per_scale=level.blocks_per_scale,
+                      bottleneck_blocks=level.bottleneck_blocks, dilations=level.dilations,
+                      kernel_size=level.kernel_size)
+        self.encoder = Encoder(**common)  # type: ignore[arg-type]
+        self.quantizer = VectorQuantizer(
+            level.codebook_size, level.code_dim, mode=quantizer.mode, decay=quantizer.decay,
+            commitment=quantizer.commitment, codebook_weight=quantizer.codebook_weight,
+            normalize=quantizer.normalize, init=quantizer.init, kmeans_iters=quantizer.kmeans_iters,
+            restart_threshold=quantizer.restart_threshold, restart_every=quantizer.restart_every,
+            entropy_weight=quantizer.entropy_weight, entropy_temperature=quantizer.entropy_temperature,
+            usage_window=quantizer.usage_window)
+        self.decoder = Decoder(**common, cond_dim=cond_dim)  # type: ignore[arg-type]
+
+    def pad(self, wav: Tensor) -> Tensor:
+        """Right-pad ``[B, 1, T]`` with zeros to a whole number of frames."""
+        extra = (-wav.shape[-1]) % self.hop
+        return F.pad(wav, (0, extra)) if extra else wav
+
+
+@dataclass
+class VQVAEOutput:
+    """Training forward pass: one reconstruction ``[B, 1, T]`` and quantiser output per level."""
+
+    recon: list[Tensor]
+    quantizer: list[QuantizerOutput]
+
+
+class VQVAE(nn.Module):
+    """Hierarchical VQ-VAE with a speaker-conditioned decoder per level.
+
+    Attributes: ``sample_rate``, ``num_levels``, ``speakers`` (names in index order), ``config``.
+    """
+
+    def __init__(self, config: ModelConfig, speakers: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.config = config
+        self.speakers: list[str] = list(speakers)
+        cond_dim = config.speaker_dim
+        self.speaker_embedding = (
+            nn.Embedding(max(1, len(self.speakers)), cond_dim) if cond_dim > 0 else None
+        )
+        self.levels = nn.ModuleList(LevelModel(lv, config.quantizer, cond_dim) for lv in config.levels)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def hops(self) -> list[int]:
+        return [lv.hop for lv in self.config.levels]
+
+    def _level(self, level: int) -> LevelModel:
+        if not -self.num_levels <= level < self.num_levels:
+            raise UserError(f"level {level} does not exist: this model has levels 0..{self.num_levels - 1}")
+        return self.levels[level]  # type: ignore[return-value]
+
+    def speaker_index(self, speaker: str | int) -> int:
+        """Index of a speaker name (or a checked index); unknown names list close matches."""
+        if isinstance(speaker, str) and not speaker.lstrip("-").isdigit():
+            if speaker in self.speakers:
+                return self.speakers.index(speaker)
+            close = difflib.get_close_matches(speaker, self.speakers, n=5, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(f"unknown speaker '{speaker}' ({len(self.speakers)} known){hint}")
+        index = int(speaker)
+        if not 0 <= index < max(1, len(self.speakers)):
+            raise UserError(f"speaker index {index} out of range 0..{max(1, len(self.speakers)) - 1}")
+        return index
+
+    def speaker_vector(self, speaker: Tensor | str | int | None, batch: int, device: torch.device) -> Tensor | None:
+        """``[B, speaker_dim]`` conditioning (None for unconditioned models); ``None`` = speaker 0."""
+        if self.speaker_embedding is None:
+            return None
+        if speaker is None:
+            speaker = 0
+        if torch.is_tensor(speaker):
+            idx = speaker.to(device=device, dtype=torch.long).reshape(-1)
+            if idx.numel() == 1:
+                idx = idx.expand(batch)
+        else:
+            idx = torch.full((batch,), self.speaker_index(speaker), dtype=torch.long, device=device)
+        return self.speaker_embedding(idx)
+
+    def forward(self, wav: Tensor, speaker: Tensor | None = None) -> VQVAEOutput:
+        """Training pass over every level: ``wav`` ``[B, 1, T]``, ``speaker`` ``[B]`` indices."""
+        wav = as_batch(wav)
+        t = wav.shape[-1]
+        cond = self.speaker_vector(speaker, wav.shape[0], wav.device)
+        recon, qouts = [], []
+        for level in self.levels:
+            q = level.quantizer(level.encoder(level.pad(wav)))
+            recon.append(level.decoder(q.quantized, cond)[..., :t])
+            qouts.append(q)
+        return VQVAEOutput(recon, qouts)
+
+    @torch.no_grad()
+    def encode(self, wav: Tensor, level: int = 0) -> Codes:
+        """Audio ``[T]``, ``[B, T]`` or ``[B, 1, T]`` at ``sample_rate`` -> :class:`Codes` ``[B, ceil(T/hop)]``."""
+        wav = as_batch(wav).to(next(self.parameters()).device)
+        lv = self._level(level)
+        codes = lv.quantizer.lookup_codes(lv.encoder(lv.pad(wav)))
+        return Codes.wrap(codes, wav.shape[-1], level % self.num_levels)
+
+    @torch.no_grad()
+    def decode(self, codes: Tensor, level: int = 0, speaker: Tensor | str | int | None = None,
+               length: int | None = None) -> Tensor:
+        """Codes ``[B, frames]`` (or ``[frames]``) -> audio ``[B, 1, T]``.
+
+        ``T`` is ``length`` if given, else the encoded length remembered by :class:`Codes`, else
+        ``frames * hop``.
+        """
+        lv = self._level(level)
+        if length is None:
+            length = getattr(codes, "num_samples", None)
+        codes = codes.as_subclass(Tensor) if isinstance(codes, Codes) else torch.as_tensor(codes)
+        if codes.dim() == 1:
+            codes = codes[None]
+        k = lv.quantizer.codebook_size
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= k):
+            raise UserError(f"codes out of range for level {level} (codebook size {k})")
+        device = next(self.parameters()).device
+        codes = codes.to(device=device, dtype=torch.long)
+        cond = self.speaker_vector(speaker, codes.shape[0], device)
+        wav = lv.decoder(lv.quantizer.dequantize(codes), cond)
+        return wav[..., :length] if length is not None else wav
+
+
+def build_model(config: ModelConfig, speakers: Sequence[str] = ()) -> VQVAE:
+    """The one place a config turns into modules."""
+    return VQVAE(config, speakers)

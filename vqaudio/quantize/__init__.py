@@ -1,0 +1,5 @@
+"""Vector quantisation."""
+
+from vqaudio.quantize.vq import QuantizerOutput, VectorQuantizer, kmeans
+
+__all__ = ["QuantizerOutput", "VectorQuantizer", "kmeans"]

@@ -1,0 +1,246 @@
+"""Vector quantiser with EMA or loss-learned codebook, data init and dead-code restarts.
+
+- Nearest neighbour in squared Euclidean distance and the straight-through estimator (VQ-VAE,
+  van den Oord et al., 2017, "Neural Discrete Representation Learning").
+- EMA codebook updates (ibid., appendix A.1; Razavi et al., 2019, VQ-VAE-2).
+- L2-normalised codes (Yu et al., 2022, "Vector-quantized Image Modeling with Improved VQGAN"):
+  distances become cosine distances, which keeps codebook usage high.
+- Data-based initialisation by k-means on the first batch, and restarts of dead codes from current
+  encoder outputs (Jukebox, Dhariwal et al., 2020; Zeghidour et al., 2021, SoundStream).
+
+Under ``torch.distributed`` the EMA statistics are all-reduced and initialisation / restart vectors
+are broadcast from rank 0, so the codebooks stay identical on every rank.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["QuantizerOutput", "VectorQuantizer", "kmeans"]
+
+
+@dataclass
+class QuantizerOutput:
+    """What one quantiser call returns.
+
+    ``quantized`` ``[B, D, T]`` (straight-through), ``codes`` ``[B, T]``, ``loss`` (commitment +
+    codebook + entropy terms, already weighted), and detached statistics of this batch.
+    """
+
+    quantized: Tensor
+    codes: Tensor
+    loss: Tensor
+    commitment: Tensor
+    perplexity: Tensor
+    usage: Tensor
+    restarts: int
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce(t: Tensor) -> Tensor:
+    if _distributed():
+        dist.all_reduce(t)
+    return t
+
+
+def _broadcast(t: Tensor) -> Tensor:
+    if _distributed():
+        dist.broadcast(t, src=0)
+    return t
+
+
+def kmeans(x: Tensor, k: int, iters: int, spherical: bool, generator: torch.Generator | None = None) -> Tensor:
+    """Lloyd's k-means on ``x`` ``[N, D]`` -> centroids ``[k, D]`` (vectorised, no loop per point).
+
+    Starts from ``k`` random samples (with a little noise when ``N < k``); empty clusters keep
+    their previous centroid.  ``spherical`` keeps centroids on the unit sphere.
+    """
+    n = x.shape[0]
+    idx = torch.randint(n, (k,), generator=generator, device="cpu").to(x.device)
+    c = x[idx].clone()
+    if n < k:
+        c = c + 0.01 * torch.randn(c.shape, generator=generator, device="cpu").to(x.device)
+    if spherical:
+        c = F.normalize(c, dim=1)
+    for _ in range(iters):
+        assign = torch.cdist(x, c).argmin(dim=1)
+        sums = torch.zeros_like(c).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        nonempty = counts > 0
+        c[nonempty] = sums[nonempty] / counts[nonempty, None]
+        if spherical:
+            c = F.normalize(c, dim=1)
+    return c
+
+
+class VectorQuantizer(nn.Module):
+    """Quantise ``z`` ``[B, D, T]`` against a codebook of ``codebook_size`` vectors of size ``D``.
+
+    Args mirror :class:`vqaudio.config.QuantizerConfig`.  ``restart_threshold`` is relative: a code
+    is dead when its EMA usage per step falls below ``restart_threshold`` times the uniform share
+    ``frames_per_step / K``, so one setting works for every level and batch size.
+    """
+
+    codebook: Tensor
+    ema_count: Tensor
+    ema_sum: Tensor
+    last_used: Tensor
+    steps: Tensor
+    initialized: Tensor
+    total_restarts: Tensor
+
+    def __init__(self, codebook_size: int, dim: int, *, mode: str = "ema", decay: float = 0.99,
+                 commitment: float = 0.25, codebook_weight: float = 1.0, normalize: bool = True,
+                 init: str = "kmeans", kmeans_iters: int = 10, restart_threshold: float = 0.5,
+                 restart_every: int = 10, entropy_weight: float = 0.0, entropy_temperature: float = 0.1,
+                 usage_window: int = 100) -> None:
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.dim = dim
+        self.mode = mode
+        self.decay = decay
+        self.commitment = commitment
+        self.codebook_weight = codebook_weight
+        self.normalize = normalize
+        self.init = init
+        self.kmeans_iters = kmeans_iters
+        self.restart_threshold = restart_threshold
+        self.restart_every = restart_every
+        self.entropy_weight = entropy_weight
+        self.entropy_temperature = entropy_temperature
+        self.usage_window = usage_window
+        embed = F.normalize(torch.randn(codebook_size, dim), dim=1)
+        if mode == "loss":
+            self.codebook = nn.Parameter(embed)
+        else:
+            self.register_buffer("codebook", embed)
+        self.register_buffer("ema_count", torch.zeros(codebook_size))
+        self.register_buffer("ema_sum", torch.zeros(codebook_size, dim))
+        self.register_buffer("last_used", torch.full((codebook_size,), -(10**9), dtype=torch.long))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("total_restarts", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------ lookup
+
+    def embeddings(self) -> Tensor:
+        """The codebook as used for lookup ``[K, D]`` (unit-norm when ``normalize``)."""
+        return F.normalize(self.codebook, dim=1) if self.normalize else self.codebook
+
+    def _prepare(self, z: Tensor) -> Tensor:
+        """``[B, D, T]`` -> flat float32 latents ``[B*T, D]``."""
+        flat = z.float().transpose(1, 2).reshape(-1, self.dim)
+        return F.normalize(flat, dim=1) if self.normalize else flat
+
+    def _distances(self, flat: Tensor, embed: Tensor) -> Tensor:
+        """Squared Euclidean distances ``[N, K]``."""
+        return flat.pow(2).sum(1, keepdim=True) - 2 * flat @ embed.t() + embed.pow(2).sum(1)[None]
+
+    @torch.no_grad()
+    def lookup_codes(self, z: Tensor) -> Tensor:
+        """Nearest codes ``[B, T]`` for latents ``[B, D, T]``; never updates anything."""
+        flat = self._prepare(z)
+        return self._distances(flat, self.embeddings()).argmin(1).view(z.shape[0], z.shape[2])
+
+    def dequantize(self, codes: Tensor) -> Tensor:
+        """Codes ``[B, T]`` -> vectors ``[B, D, T]``."""
+        return F.embedding(codes, self.embeddings()).transpose(1, 2)
+
+    # ------------------------------------------------------------------ training-time updates
+
+    def _uniform_share(self, frames: float) -> float:
+        return max(frames / self.codebook_size, 1e-3)
+
+    @torch.no_grad()
+    def _initialise(self, flat: Tensor) -> None:
+        k = self.codebook_size
+        x = flat[torch.randperm(flat.shape[0], device=flat.device)[: max(20 * k, k)]]
+        if self.init == "kmeans" and self.kmeans_iters > 0:
+            c = kmeans(x, k, self.kmeans_iters, spherical=self.normalize)
+        else:
+            c = kmeans(x, k, 0, spherical=self.normalize)
+        c = _broadcast(c.contiguous())
+        self.codebook.data.copy_(c)
+        share = self._uniform_share(_all_reduce(torch.tensor(float(flat.shape[0]), device=flat.device)).item())
+        self.ema_count.fill_(share)
+        self.ema_sum.copy_(c * share)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def _update(self, flat: Tensor, codes: Tensor) -> int:
+        """EMA update (EMA mode), usage bookkeeping and dead-code restarts; returns #restarts."""
+        k = self.codebook_size
+        counts = torch.bincount(codes, minlength=k).float()
+        sums = torch.zeros(k, self.dim, device=flat.device).index_add_(0, codes, flat)
+        if _distributed():
+            packed = _all_reduce(torch.cat([counts[:, None], sums], dim=1))
+            counts, sums = packed[:, 0], packed[:, 1:]
+        self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        if self.mode == "ema":
+            self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+            n = self.ema_count.sum()
+            smoothed = (self.ema_count + 1e-5) / (n + k * 1e-5) * n
+            self.codebook.data.copy_(self.ema_sum / smoothed[:, None])
+        self.last_used[counts > 0] = self.steps
+        self.steps += 1
+        if self.restart_threshold <= 0 or int(self.steps) % self.restart_every != 0:
+            return 0
+        share = self._uniform_share(float(counts.sum()))
+        dead = self.ema_count < self.restart_threshold * share
+        num_dead = int(dead.sum())
+        if num_dead == 0:
+            return 0
+        pick = torch.randint(flat.shape[0], (k,), device=flat.device)
+        fresh = flat[pick] + (0.01 / math.sqrt(self.dim)) * torch.randn(k, self.dim, device=flat.device)
+        if self.normalize:
+            fresh = F.normalize(fresh, dim=1)
+        fresh = _broadcast(fresh.contiguous())
+        self.codebook.data[dead] = fresh[dead]
+        self.ema_count[dead] = share
+        self.ema_sum[dead] = fresh[dead] * share
+        self.total_restarts += num_dead
+        return num_dead
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        """Quantise ``z`` ``[B, D, T]``; in training mode also initialise / update the codebook."""
+        b, d, t = z.shape
+        flat = self._prepare(z)
+        if self.training and not bool(self.initialized):
+            self._initialise(flat.detach())
+        embed = self.embeddings()
+        dist_ = self._distances(flat, embed)
+        codes = dist_.argmin(1)
+        q = F.embedding(codes, embed)
+        commitment = F.mse_loss(flat, q.detach())
+        loss = self.commitment * commitment
+        if self.mode == "loss":
+            loss = loss + self.codebook_weight * F.mse_loss(q, flat.detach())
+        if self.entropy_weight > 0:
+            probs = F.softmax(-dist_ / self.entropy_temperature, dim=1)
+            per_sample = -(probs * torch.log(probs + 1e-8)).sum(1).mean()
+            avg = probs.mean(0)
+            codebook_entropy = -(avg * torch.log(avg + 1e-8)).sum()
+            loss = loss + self.entropy_weight * (per_sample - codebook_entropy)
+        restarts = 0
+        if self.training:
+            restarts = self._update(flat.detach(), codes)
+        with torch.no_grad():
+            hist = torch.bincount(codes, minlength=self.codebook_size).float()
+            hist = _all_reduce(hist) if self.training else hist
+            p = hist / hist.sum().clamp_min(1)
+            perplexity = torch.exp(-(p * torch.log(p + 1e-10)).sum())
+            usage = ((self.steps - self.last_used) <= self.usage_window).float().mean()
+        q_st = flat + (q - flat).detach()
+        quantized = q_st.view(b, t, d).transpose(1, 2).to(z.dtype)
+        return QuantizerOutput(quantized, codes.view(b, t), loss, commitment.detach(), perplexity, usage, restarts)

@@ -1,0 +1,124 @@
+"""The run directory: resolved config, step checkpoints with training state, best and latest.
+
+Layout::
+
+    RUN/config.yaml                          fully resolved config (what ``--resume`` checks against)
+    RUN/checkpoints/step_00001000.safetensors   model (see :mod:`vqaudio.checkpoint`)
+    RUN/checkpoints/step_00001000.state.pt      optimizer, step, RNG... (``torch.load(weights_only=True)``)
+    RUN/best.safetensors                     best model on the validation mel loss
+    RUN/latest.txt                           relative path of the newest step checkpoint
+    RUN/tb/                                  TensorBoard events
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from vqaudio.audio import atomic_write
+from vqaudio.checkpoint import save_checkpoint
+from vqaudio.config import RunConfig, config_to_dict
+from vqaudio.errors import CheckpointError, ConfigError
+from vqaudio.models import VQVAE
+
+__all__ = ["RunDir", "RESUMABLE_KEYS"]
+
+_STEP_RE = re.compile(r"step_(\d{8})\.safetensors$")
+
+# Keys that may change between a run and its resumption; anything else must match.
+RESUMABLE_KEYS = {
+    "train.max_steps", "train.log_every", "train.eval_every", "train.save_every", "train.keep_last",
+    "train.device", "train.threads", "train.audio_examples", "data.num_workers", "data.root",
+}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class RunDir:
+    """Reads and writes one training run's directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.ckpt_dir = self.root / "checkpoints"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def best_path(self) -> Path:
+        return self.root / "best.safetensors"
+
+    def create(self, config: RunConfig) -> None:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.config_path) as tmp:
+            tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
+
+    def check_resumable(self, config: RunConfig) -> None:
+        """Refuse to resume with a config that differs beyond :data:`RESUMABLE_KEYS`."""
+        if not self.config_path.is_file():
+            raise CheckpointError(f"{self.root}: nothing to resume (no config.yaml)")
+        old = _flatten(yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {})
+        new = _flatten(config_to_dict(config))
+        diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_KEYS)
+        if diff:
+            shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
+            raise ConfigError(f"cannot resume {self.root}: the config changed ({shown})")
+
+    def steps(self) -> list[int]:
+        if not self.ckpt_dir.is_dir():
+            return []
+        found = (_STEP_RE.search(p.name) for p in self.ckpt_dir.iterdir())
+        return sorted(int(m.group(1)) for m in found if m and (self.ckpt_dir / self._state_name(int(m.group(1)))).is_file())
+
+    def _model_name(self, step: int) -> str:
+        return f"step_{step:08d}.safetensors"
+
+    def _state_name(self, step: int) -> str:
+        return f"step_{step:08d}.state.pt"
+
+    def save(self, step: int, model: VQVAE, config: RunConfig, state: dict[str, Any], keep_last: int,
+             extra: dict[str, Any] | None = None) -> Path:
+        """Write model + state for ``step`` atomically, point ``latest.txt`` at it, prune old ones."""
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        model_path = self.ckpt_dir / self._model_name(step)
+        save_checkpoint(model_path, model, config, step, extra)
+        with atomic_write(self.ckpt_dir / self._state_name(step)) as tmp:
+            torch.save(state, tmp)
+        with atomic_write(self.root / "latest.txt") as tmp:
+            tmp.write_text(f"checkpoints/{model_path.name}\n", encoding="utf-8")
+        for old in self.steps()[:-keep_last]:
+            (self.ckpt_dir / self._model_name(old)).unlink(missing_ok=True)
+            (self.ckpt_dir / self._state_name(old)).unlink(missing_ok=True)
+        return model_path
+
+    def save_best(self, model: VQVAE, config: RunConfig, step: int, extra: dict[str, Any]) -> None:
+        save_checkpoint(self.best_path, model, config, step, extra)
+
+    def latest(self) -> tuple[Path, Path] | None:
+        """(model, state) paths of the newest complete step checkpoint."""
+        steps = self.steps()
+        if not steps:
+            return None
+        s = steps[-1]
+        return self.ckpt_dir / self._model_name(s), self.ckpt_dir / self._state_name(s)
+
+    @staticmethod
+    def load_state(path: Path, device: torch.device) -> dict[str, Any]:
+        try:
+            return torch.load(path, map_location=device, weights_only=True)  # type: ignore[no-any-return]
+        except Exception as err:  # noqa: BLE001 - any failure here means an unusable file
+            raise CheckpointError(f"{path}: unreadable training state ({err})") from None

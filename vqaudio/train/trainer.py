@@ -1,0 +1,401 @@
+"""The training loop behind ``vqaudio train``: one code path for CPU, one GPU and torchrun/DDP.
+
+Exact resume: the batch of step ``s`` is a pure function of (seed, s) (see
+:class:`vqaudio.data.StepBatchSampler`), and the model, optimiser and torch RNG states are saved
+with every checkpoint, so a run stopped at step ``k`` and resumed produces the same numbers as an
+uninterrupted one (on CPU; CUDA kernels are not bitwise deterministic).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from vqaudio.config import RunConfig
+from vqaudio.data import (
+    SegmentDataset,
+    StepBatchSampler,
+    collate,
+    load_full,
+    scan_corpus,
+    speaker_list,
+    split_utterances,
+    validate_corpus,
+)
+from vqaudio.errors import CheckpointError, ConfigError, UserError
+from vqaudio.models import VQVAE, build_model
+from vqaudio.train.discriminators import CombinedDiscriminator
+from vqaudio.train.distributed import DistInfo, all_reduce_flag, cleanup_distributed, init_distributed
+from vqaudio.train.losses import (
+    MultiResolutionMelLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adv_loss,
+    mel_distance,
+)
+from vqaudio.train.monitor import Monitor
+from vqaudio.train.rundir import RunDir
+
+__all__ = ["TrainResult", "TrainingError", "train", "lr_at"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. too many non-finite steps in a row)."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    run_dir: Path
+    checkpoint: Path | None
+    best_metric: float | None
+    interrupted: bool
+    skipped_steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def lr_at(step: int, cfg: RunConfig) -> float:
+    """Linear warm-up then cosine decay to ``min_lr_ratio * lr`` (or constant)."""
+    t = cfg.train
+    if t.warmup_steps and step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    if t.schedule == "constant":
+        return t.lr
+    span = max(1, t.max_steps - t.warmup_steps)
+    progress = min(1.0, (step - t.warmup_steps) / span)
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop finishes its step, saves and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.stop:  # a second signal: give up immediately
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        self.stop = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _unwrap(model: nn.Module) -> Any:
+    return model.module if isinstance(model, DDP) else model
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+class _Data:
+    """Corpus scan, split, training loader and validation utterances."""
+
+    def __init__(self, cfg: RunConfig, info: DistInfo, log: Monitor, start_step: int) -> None:
+        d = cfg.data
+        if d.root is None:
+            raise ConfigError("data.root is not set: give the corpus folder with --set data.root=PATH")
+        utts = scan_corpus(d.kind, d.root, mic=d.mic)
+        good, problems = validate_corpus(utts)
+        for msg in problems[:20]:
+            log.print(f"[yellow]skipping unusable audio:[/] {msg}")
+        if len(problems) > 20:
+            log.print(f"[yellow]... and {len(problems) - 20} more unusable files[/]")
+        if not good:
+            raise UserError(f"{d.root}: no usable audio files")
+        self.speakers = speaker_list(good)
+        train_utts, self.valid = split_utterances(good, d.valid_per_speaker, cfg.train.seed)
+        sr = cfg.model.sample_rate
+        seg = max(1, round(d.segment_seconds * sr))
+        self.dataset = SegmentDataset(train_utts, self.speakers, sr, seg, preload=d.preload)
+        self.sampler = StepBatchSampler(len(self.dataset), d.batch_size, cfg.train.seed, start_step,
+                                        info.rank, info.world_size)
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=self.sampler, num_workers=d.num_workers, collate_fn=collate,
+            persistent_workers=d.num_workers > 0, prefetch_factor=4 if d.num_workers > 0 else None)
+        self.valid_max = max(1, round(d.valid_max_seconds * sr))
+        self.sample_rate = sr
+        self.num_train = len(train_utts)
+
+    def valid_items(self) -> Iterator[tuple[Tensor, int]]:
+        for utt in self.valid:
+            yield load_full(utt, self.sample_rate, self.valid_max), self.speakers.index(utt.speaker)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, out_dir: Path, resume: bool, console: Console | None) -> None:
+        self.cfg = cfg
+        self.info, self.device = init_distributed(cfg.train.device)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.run = RunDir(out_dir)
+        latest = self.run.latest() if resume else None
+        if resume:
+            self.run.check_resumable(cfg)
+            if latest is None:
+                raise CheckpointError(f"{out_dir}: nothing to resume (no complete checkpoint)")
+        elif self.run.steps():
+            raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, or pick another --out")
+        state = RunDir.load_state(latest[1], self.device) if latest else None
+        self.step = int(state["step"]) if state else 0
+        self.log = Monitor(out_dir / "tb", cfg.train.max_steps, self.step, self.info.is_main, console)
+        torch.manual_seed(cfg.train.seed)
+        self.data = _Data(cfg, self.info, self.log, self.step)
+        model = build_model(cfg.model, self.data.speakers).to(self.device)
+        if latest:
+            from vqaudio.checkpoint import read_checkpoint
+
+            weights, meta = read_checkpoint(latest[0])
+            if meta.speakers != self.data.speakers:
+                raise ConfigError(f"cannot resume {out_dir}: the corpus speakers changed")
+            model.load_state_dict(weights, strict=True)
+        self.model: VQVAE = model
+        self.ddp: nn.Module = (
+            DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False) if self.info.enabled else model)
+        t = cfg.train
+        self.opt = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(t.betas[0], t.betas[1]),
+                                     weight_decay=t.weight_decay)
+        self.recon_loss = MultiResolutionMelLoss(cfg.model.sample_rate, cfg.loss.fft_sizes,
+                                                 mel_weight=cfg.loss.mel_weight,
+                                                 stft_weight=cfg.loss.stft_weight).to(self.device)
+        adv = cfg.adversarial
+        self.disc: nn.Module | None = None
+        self.disc_opt: torch.optim.Optimizer | None = None
+        if adv.enabled:
+            disc = CombinedDiscriminator(cfg.model.sample_rate, adv.periods, adv.fft_sizes, adv.channels)
+            disc = disc.to(self.device)
+            self.disc = DDP(disc, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
+                if self.info.enabled else disc
+            self.disc_opt = torch.optim.AdamW(disc.parameters(), lr=adv.lr, betas=(t.betas[0], t.betas[1]))
+        self.best: float | None = None
+        self.skipped = 0
+        self.bad_streak = 0
+        self.loader_iter = iter(self.data.loader)  # created before restoring RNG: see module doc
+        if state:
+            self.opt.load_state_dict(state["optimizer"])
+            if self.disc is not None and "disc" in state:
+                _unwrap(self.disc).load_state_dict(state["disc"])
+                assert self.disc_opt is not None
+                self.disc_opt.load_state_dict(state["disc_optimizer"])
+            self.best = state.get("best")
+            self.skipped = int(state.get("skipped", 0))
+            _set_rng_state(state["rng"], self.device)
+        if self.info.is_main:
+            self.run.create(cfg)
+        use_bf16 = self.device.type == "cuda" and t.amp in ("auto", "bf16")
+        if t.amp == "bf16" and self.device.type != "cuda":
+            self.log.print("[yellow]train.amp=bf16 applies on CUDA only; training in float32 on CPU[/]")
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ one step
+
+    def _adversarial_active(self) -> bool:
+        return self.disc is not None and self.step >= self.cfg.adversarial.start_step
+
+    def _train_step(self, wav: Tensor, spk: Tensor) -> tuple[float, dict[str, float]]:
+        cfg = self.cfg
+        lr = lr_at(self.step, cfg)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        scalars: dict[str, float] = {"train/lr": lr}
+        adv_on = self._adversarial_active()
+        with self.autocast():
+            out = self.ddp(wav, spk)
+        # discriminator update on detached reconstructions
+        if adv_on:
+            assert self.disc is not None and self.disc_opt is not None
+            fakes = torch.cat([r.detach() for r in out.recon], 0)
+            with self.autocast():
+                real_d = self.disc(wav)
+                fake_d = self.disc(fakes)
+                d_loss = discriminator_loss(real_d.logits, fake_d.logits)
+            self.disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            if cfg.train.grad_clip:
+                nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.train.grad_clip)
+            self.disc_opt.step()
+            scalars["adv/d_loss"] = float(d_loss)
+        total = wav.new_zeros(())
+        real_feats: list[list[Tensor]] = []
+        if adv_on:
+            assert self.disc is not None
+            with torch.no_grad(), self.autocast():
+                real_feats = [[f.detach() for f in fs] for fs in self.disc(wav).features]
+        for i, (recon, q) in enumerate(zip(out.recon, out.quantizer, strict=True)):
+            l1 = (recon.float() - wav).abs().mean()
+            spec = self.recon_loss(recon.float(), wav)
+            level_loss = cfg.loss.l1_weight * l1 + spec + q.loss
+            if adv_on:
+                assert self.disc is not None
+                with self.autocast():
+                    fake_d = self.disc(recon)
+                g_adv = generator_adv_loss(fake_d.logits)
+                fm = feature_matching_loss(real_feats, fake_d.features)
+                level_loss = level_loss + cfg.adversarial.adv_weight * g_adv + cfg.adversarial.feature_weight * fm
+                scalars[f"adv/g_loss/{i}"] = float(g_adv)
+                scalars[f"adv/feature/{i}"] = float(fm)
+            total = total + level_loss
+            scalars[f"loss/l1/{i}"] = float(l1)
+            scalars[f"loss/spectral/{i}"] = float(spec)
+            scalars[f"quantizer/{i}/commitment"] = float(q.commitment)
+            scalars[f"quantizer/{i}/perplexity"] = float(q.perplexity)
+            scalars[f"quantizer/{i}/usage"] = float(q.usage)
+            scalars[f"quantizer/{i}/restarts"] = float(q.restarts)
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip or float("inf"))
+        finite = bool(torch.isfinite(total).item() and torch.isfinite(grad_norm).item())
+        finite = all_reduce_flag(finite, self.device, op="min")
+        if finite:
+            self.opt.step()
+            self.bad_streak = 0
+        else:
+            self.opt.zero_grad(set_to_none=True)
+            self.skipped += 1
+            self.bad_streak += 1
+            self.log.print(f"[yellow]step {self.step}: non-finite loss or gradient, step skipped[/]")
+            if self.bad_streak >= cfg.train.max_bad_steps:
+                raise TrainingError(f"{self.bad_streak} non-finite steps in a row at step {self.step}; "
+                                    "lower train.lr or check the data")
+        scalars["loss/total"] = float(total)
+        scalars["train/grad_norm"] = float(grad_norm)
+        scalars["train/skipped_steps"] = float(self.skipped)
+        return float(total), scalars
+
+    # ------------------------------------------------------------------ validation / saving
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        model = self.model
+        model.eval()
+        n = len(self.model.levels)
+        mel = [0.0] * n
+        count = 0
+        examples = self.cfg.train.audio_examples
+        for j, (wav, spk) in enumerate(self.data.valid_items()):
+            x = wav.to(self.device)[None, None]
+            for i in range(n):
+                y = model.decode(model.encode(x, level=i), level=i, speaker=spk)
+                mel[i] += float(mel_distance(y, x, model.sample_rate).mean())
+                if j < examples:
+                    self.log.audio(f"valid_{j}/level_{i}", y, model.sample_rate, self.step)
+            if j < examples and not self.history:
+                self.log.audio(f"valid_{j}/original", x, model.sample_rate, self.step)
+            count += 1
+        model.train()
+        if count == 0:
+            return {}
+        result = {f"valid/mel/{i}": mel[i] / count for i in range(n)}
+        result["valid/mel"] = sum(mel) / (n * count)
+        self.log.codebook_usage([lv.quantizer.ema_count for lv in model.levels], self.step)
+        return result
+
+    def _state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "step": self.step, "optimizer": self.opt.state_dict(), "rng": _rng_state(self.device),
+            "best": self.best, "skipped": self.skipped,
+        }
+        if self.disc is not None and self.disc_opt is not None:
+            state["disc"] = _unwrap(self.disc).state_dict()
+            state["disc_optimizer"] = self.disc_opt.state_dict()
+        return state
+
+    def save(self) -> Path | None:
+        if not self.info.is_main:
+            return None
+        return self.run.save(self.step, self.model, self.cfg, self._state(), self.cfg.train.keep_last,
+                             extra={"best_valid_mel": self.best})
+
+    def evaluate_and_maybe_save_best(self) -> None:
+        if not self.info.is_main:
+            return
+        metrics = self.validate()
+        if not metrics:
+            return
+        self.log.scalars(metrics, self.step)
+        metrics["step"] = float(self.step)
+        self.history.append(metrics)
+        per_level = "  ".join(f"L{i}={metrics[f'valid/mel/{i}']:.3f}" for i in range(len(self.model.levels)))
+        self.log.print(f"step {self.step}: valid mel {metrics['valid/mel']:.4f} ({per_level})")
+        if self.best is None or metrics["valid/mel"] < self.best:
+            self.best = metrics["valid/mel"]
+            self.run.save_best(self.model, self.cfg, self.step, {"valid_mel": self.best})
+
+    # ------------------------------------------------------------------ loop
+
+    def fit(self, stop_after: int | None = None) -> TrainResult:
+        cfg = self.cfg.train
+        interrupted = False
+        last_saved: Path | None = None
+        self.model.train()
+        if self.step == 0:
+            self.evaluate_and_maybe_save_best()
+        with _StopFlag() as flag:
+            while self.step < cfg.max_steps:
+                wav, spk = next(self.loader_iter)
+                wav, spk = wav.to(self.device, non_blocking=True), spk.to(self.device, non_blocking=True)
+                loss, scalars = self._train_step(wav, spk)
+                self.step += 1
+                log = self.step % cfg.log_every == 0 or self.step == cfg.max_steps
+                self.log.step(self.step, loss, scalars, log)
+                if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                    self.evaluate_and_maybe_save_best()
+                stop = all_reduce_flag(flag.stop or (stop_after is not None and self.step >= stop_after),
+                                       self.device)
+                if self.step % cfg.save_every == 0 or self.step == cfg.max_steps or stop:
+                    last_saved = self.save() or last_saved
+                if stop:
+                    interrupted = self.step < cfg.max_steps
+                    if interrupted:
+                        self.log.print(f"stopped at step {self.step}; resume with --resume")
+                    break
+        self.log.close()
+        return TrainResult(self.step, self.run.root, last_saved, self.best, interrupted, self.skipped,
+                           self.history)
+
+
+def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, *, stop_after: int | None = None,
+          console: Console | None = None) -> TrainResult:
+    """Train (or resume) a model into ``out_dir``; ``stop_after`` stops early as a signal would."""
+    t0 = time.perf_counter()
+    try:
+        trainer = Trainer(cfg, Path(out_dir), resume, console)
+        result = trainer.fit(stop_after)
+    finally:
+        cleanup_distributed()
+    result.history.append({"wall_seconds": time.perf_counter() - t0})
+    return result
