@@ -321,3 +321,29 @@ def test_split_depends_on_seed_and_is_pinned() -> None:
 def test_speaker_list() -> None:
     assert speaker_list(fake_utts({"z": 2, "a": 1, "m": 3})) == ["a", "m", "z"]
     assert speaker_list([]) == []
+
+
+def test_manifest_split_column_is_respected_by_split_utterances(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from vqaudio.data import scan_manifest, split_utterances
+
+    rows = []
+    for spk in ("a", "b"):
+        for i, split in enumerate(["train", "train", "valid", "valid", "valid", "test"]):
+            wav = tmp_path / spk / f"{i}.wav"
+            wav.parent.mkdir(exist_ok=True)
+            sf.write(wav, np.zeros(160, dtype=np.float32), 16000)
+            rows.append(f"{spk}/{i}.wav\t{spk}\ttext {i}\t{split}")
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("# path\tspeaker\ttext\tsplit\n" + "\n".join(rows) + "\n")
+    utts = scan_manifest(manifest)
+    assert [u.split for u in utts[:6]] == ["train", "train", "valid", "valid", "valid", "test"]
+    assert utts[0].text == "text 0"
+    train, valid = split_utterances(utts, valid_per_speaker=2)
+    assert {u.split for u in train} == {"train"} and len(train) == 4
+    assert {u.split for u in valid} == {"valid"} and len(valid) == 4
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a/0.wav\ta\ttext\tbogus\n")
+    with pytest.raises(UserError, match="split must be one of"):
+        scan_manifest(bad)

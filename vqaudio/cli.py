@@ -6,7 +6,6 @@ Errors the user caused (:class:`vqaudio.errors.UserError`) become one line on st
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -30,7 +29,8 @@ out_console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Shared options, declared once.
-RecipeArg = Annotated[Path, typer.Argument(help="YAML recipe, e.g. recipes/vctk.yaml (partial override of the defaults).")]
+RecipeArg = Annotated[
+    Path, typer.Argument(help="YAML recipe, e.g. recipes/vctk.yaml (partial override of the defaults).")]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", metavar="KEY.PATH=VALUE",
@@ -69,7 +69,8 @@ def _print_config(cfg: Any, console: Console) -> None:
     from vqaudio.config import config_to_dict
 
     console.print("[bold]resolved config[/]")
-    console.print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip(), highlight=False, markup=False)
+    console.print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip(), highlight=False,
+                  markup=False)
     console.print(_bitrate_table(cfg))
 
 
@@ -77,9 +78,11 @@ def _print_config(cfg: Any, console: Console) -> None:
 @user_errors
 def train(
     recipe: RecipeArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoints, TensorBoard, config).")],
+    out: Annotated[Path, typer.Option("--out", "-o",
+                                      help="Run directory (checkpoints, TensorBoard, config).")],
     overrides: SetOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: train.device)")] = None,
 ) -> None:
     """Train a hierarchical VQ-VAE from a recipe.
@@ -137,7 +140,8 @@ def toy_corpus(
 @user_errors
 def demo_corpus(
     out: Annotated[Path, typer.Argument(help="Folder for the corpus (wavs/, labels/, manifest.tsv).")],
-    sentences: Annotated[int | None, typer.Option(min=1, help="First N CMU ARCTIC prompts (default: all 593).")] = None,
+    sentences: Annotated[int | None, typer.Option(
+        min=1, help="First N CMU ARCTIC prompts (default: all 593).")] = None,
     voices: Annotated[str, typer.Option(help="Comma-separated flite voices.")] = "kal16,awb,rms,slt",
     jobs: Annotated[int, typer.Option(min=1, help="Parallel flite processes.")] = 2,
 ) -> None:
@@ -146,7 +150,8 @@ def demo_corpus(
 
     corpus = make_demo_corpus(out, voices=tuple(v.strip() for v in voices.split(",") if v.strip()),
                               num_sentences=sentences, jobs=jobs)
-    err_console.print(f"{corpus.num_utterances} utterances, {corpus.duration_s / 60:.1f} min of audio in {corpus.root}")
+    err_console.print(f"{corpus.num_utterances} utterances, {corpus.duration_s / 60:.1f} min of audio "
+                      f"in {corpus.root}")
 
 
 def main() -> None:
@@ -155,4 +160,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

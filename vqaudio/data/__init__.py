@@ -16,6 +16,7 @@ from vqaudio.data.corpora import (
     speaker_list,
     split_utterances,
 )
+from vqaudio.data.demo import DEMO_VOICES, DemoCorpus, make_demo_corpus, parse_psdur, read_arctic_prompts
 from vqaudio.data.dataset import (
     SegmentDataset,
     StepBatchSampler,
@@ -26,6 +27,11 @@ from vqaudio.data.dataset import (
 )
 
 __all__ = [
+    "DEMO_VOICES",
+    "DemoCorpus",
+    "make_demo_corpus",
+    "parse_psdur",
+    "read_arctic_prompts",
     "CORPUS_KINDS",
     "SegmentDataset",
     "SpeakerInfo",

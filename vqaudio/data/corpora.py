@@ -50,14 +50,19 @@ _VCTK_080_RE = re.compile(r"^(?P<utt>(?P<spk>[ps]\d+)_\d+)$")
 _VCTK_ID_RE = re.compile(r"^[ps]?\d+$", re.IGNORECASE)
 
 
+SPLITS = ("train", "valid", "test")
+
+
 @dataclass(frozen=True)
 class Utterance:
-    """One recording: where it is, who speaks, a corpus-unique id, and the transcript if known."""
+    """One recording: where it is, who speaks, a corpus-unique id, the transcript if known, and the
+    corpus's own split (``train``/``valid``/``test``) when it names one (a manifest's 4th column)."""
 
     path: Path
     speaker: str
     utt_id: str
     text: str | None = None
+    split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -309,14 +314,17 @@ def scan_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
     for lineno, line in enumerate(text_lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = line.split("\t", 2)
+        fields = line.split("\t")  # path, speaker, optional text, further columns ignored
         audio, speaker = (fields[0].strip(), fields[1].strip()) if len(fields) >= 2 else ("", "")
         if not audio or not speaker:
             raise UserError(f"{path}:{lineno}: expected 'path<TAB>speaker[<TAB>text]', got {line[:60]!r}")
-        text = fields[2].strip() if len(fields) == 3 and fields[2].strip() else None
+        text = fields[2].strip() if len(fields) >= 3 and fields[2].strip() else None
+        split = fields[3].strip() if len(fields) >= 4 and fields[3].strip() else None
+        if split is not None and split not in SPLITS:
+            raise UserError(f"{path}:{lineno}: split must be one of {', '.join(SPLITS)}, got {split!r}")
         audio_path = Path(audio).expanduser()
         full = audio_path if audio_path.is_absolute() else manifest.parent / audio_path
-        utts.append(Utterance(full, speaker, audio_path.with_suffix("").as_posix(), text))
+        utts.append(Utterance(full, speaker, audio_path.with_suffix("").as_posix(), text, split))
     return utts
 
 
@@ -370,6 +378,10 @@ def split_utterances(
     held out, so the split depends neither on input order nor on Python's hash seed; a speaker always
     keeps at least one training utterance.
 
+    Utterances that carry the corpus's own split are placed by it instead: ``test`` ones are left
+    out of both lists, at most ``valid_per_speaker`` of a speaker's ``valid`` ones (by the same
+    ranking) are returned for validation and the others left out, ``train`` ones are trained on.
+
     Returns:
         ``(train, valid)``, each sorted by (speaker, utt_id).
     """
@@ -382,6 +394,10 @@ def split_utterances(
     valid: list[Utterance] = []
     for group in by_speaker.values():
         ranked = sorted(group, key=lambda u: _rank_key(seed, u))
+        if any(u.split is not None for u in ranked):
+            valid.extend([u for u in ranked if u.split == "valid"][:valid_per_speaker])
+            train.extend(u for u in ranked if u.split in (None, "train"))
+            continue
         n_valid = min(valid_per_speaker, len(ranked) - 1)
         valid.extend(ranked[:n_valid])
         train.extend(ranked[n_valid:])

@@ -58,17 +58,27 @@ def _broadcast(t: Tensor) -> Tensor:
     return t
 
 
-def kmeans(x: Tensor, k: int, iters: int, spherical: bool, generator: torch.Generator | None = None) -> Tensor:
-    """Lloyd's k-means on ``x`` ``[N, D]`` -> centroids ``[k, D]`` (vectorised, no loop per point).
+def kmeans(x: Tensor, k: int, iters: int, spherical: bool) -> Tensor:
+    """k-means on ``x`` ``[N, D]`` -> centroids ``[k, D]``: k-means++ seeding, then Lloyd iterations.
 
-    Starts from ``k`` random samples (with a little noise when ``N < k``); empty clusters keep
-    their previous centroid.  ``spherical`` keeps centroids on the unit sphere.
+    Seeding (Arthur & Vassilvitskii, 2007) draws each new centroid with probability proportional to
+    the squared distance to the nearest one so far (one vectorised pass over the points per
+    centroid); Lloyd's steps are fully vectorised.  When ``N < k`` points repeat with a little noise.
+    Empty clusters keep their centroid; ``spherical`` keeps centroids on the unit sphere.
     """
     n = x.shape[0]
-    idx = torch.randint(n, (k,), generator=generator, device="cpu").to(x.device)
-    c = x[idx].clone()
     if n < k:
-        c = c + 0.01 * torch.randn(c.shape, generator=generator, device="cpu").to(x.device)
+        x = x[torch.randint(n, (k,), device=x.device)]
+        x = x + 0.01 * x.std().clamp_min(1e-3) * torch.randn_like(x)
+        n = k
+    c = torch.empty(k, x.shape[1], dtype=x.dtype, device=x.device)
+    c[0] = x[torch.randint(n, (1,), device=x.device)]
+    nearest = (x - c[0]).pow(2).sum(1)
+    for i in range(1, k):
+        weights = nearest.clamp_min(0)
+        idx = torch.multinomial(weights if weights.sum() > 0 else torch.ones_like(weights), 1)
+        c[i] = x[idx[0]]
+        nearest = torch.minimum(nearest, (x - c[i]).pow(2).sum(1))
     if spherical:
         c = F.normalize(c, dim=1)
     for _ in range(iters):
@@ -164,10 +174,11 @@ class VectorQuantizer(nn.Module):
     def _initialise(self, flat: Tensor) -> None:
         k = self.codebook_size
         x = flat[torch.randperm(flat.shape[0], device=flat.device)[: max(20 * k, k)]]
-        if self.init == "kmeans" and self.kmeans_iters > 0:
+        if self.init == "kmeans":
             c = kmeans(x, k, self.kmeans_iters, spherical=self.normalize)
-        else:
-            c = kmeans(x, k, 0, spherical=self.normalize)
+        else:  # random encoder outputs
+            c = x[torch.randint(x.shape[0], (k,), device=x.device)]
+            c = F.normalize(c, dim=1) if self.normalize else c
         c = _broadcast(c.contiguous())
         self.codebook.data.copy_(c)
         share = self._uniform_share(_all_reduce(torch.tensor(float(flat.shape[0]), device=flat.device)).item())

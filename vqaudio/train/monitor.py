@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,11 +26,9 @@ class Monitor:
                  console: Console | None = None) -> None:
         self.enabled = enabled
         self.console = console or Console(stderr=True)
-        self.writer = None
-        if enabled and log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(log_dir))
+        # created on first use, so a run that fails while setting up leaves no tb/ folder behind
+        self._log_dir = log_dir if enabled else None
+        self._writer: Any = None
         self.total = total_steps
         self.start_step = start_step
         self.t0 = time.perf_counter()
@@ -39,8 +38,17 @@ class Monitor:
                 TextColumn("step {task.completed}/{task.total}"), BarColumn(),
                 TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.2f} steps/s"),
                 TimeRemainingColumn(), console=self.console, transient=False)
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, loss=0.0, rate=0.0)
-            self.progress.start()
+            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, loss=0.0,
+                                               rate=0.0)
+
+    @property
+    def writer(self) -> Any:
+        """The TensorBoard ``SummaryWriter`` (``None`` when disabled)."""
+        if self._writer is None and self._log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self._log_dir))
+        return self._writer
 
     def steps_per_second(self, step: int) -> float:
         done = step - self.start_step
@@ -58,6 +66,7 @@ class Monitor:
             return
         rate = self.steps_per_second(step)
         if self.progress is not None:
+            self.progress.start()  # no-op once started
             self.progress.update(self.task, completed=step, loss=loss, rate=rate)
         if log:
             if self.writer is not None:
@@ -66,7 +75,8 @@ class Monitor:
                 self.writer.add_scalar("speed/steps_per_second", rate, step)
             if self.progress is None:
                 eta = (self.total - step) / rate if rate > 0 else float("inf")
-                usage = " ".join(f"use{k.split('/')[1]}={v:.2f}" for k, v in scalars.items() if k.endswith("/usage"))
+                usage = " ".join(f"use{k.split('/')[1]}={v:.2f}" for k, v in scalars.items()
+                                 if k.endswith("/usage"))
                 self.print(f"step {step}/{self.total}  loss {loss:.4f}  {usage}  {rate:.2f} steps/s  "
                            f"ETA {eta / 60:.1f} min")
 
@@ -95,6 +105,8 @@ class Monitor:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
-        if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+        self._log_dir = None

@@ -32,15 +32,18 @@ _STEP_RE = re.compile(r"step_(\d{8})\.safetensors$")
 # Keys that may change between a run and its resumption; anything else must match.
 RESUMABLE_KEYS = {
     "train.max_steps", "train.log_every", "train.eval_every", "train.save_every", "train.keep_last",
-    "train.device", "train.threads", "train.audio_examples", "data.num_workers", "data.root",
+    "train.device", "train.threads", "train.audio_examples", "train.max_bad_steps", "data.num_workers",
+    "data.root", "data.preload",
 }
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(d: dict[str, Any] | list[Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": [1, 2]}}`` -> ``{"a.b.0": 1, "a.b.1": 2}`` (lists too, so a diff names the leaf)."""
     out: dict[str, Any] = {}
-    for k, v in d.items():
+    items = d.items() if isinstance(d, dict) else enumerate(d)
+    for k, v in items:
         key = f"{prefix}{k}"
-        if isinstance(v, dict):
+        if isinstance(v, (dict, list)) and v:
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
@@ -73,7 +76,8 @@ class RunDir:
             raise CheckpointError(f"{self.root}: nothing to resume (no config.yaml)")
         old = _flatten(yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {})
         new = _flatten(config_to_dict(config))
-        diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_KEYS)
+        diff = sorted(k for k in old.keys() | new.keys()
+                      if old.get(k) != new.get(k) and k not in RESUMABLE_KEYS)
         if diff:
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
             raise ConfigError(f"cannot resume {self.root}: the config changed ({shown})")
@@ -82,7 +86,8 @@ class RunDir:
         if not self.ckpt_dir.is_dir():
             return []
         found = (_STEP_RE.search(p.name) for p in self.ckpt_dir.iterdir())
-        return sorted(int(m.group(1)) for m in found if m and (self.ckpt_dir / self._state_name(int(m.group(1)))).is_file())
+        return sorted(int(m.group(1)) for m in found
+                      if m and (self.ckpt_dir / self._state_name(int(m.group(1)))).is_file())
 
     def _model_name(self, step: int) -> str:
         return f"step_{step:08d}.safetensors"

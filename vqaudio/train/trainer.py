@@ -120,6 +120,12 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
+def _ignore_signals(worker_id: int) -> None:
+    """Loader workers leave SIGINT/SIGTERM to the main process, which saves before exiting."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class _Data:
     """Corpus scan, split, training loader and validation utterances."""
 
@@ -144,7 +150,8 @@ class _Data:
                                         info.rank, info.world_size)
         self.loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=self.sampler, num_workers=d.num_workers, collate_fn=collate,
-            persistent_workers=d.num_workers > 0, prefetch_factor=4 if d.num_workers > 0 else None)
+            persistent_workers=d.num_workers > 0, prefetch_factor=4 if d.num_workers > 0 else None,
+            worker_init_fn=_ignore_signals if d.num_workers > 0 else None)
         self.valid_max = max(1, round(d.valid_max_seconds * sr))
         self.sample_rate = sr
         self.num_train = len(train_utts)
@@ -167,7 +174,8 @@ class Trainer:
             if latest is None:
                 raise CheckpointError(f"{out_dir}: nothing to resume (no complete checkpoint)")
         elif self.run.steps():
-            raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, or pick another --out")
+            raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, "
+                            "or pick another --out")
         state = RunDir.load_state(latest[1], self.device) if latest else None
         self.step = int(state["step"]) if state else 0
         self.log = Monitor(out_dir / "tb", cfg.train.max_steps, self.step, self.info.is_main, console)
@@ -233,6 +241,8 @@ class Trainer:
             group["lr"] = lr
         scalars: dict[str, float] = {"train/lr": lr}
         adv_on = self._adversarial_active()
+        # the forward pass updates the quantisers' EMA buffers; a skipped step must not keep them
+        buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
         with self.autocast():
             out = self.ddp(wav, spk)
         # discriminator update on detached reconstructions
@@ -245,10 +255,13 @@ class Trainer:
                 d_loss = discriminator_loss(real_d.logits, fake_d.logits)
             self.disc_opt.zero_grad(set_to_none=True)
             d_loss.backward()
-            if cfg.train.grad_clip:
-                nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.train.grad_clip)
-            self.disc_opt.step()
-            scalars["adv/d_loss"] = float(d_loss)
+            # gradients are identical on every rank after DDP's all-reduce, so all ranks agree here
+            d_norm = nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.train.grad_clip or float("inf"))
+            if bool(torch.isfinite(d_norm).item()):
+                self.disc_opt.step()
+            else:
+                self.disc_opt.zero_grad(set_to_none=True)
+            scalars["adv/d_loss"] = d_loss.item()
         total = wav.new_zeros(())
         real_feats: list[list[Tensor]] = []
         if adv_on:
@@ -265,12 +278,13 @@ class Trainer:
                     fake_d = self.disc(recon)
                 g_adv = generator_adv_loss(fake_d.logits)
                 fm = feature_matching_loss(real_feats, fake_d.features)
-                level_loss = level_loss + cfg.adversarial.adv_weight * g_adv + cfg.adversarial.feature_weight * fm
-                scalars[f"adv/g_loss/{i}"] = float(g_adv)
-                scalars[f"adv/feature/{i}"] = float(fm)
+                adv = cfg.adversarial
+                level_loss = level_loss + adv.adv_weight * g_adv + adv.feature_weight * fm
+                scalars[f"adv/g_loss/{i}"] = g_adv.item()
+                scalars[f"adv/feature/{i}"] = fm.item()
             total = total + level_loss
-            scalars[f"loss/l1/{i}"] = float(l1)
-            scalars[f"loss/spectral/{i}"] = float(spec)
+            scalars[f"loss/l1/{i}"] = l1.item()
+            scalars[f"loss/spectral/{i}"] = spec.item()
             scalars[f"quantizer/{i}/commitment"] = float(q.commitment)
             scalars[f"quantizer/{i}/perplexity"] = float(q.perplexity)
             scalars[f"quantizer/{i}/usage"] = float(q.usage)
@@ -285,16 +299,19 @@ class Trainer:
             self.bad_streak = 0
         else:
             self.opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for name, b in self.model.named_buffers():
+                    b.copy_(buffers[name])
             self.skipped += 1
             self.bad_streak += 1
             self.log.print(f"[yellow]step {self.step}: non-finite loss or gradient, step skipped[/]")
             if self.bad_streak >= cfg.train.max_bad_steps:
                 raise TrainingError(f"{self.bad_streak} non-finite steps in a row at step {self.step}; "
                                     "lower train.lr or check the data")
-        scalars["loss/total"] = float(total)
-        scalars["train/grad_norm"] = float(grad_norm)
+        scalars["loss/total"] = total.item()
+        scalars["train/grad_norm"] = grad_norm.item()
         scalars["train/skipped_steps"] = float(self.skipped)
-        return float(total), scalars
+        return scalars["loss/total"], scalars
 
     # ------------------------------------------------------------------ validation / saving
 
@@ -321,7 +338,7 @@ class Trainer:
             return {}
         result = {f"valid/mel/{i}": mel[i] / count for i in range(n)}
         result["valid/mel"] = sum(mel) / (n * count)
-        self.log.codebook_usage([lv.quantizer.ema_count for lv in model.levels], self.step)
+        self.log.codebook_usage([lv.get_buffer("quantizer.ema_count") for lv in model.levels], self.step)
         return result
 
     def _state(self) -> dict[str, Any]:
@@ -392,10 +409,13 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, *, stop_aft
           console: Console | None = None) -> TrainResult:
     """Train (or resume) a model into ``out_dir``; ``stop_after`` stops early as a signal would."""
     t0 = time.perf_counter()
+    trainer: Trainer | None = None
     try:
         trainer = Trainer(cfg, Path(out_dir), resume, console)
         result = trainer.fit(stop_after)
     finally:
+        if trainer is not None:  # also when fit raised: stop the progress bar, flush TensorBoard
+            trainer.log.close()
         cleanup_distributed()
     result.history.append({"wall_seconds": time.perf_counter() - t0})
     return result

@@ -1,0 +1,107 @@
+"""Checkpoints: safetensors + JSON metadata, SHA-256, load_model from files and run dirs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from test_models import tiny_model_config
+
+import vqaudio
+from vqaudio.checkpoint import CHECKPOINT_SCHEMA, read_checkpoint, resolve_checkpoint, save_checkpoint
+from vqaudio.config import RunConfig
+from vqaudio.errors import CheckpointError
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    cfg = RunConfig(model=tiny_model_config())
+    model = vqaudio.build_model(cfg.model, ["x", "y"])
+    model.train()
+    model(torch.randn(2, 1, 2000) * 0.1, torch.tensor([0, 1]))
+    model.eval()
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, cfg, step=7)
+    return path, model
+
+
+def test_save_then_load_gives_identical_outputs(saved) -> None:
+    path, model = saved
+    loaded = vqaudio.load_model(path)
+    assert loaded.speakers == ["x", "y"] and loaded.num_levels == 2 and loaded.sample_rate == 16000
+    assert loaded.checkpoint.step == 7
+    x = torch.randn(1, 1, 3333) * 0.1
+    for level in range(2):
+        c1, c2 = model.encode(x, level=level), loaded.encode(x, level=level)
+        assert torch.equal(c1, c2)
+        assert torch.equal(model.decode(c1, level=level, speaker="y"), loaded.decode(c2, level=level, speaker="y"))
+
+
+def test_metadata_is_json_with_config_speakers_and_hash(saved) -> None:
+    path, _ = saved
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["vqaudio"])
+    assert meta["schema"] == CHECKPOINT_SCHEMA
+    assert meta["speakers"] == ["x", "y"]
+    assert meta["sample_rate"] == 16000
+    assert meta["version"] == vqaudio.__version__
+    assert len(meta["weights_sha256"]) == 64
+    assert meta["config"]["model"]["levels"][1]["strides"] == [4, 5, 2]
+
+
+def test_corrupted_weights_are_detected(saved, tmp_path: Path) -> None:
+    path, _ = saved
+    state, meta = read_checkpoint(path)
+    with safe_open(str(path), framework="pt") as f:
+        raw = f.metadata()
+    key = sorted(state)[0]
+    state[key] = state[key] + 1
+    bad = tmp_path / "bad.safetensors"
+    save_file(state, str(bad), metadata=raw)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        vqaudio.load_model(bad)
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError):
+        vqaudio.load_model(junk)
+    plain = tmp_path / "plain.safetensors"
+    save_file({"a": torch.zeros(2)}, str(plain))
+    with pytest.raises(CheckpointError, match="without vqaudio metadata"):
+        vqaudio.load_model(plain)
+    with pytest.raises(CheckpointError, match="not found"):
+        vqaudio.load_model(tmp_path / "missing.safetensors")
+
+
+def test_newer_schema_is_refused(saved, tmp_path: Path) -> None:
+    path, _ = saved
+    state, _ = read_checkpoint(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["vqaudio"])
+    meta["schema"] = CHECKPOINT_SCHEMA + 1
+    newer = tmp_path / "newer.safetensors"
+    save_file(state, str(newer), metadata={"vqaudio": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="newer"):
+        vqaudio.load_model(newer)
+
+
+def test_run_directory_resolves_best_then_latest(saved, tmp_path: Path) -> None:
+    path, model = saved
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        resolve_checkpoint(run)
+    latest = run / "checkpoints" / "step_00000010.safetensors"
+    latest.write_bytes(path.read_bytes())
+    (run / "latest.txt").write_text("checkpoints/step_00000010.safetensors\n")
+    assert resolve_checkpoint(run) == latest
+    (run / "best.safetensors").write_bytes(path.read_bytes())
+    assert resolve_checkpoint(run) == run / "best.safetensors"
+    assert vqaudio.load_model(run).speakers == ["x", "y"]

@@ -1,0 +1,434 @@
+"""Training end to end: run-directory layout, exact resume, refusals, signals, DDP, non-finite steps."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+import vqaudio
+from vqaudio.config import RunConfig, load_config
+from vqaudio.data.dataset import SegmentDataset
+from vqaudio.data.synthetic import toy_utterance
+from vqaudio.errors import CheckpointError, ConfigError, UserError
+from vqaudio.train import RunDir, TrainingError, lr_at, train
+
+SPEAKERS = ["spk0", "spk1", "spk2"]
+Args = Callable[..., list[str]]  # the tiny_overrides / tiny_args fixtures (conftest.py)
+CfgFor = Callable[..., RunConfig]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def cfg_for(tiny_recipe: Path, tiny_overrides: Args) -> CfgFor:
+    """``cfg_for(max_steps, root=None, **extra)`` -> the resolved tiny config."""
+
+    def make(max_steps: int = 3, root: Path | None = None, **extra: object) -> RunConfig:
+        return load_config(tiny_recipe, tiny_overrides(max_steps, root, **extra))
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_recipe: Path, tiny_overrides: Args) -> Path:
+    """A finished 3-step tiny run; tests that change it must copy it first."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    threads = torch.get_num_threads()  # module-scoped: set up before the one_thread fixture
+    torch.set_num_threads(1)
+    try:
+        result = train(load_config(tiny_recipe, tiny_overrides(3)), out)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.step == 3 and not result.interrupted
+    return out
+
+
+# ----------------------------------------------------------------------------------------- layout
+
+
+def test_run_directory_layout_and_reload(trained_run: Path) -> None:
+    run = trained_run
+    assert (run / "config.yaml").is_file()
+    assert load_config(run / "config.yaml").train.max_steps == 3  # the resolved config reloads as a recipe
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step_00000003.safetensors", "step_00000003.state.pt"]
+    assert (run / "latest.txt").read_text().strip() == "checkpoints/step_00000003.safetensors"
+    assert (run / "best.safetensors").is_file()
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert [e.step for e in _scalars(run, "loss/total")] == [1, 2, 3]
+    assert [e.step for e in _scalars(run, "valid/mel")] == [0, 3]
+
+    state = torch.load(run / "checkpoints" / "step_00000003.state.pt", weights_only=True)
+    assert state["step"] == 3
+    assert state["skipped"] == 0
+    assert math.isfinite(state["best"])
+    assert state["optimizer"]["state"]  # AdamW moments were saved
+
+    model = vqaudio.load_model(run)
+    assert model.speakers == SPEAKERS
+    assert model.num_levels == 2
+    assert model.sample_rate == 16000
+    assert not model.training
+    step_model = vqaudio.load_model(run / "checkpoints" / "step_00000003.safetensors")
+    assert step_model.checkpoint.step == 3  # type: ignore[union-attr]
+    for name, value in step_model.state_dict().items():
+        assert torch.isfinite(value.float()).all(), name
+    wav = torch.randn(1, 1, 1237) * 0.1
+    for level in range(model.num_levels):
+        codes = model.encode(wav, level=level)
+        out = model.decode(codes, level=level, speaker="spk1")
+        assert out.shape == wav.shape
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))])
+def test_train_result_and_resume(tmp_path: Path, cfg_for: CfgFor, device: str) -> None:
+    cfg = cfg_for(3, **{"train.device": device})
+    first = train(cfg, tmp_path / "run", stop_after=2)
+    assert (first.step, first.interrupted) == (2, True)
+    assert first.checkpoint == tmp_path / "run" / "checkpoints" / "step_00000002.safetensors"
+    result = train(cfg, tmp_path / "run", resume=True)
+    assert result.step == 3
+    assert not result.interrupted
+    assert result.skipped_steps == 0
+    assert result.run_dir == tmp_path / "run"
+    assert result.checkpoint == tmp_path / "run" / "checkpoints" / "step_00000003.safetensors"
+    assert result.best_metric is not None and math.isfinite(result.best_metric)
+    assert [h["step"] for h in result.history if "step" in h] == [3.0]  # step 0 was evaluated before the stop
+    assert "wall_seconds" in result.history[-1]
+    model = vqaudio.load_model(tmp_path / "run", device=device)
+    wav = torch.randn(2, 1, 999, device=device) * 0.1
+    assert model.decode(model.encode(wav, level=1), level=1, speaker=0).shape == wav.shape
+
+
+# ------------------------------------------------------------------------------------ exact resume
+
+
+def _scalars(run: Path, tag: str) -> list[Any]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    return events.Scalars(tag) if tag in events.Tags()["scalars"] else []
+
+
+def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoints" / f"step_{step:08d}.safetensors"))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_is_exact(tmp_path: Path, cfg_for: CfgFor, workers: int) -> None:
+    # evaluations at 2, 4, 6 and a dead-code restart every other step: resume crosses all of them
+    cfg = cfg_for(6, **{"data.num_workers": workers, "train.eval_every": 2,
+                        "model.quantizer.restart_every": 2, "model.quantizer.restart_threshold": 1.0})
+    a = train(cfg, tmp_path / "a")
+    b1 = train(cfg, tmp_path / "b", stop_after=3)
+    assert b1.step == 3 and b1.interrupted
+    assert RunDir(tmp_path / "b").steps() == [3]
+    b2 = train(cfg, tmp_path / "b", resume=True)
+    assert b2.step == 6 and not b2.interrupted
+    assert b2.best_metric == a.best_metric
+
+    wa, wb = _weights(tmp_path / "a", 6), _weights(tmp_path / "b", 6)
+    assert wa.keys() == wb.keys()
+    buffers = [k for k in wa if k.endswith(("quantizer.codebook", "quantizer.ema_count", "quantizer.ema_sum",
+                                            "quantizer.last_used", "quantizer.steps"))]
+    assert len(buffers) == 10  # five buffers on each of the two levels
+    assert int(wa["levels.0.quantizer.total_restarts"]) > 0
+    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not different
+
+    sa = torch.load(tmp_path / "a" / "checkpoints" / "step_00000006.state.pt", weights_only=True)
+    sb = torch.load(tmp_path / "b" / "checkpoints" / "step_00000006.state.pt", weights_only=True)
+    for pid, moments in sa["optimizer"]["state"].items():
+        for name, value in moments.items():
+            assert torch.equal(value, sb["optimizer"]["state"][pid][name]), (pid, name)
+    assert torch.equal(sa["rng"]["cpu"], sb["rng"]["cpu"])
+
+
+# --------------------------------------------------------------------------------------- refusals
+
+
+def test_resume_of_an_empty_directory_is_refused(tmp_path: Path, cfg_for: CfgFor) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(cfg_for(2), tmp_path / "empty", resume=True)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(cfg_for(2), tmp_path / "missing", resume=True)
+
+
+def test_existing_run_needs_resume(trained_run: Path, cfg_for: CfgFor) -> None:
+    before = sorted(p.name for p in (trained_run / "checkpoints").iterdir())
+    with pytest.raises(UserError, match="--resume"):
+        train(cfg_for(3), trained_run)
+    assert sorted(p.name for p in (trained_run / "checkpoints").iterdir()) == before
+
+
+def test_resume_with_a_changed_model_is_refused(trained_run: Path, cfg_for: CfgFor) -> None:
+    with pytest.raises(ConfigError, match=r"model\.speaker_dim"):
+        train(cfg_for(3, **{"model.speaker_dim": 4}), trained_run, resume=True)
+    with pytest.raises(ConfigError, match=r"model\.levels\.1\.codebook_size"):
+        train(cfg_for(3, **{"model.levels.1.codebook_size": 32}), trained_run, resume=True)
+    with pytest.raises(ConfigError, match=r"train\.lr"):
+        train(cfg_for(3, **{"train.lr": 0.1}), trained_run, resume=True)
+
+
+def test_resume_with_more_steps(trained_run: Path, tmp_path: Path, cfg_for: CfgFor) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    result = train(cfg_for(5), run, resume=True)
+    assert result.step == 5 and not result.interrupted
+    assert RunDir(run).steps() == [3, 5]
+    assert load_config(run / "config.yaml").train.max_steps == 5
+    # already finished: resuming again does nothing and is not an error
+    again = train(cfg_for(5), run, resume=True)
+    assert again.step == 5 and not again.interrupted
+
+
+def test_resume_with_other_speakers_is_refused(trained_run: Path, tmp_path: Path, cfg_for: CfgFor) -> None:
+    from vqaudio.data.synthetic import make_toy_corpus
+
+    other = make_toy_corpus(tmp_path / "other", speakers=2, utterances=2, seconds=0.3)
+    with pytest.raises(ConfigError, match="speakers"):
+        train(cfg_for(5, root=other), trained_run, resume=True)
+
+
+# ------------------------------------------------------------------------------------- non-finite
+
+
+def _poison(monkeypatch: pytest.MonkeyPatch, bad_steps: set[int] | None, batch_size: int = 2) -> None:
+    """Make the training batches of ``bad_steps`` (None: every step from 1 on) NaN.
+
+    With ``num_workers=0`` items are fetched in order, ``batch_size`` per step; validation does not go
+    through the dataset.
+    """
+    original = SegmentDataset.__getitem__
+    calls = [0]
+
+    def getitem(self: SegmentDataset, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        wav, spk = original(self, key)
+        step = calls[0] // batch_size
+        calls[0] += 1
+        if (step >= 1) if bad_steps is None else (step in bad_steps):
+            wav = torch.full_like(wav, float("nan"))
+        return wav, spk
+
+    monkeypatch.setattr(SegmentDataset, "__getitem__", getitem)
+
+
+TINY_ADVERSARIAL = {"adversarial.enabled": "true", "adversarial.channels": 4, "adversarial.periods": "[2]",
+                    "adversarial.fft_sizes": "[256]"}
+
+
+@pytest.mark.parametrize("adversarial", [False, True], ids=["plain", "adversarial"])
+def test_non_finite_steps_are_skipped(tmp_path: Path, cfg_for: CfgFor, monkeypatch: pytest.MonkeyPatch,
+                                      adversarial: bool) -> None:
+    _poison(monkeypatch, {2, 3})
+    extra = TINY_ADVERSARIAL if adversarial else {}
+    result = train(cfg_for(6, **{"train.max_bad_steps": 3}, **extra), tmp_path / "run")
+    assert result.step == 6
+    assert result.skipped_steps == 2
+    state = torch.load(tmp_path / "run" / "checkpoints" / "step_00000006.state.pt", weights_only=True)
+    assert state["skipped"] == 2
+    # a skipped step leaves no trace: weights and quantizer statistics stay finite
+    weights = _weights(tmp_path / "run", 6)
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    assert not bad
+    assert result.best_metric is not None and math.isfinite(result.best_metric)
+    if adversarial:
+        assert state["disc"] and all(torch.isfinite(v).all() for v in state["disc"].values())
+
+
+def test_too_many_bad_steps_stop_training(tmp_path: Path, cfg_for: CfgFor,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _poison(monkeypatch, None)
+    with pytest.raises(TrainingError, match="2 non-finite steps in a row at step 2"):
+        train(cfg_for(20, **{"train.max_bad_steps": 2}), tmp_path / "run")
+    # the TensorBoard log was flushed and closed on the way out
+    assert [e.step for e in _scalars(tmp_path / "run", "train/skipped_steps")] == [1, 2]
+
+
+# ------------------------------------------------------------------------------------- lr schedule
+
+
+def test_lr_schedule() -> None:
+    cfg = load_config(None, ["train.lr=1.0", "train.warmup_steps=4", "train.max_steps=20",
+                             "train.min_lr_ratio=0.1"])
+    warm = [lr_at(s, cfg) for s in range(4)]
+    assert warm == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lr_at(4, cfg) == pytest.approx(1.0)
+    decay = [lr_at(s, cfg) for s in range(4, 21)]
+    assert all(a > b for a, b in zip(decay, decay[1:], strict=False))
+    assert lr_at(12, cfg) == pytest.approx(0.1 + 0.9 * 0.5)  # half way down the cosine
+    assert lr_at(20, cfg) == pytest.approx(0.1)
+    assert lr_at(25, cfg) == pytest.approx(0.1)
+
+    const = load_config(None, ["train.lr=0.5", "train.warmup_steps=0", "train.schedule=constant"])
+    assert {lr_at(s, const) for s in (0, 1, 500, 10**6)} == {0.5}
+    no_warmup = load_config(None, ["train.lr=0.5", "train.warmup_steps=0", "train.max_steps=10"])
+    assert lr_at(0, no_warmup) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------------------- VCTK trees
+
+
+def _fake_vctk(root: Path, new_layout: bool) -> Path:
+    rng = np.random.default_rng(1)
+    speakers = {"p225": (110.0, 1.0), "p226": (200.0, 1.2)}
+    wav_dir = root / ("wav48_silence_trimmed" if new_layout else "wav48")
+    for spk, (f0, tract) in speakers.items():
+        (wav_dir / spk).mkdir(parents=True)
+        (root / "txt" / spk).mkdir(parents=True)
+        for u in range(1, 4):
+            wav = toy_utterance(rng, 48000, rng.uniform(0.5, 0.8), f0, tract)
+            if new_layout:
+                sf.write(wav_dir / spk / f"{spk}_{u:03d}_mic1.flac", wav, 48000)
+                sf.write(wav_dir / spk / f"{spk}_{u:03d}_mic2.flac", wav * 0.5, 48000)
+            else:
+                sf.write(wav_dir / spk / f"{spk}_{u:03d}.wav", wav, 48000)
+            (root / "txt" / spk / f"{spk}_{u:03d}.txt").write_text("Please call Stella.\n")
+    (root / "speaker-info.txt").write_text(
+        "ID  AGE  GENDER  ACCENTS  REGION\n225  23  F    English    Southern  England\n"
+        "226  22  M    English    Surrey\n" if not new_layout else
+        "ID  AGE  GENDER  ACCENTS  REGION COMMENTS\np225  23  F    English    Southern  England\n"
+        "p226  22  M    English    Surrey\n")
+    return root
+
+
+@pytest.mark.parametrize("new_layout", [True, False], ids=["vctk-0.92", "vctk-0.80"])
+def test_train_on_both_vctk_layouts(tmp_path: Path, cfg_for: CfgFor, new_layout: bool) -> None:
+    root = _fake_vctk(tmp_path / "VCTK", new_layout)
+    cfg = cfg_for(2, root=root, **{"data.kind": "vctk"})
+    result = train(cfg, tmp_path / "run")
+    assert result.step == 2
+    _, meta = vqaudio.read_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000002.safetensors")
+    assert meta.speakers == ["p225", "p226"]
+    assert meta.config.data.kind == "vctk"
+
+
+# ------------------------------------------------------------------------------------------ SIGTERM
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sigterm_saves_and_resume_continues(tmp_path: Path, tiny_recipe: Path, tiny_args: Args,
+                                            subprocess_env: dict[str, str]) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "vqaudio", "train", str(tiny_recipe), "--out", str(out)]
+    proc = subprocess.Popen([*cmd, *tiny_args(10_000)], cwd=tmp_path, env=subprocess_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    stepped = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if re.match(r"step \d+/10000", line):
+                stepped.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not stepped.wait(0.2) and reader.is_alive() and time.monotonic() < deadline:
+            pass
+        assert stepped.is_set(), "no training step within 60 s:\n" + "".join(lines)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(5)
+    log = "".join(lines)
+    assert rc == 0, log
+    assert "resume with --resume" in log
+    assert re.search(r"^interrupted at step \d+", log, re.M), log
+    steps = RunDir(out).steps()
+    assert len(steps) == 1 and 1 <= steps[0] < 10_000
+    saved = steps[0]
+
+    more = [*cmd, "--resume", *tiny_args(saved + 2)]
+    done = subprocess.run(more, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"finished at step {saved + 2}" in done.stderr
+    assert RunDir(out).steps() == [saved, saved + 2]
+    _, meta = vqaudio.read_checkpoint(out / "checkpoints" / f"step_{saved + 2:08d}.safetensors")
+    assert meta.step == saved + 2
+
+
+# ---------------------------------------------------------------------------------------------- DDP
+
+
+def test_torchrun_two_ranks(tmp_path: Path, tiny_recipe: Path, tiny_args: Args,
+                            subprocess_env: dict[str, str]) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+           f"--master-port={_free_port()}", "-m", "vqaudio", "train", str(tiny_recipe), "--out", str(out),
+           *tiny_args(3)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.count("finished at step 3") == 1  # only rank 0 reports
+    assert RunDir(out).steps() == [3]
+    model = vqaudio.load_model(out / "checkpoints" / "step_00000003.safetensors")
+    assert model.speakers == SPEAKERS
+    for level in range(model.num_levels):
+        assert bool(model.get_buffer(f"levels.{level}.quantizer.initialized"))
+        assert int(model.get_buffer(f"levels.{level}.quantizer.steps")) == 3
+
+
+def _quantizer_rank(rank: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from vqaudio.quantize import VectorQuantizer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(1000 + rank)  # rank-local randomness (k-means, restarts) differs too
+        vq = VectorQuantizer(64, 8, decay=0.5, restart_every=1, restart_threshold=0.9, kmeans_iters=3).train()
+        torch.manual_seed(0)
+        vq.codebook.copy_(torch.nn.functional.normalize(torch.randn(64, 8), dim=1))  # as DDP leaves it
+        gen = torch.Generator().manual_seed(rank)
+        restarts = 0
+        for i in range(6):
+            z = torch.randn(3, 8, 40, generator=gen) * (1 + rank) + 2.0 * rank * (i % 2)
+            restarts += vq(z).restarts
+        torch.save({"codebook": vq.codebook, "ema_count": vq.ema_count, "ema_sum": vq.ema_sum,
+                    "last_used": vq.last_used, "total_restarts": vq.total_restarts, "restarts": restarts},
+                   f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_quantizer_codebooks_agree_across_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    mp.spawn(_quantizer_rank, args=(str(tmp_path / "store"), str(tmp_path / "q")), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "q.0", weights_only=True)
+    r1 = torch.load(tmp_path / "q.1", weights_only=True)
+    assert r0["restarts"] > 0 and int(r0["total_restarts"]) > 0
+    for name in ("codebook", "ema_count", "ema_sum", "last_used", "total_restarts", "restarts"):
+        a, b = torch.as_tensor(r0[name]), torch.as_tensor(r1[name])
+        assert torch.equal(a, b), name
