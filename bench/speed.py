@@ -53,7 +53,10 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     sr = model.sample_rate
     wav = (0.1 * torch.randn(1, 1, int(args.seconds * sr))).to(device)
-    print(f"device={device} threads={torch.get_num_threads()} audio={args.seconds:.0f}s params={params / 1e6:.2f}M")
+    print(
+        f"device={device} threads={torch.get_num_threads()} audio={args.seconds:.0f}s "
+        f"params={params / 1e6:.2f}M"
+    )
     print(f"{'level':>5} {'hop':>5} {'bit/s':>7} {'enc RTF':>9} {'dec RTF':>9} {'total':>9}")
     with torch.inference_mode():
         for level in range(model.num_levels):
@@ -61,11 +64,15 @@ def main() -> None:
             te = _timed(lambda lv=level: model.encode(wav, level=lv), device, args.repeats)
             td = _timed(lambda lv=level, c=codes: model.decode(c, level=lv, speaker=0), device, args.repeats)
             bitrate = model.config.bitrate(level)
-            print(f"{level:>5} {model.hops[level]:>5} {bitrate:>7.0f} {te / args.seconds:>9.4f} "
-                  f"{td / args.seconds:>9.4f} {(te + td) / args.seconds:>9.4f}")
+            print(
+                f"{level:>5} {model.hops[level]:>5} {bitrate:>7.0f} {te / args.seconds:>9.4f} "
+                f"{td / args.seconds:>9.4f} {(te + td) / args.seconds:>9.4f}"
+            )
             if device.type == "cuda":
                 batch = codes.as_subclass(torch.Tensor).expand(args.batch, -1).contiguous()
-                tb = _timed(lambda lv=level, c=batch: model.decode(c, level=lv, speaker=0), device, args.repeats)
+                tb = _timed(
+                    lambda lv=level, c=batch: model.decode(c, level=lv, speaker=0), device, args.repeats
+                )
                 print(f"      batched decode x{args.batch}: RTF {tb / (args.seconds * args.batch):.6f}")
     if device.type == "cuda":
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")

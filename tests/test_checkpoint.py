@@ -39,7 +39,9 @@ def test_save_then_load_gives_identical_outputs(saved) -> None:
     for level in range(2):
         c1, c2 = model.encode(x, level=level), loaded.encode(x, level=level)
         assert torch.equal(c1, c2)
-        assert torch.equal(model.decode(c1, level=level, speaker="y"), loaded.decode(c2, level=level, speaker="y"))
+        assert torch.equal(
+            model.decode(c1, level=level, speaker="y"), loaded.decode(c2, level=level, speaker="y")
+        )
 
 
 def test_metadata_is_json_with_config_speakers_and_hash(saved) -> None:

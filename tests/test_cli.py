@@ -54,7 +54,8 @@ def test_unknown_nested_recipe_key_is_named(tmp_path: Path) -> None:
 
 def test_recipe_base_inherits_and_overrides(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text(
-        "model:\n  speaker_dim: 16\n  quantizer: {decay: 0.9}\ntrain:\n  max_steps: 7\n  lr: 0.1\n")
+        "model:\n  speaker_dim: 16\n  quantizer: {decay: 0.9}\ntrain:\n  max_steps: 7\n  lr: 0.1\n"
+    )
     (tmp_path / "sub").mkdir()
     child = tmp_path / "sub" / "child.yaml"
     child.write_text("base: ../base.yaml\nmodel:\n  quantizer: {commitment: 0.5}\ntrain:\n  lr: 0.2\n")
@@ -83,14 +84,17 @@ def test_shipped_recipes_load() -> None:
     assert tiny.model.num_levels == 2
 
 
-@pytest.mark.parametrize("override, key", [
-    ("train.lr=abc", "train.lr"),
-    ("train.max_steps=1.5", "train.max_steps"),
-    ("data.preload=maybe", "data.preload"),
-    ("data.kind=mp3", "data.kind"),
-    ("model.levels=3", "model.levels"),
-    ("train.max_steps=0", "train.max_steps"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.lr=abc", "train.lr"),
+        ("train.max_steps=1.5", "train.max_steps"),
+        ("data.preload=maybe", "data.preload"),
+        ("data.kind=mp3", "data.kind"),
+        ("model.levels=3", "model.levels"),
+        ("train.max_steps=0", "train.max_steps"),
+    ],
+)
 def test_bad_values_are_config_errors(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, [override])
@@ -117,8 +121,9 @@ def test_config_prints_bitrates() -> None:
     rows = [line.split() for line in result.stdout.splitlines() if line.count("│") >= 6]
     bitrates = [row[-2] for row in rows if row[1].isdigit()]
     assert bitrates == ["2000", "500", "250"], result.stdout
-    result = runner.invoke(app, ["config", str(REPO / "recipes" / "vctk.yaml"),
-                                 "--set", "model.levels.0.codebook_size=256"])
+    result = runner.invoke(
+        app, ["config", str(REPO / "recipes" / "vctk.yaml"), "--set", "model.levels.0.codebook_size=256"]
+    )
     assert result.exit_code == 0, result.output
     assert "codebook_size: 256" in result.stdout and "1600" in result.stdout
 
@@ -144,8 +149,9 @@ def test_config_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_train_with_unknown_key_exits_2(tmp_path: Path, tiny_recipe: Path) -> None:
-    result = runner.invoke(app, ["train", str(tiny_recipe), "--out", str(tmp_path / "run"),
-                                 "--set", "train.bogus=1"])
+    result = runner.invoke(
+        app, ["train", str(tiny_recipe), "--out", str(tmp_path / "run"), "--set", "train.bogus=1"]
+    )
     assert result.exit_code == 2
     assert "train.bogus" in _one_error_line(result.stderr)
     assert not (tmp_path / "run").exists()
@@ -162,8 +168,9 @@ def test_train_with_missing_data_root_exits_2(tmp_path: Path, tiny_recipe: Path,
     assert not out.exists()  # a run that never started leaves nothing behind
 
 
-def test_train_resume_and_refusals(tmp_path: Path, tiny_recipe: Path, tiny_args: Args,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_resume_and_refusals(
+    tmp_path: Path, tiny_recipe: Path, tiny_args: Args, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["train", str(tiny_recipe), "--out", "empty", "--resume", *tiny_args(2)])
@@ -180,8 +187,10 @@ def test_train_resume_and_refusals(tmp_path: Path, tiny_recipe: Path, tiny_args:
     assert result.exit_code == 2
     assert "--resume" in [x for x in result.stderr.splitlines() if x.startswith("error:")][0]
 
-    result = runner.invoke(app, ["train", str(tiny_recipe), "--out", "run", "--resume",
-                                 *tiny_args(3, **{"model.speaker_dim": 4})])
+    result = runner.invoke(
+        app,
+        ["train", str(tiny_recipe), "--out", "run", "--resume", *tiny_args(3, **{"model.speaker_dim": 4})],
+    )
     assert result.exit_code == 2
     assert "model.speaker_dim" in [x for x in result.stderr.splitlines() if x.startswith("error:")][0]
 
@@ -194,15 +203,17 @@ def test_train_resume_and_refusals(tmp_path: Path, tiny_recipe: Path, tiny_args:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_train_device_cuda_without_gpu_exits_2(tmp_path: Path, tiny_recipe: Path, tiny_args: Args) -> None:
-    result = runner.invoke(app, ["train", str(tiny_recipe), "--out", str(tmp_path / "run"), *tiny_args(2),
-                                 "--device", "cuda"])
+    result = runner.invoke(
+        app, ["train", str(tiny_recipe), "--out", str(tmp_path / "run"), *tiny_args(2), "--device", "cuda"]
+    )
     assert result.exit_code == 2
     assert "CUDA" in [x for x in result.stderr.splitlines() if x.startswith("error:")][0]
 
 
 def test_toy_corpus(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["toy-corpus", str(tmp_path / "toy"), "--speakers", "2", "--utterances", "3",
-                                 "--seconds", "0.2"])
+    result = runner.invoke(
+        app, ["toy-corpus", str(tmp_path / "toy"), "--speakers", "2", "--utterances", "3", "--seconds", "0.2"]
+    )
     assert result.exit_code == 0, result.output
     files = sorted(p.relative_to(tmp_path / "toy").as_posix() for p in (tmp_path / "toy").rglob("*.wav"))
     assert files == [f"spk{s}/spk{s}_{u:03d}.wav" for s in range(2) for u in range(3)]
@@ -215,14 +226,35 @@ def test_toy_corpus(tmp_path: Path) -> None:
 
 
 def test_python_m_vqaudio(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
-    done = subprocess.run([sys.executable, "-m", "vqaudio", "--help"], cwd=tmp_path, env=subprocess_env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "vqaudio", "--help"],
+        cwd=tmp_path,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "train" in done.stdout and "toy-corpus" in done.stdout
 
-    done = subprocess.run([sys.executable, "-m", "vqaudio", "train", str(REPO / "recipes" / "tiny.yaml"),
-                           "--out", "run", "--set", "train.bogus=1"], cwd=tmp_path, env=subprocess_env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vqaudio",
+            "train",
+            str(REPO / "recipes" / "tiny.yaml"),
+            "--out",
+            "run",
+            "--set",
+            "train.bogus=1",
+        ],
+        cwd=tmp_path,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "train.bogus" in _one_error_line(done.stderr)
     assert done.stdout == ""
@@ -233,7 +265,8 @@ def test_console_script(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     exe = shutil.which("vqaudio") or shutil.which("vqaudio", path=str(Path(sys.executable).parent))
     if exe is None:
         pytest.skip("the vqaudio console script is not installed")
-    done = subprocess.run([exe, "--help"], cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [exe, "--help"], cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "train" in done.stdout

@@ -155,7 +155,7 @@ def test_layout(small_corpus: DemoCorpus) -> None:
             assert (root / "labels" / voice / f"{utt_id}.tsv").is_file()
     assert "flite" in (root / "README.txt").read_text()
     assert "CMU ARCTIC" in (root / "README.txt").read_text()
-    assert not list(root.rglob(".vqtmp-*"))
+    assert not list(root.rglob(".*.tmp*"))
     umask = os.umask(0o022)
     os.umask(umask)
     assert (root / "manifest.tsv").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
@@ -221,12 +221,12 @@ def test_rerun_is_idempotent_and_repairs(tmp_path: Path) -> None:
     wav.write_bytes(wav.read_bytes()[:44])
     label = tmp_path / "labels" / "slt" / "arctic_a0002.tsv"
     label.unlink()
-    (tmp_path / "wavs" / "slt" / ".vqtmp-leftover").write_bytes(b"half")
+    (tmp_path / "wavs" / "slt" / ".arctic_a0001.abc123.tmp.wav").write_bytes(b"half")
     third = make_demo_corpus(tmp_path, voices=("slt",), num_sentences=2, jobs=1)
     assert third == first
     assert wav.read_bytes() == data[wav]  # flite is deterministic
     assert label.read_bytes() == data[label]
-    assert not list(tmp_path.rglob(".vqtmp-*"))
+    assert not list(tmp_path.rglob(".*.tmp*"))
 
 
 @needs_flite

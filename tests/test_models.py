@@ -14,8 +14,11 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 def tiny_model_config() -> ModelConfig:
     small = dict(codebook_size=32, code_dim=4, channels=4, max_channels=8, bottleneck_blocks=1)
-    return ModelConfig(levels=[LevelConfig(strides=[2, 5], **small), LevelConfig(strides=[4, 5, 2], **small)],
-                       quantizer=QuantizerConfig(kmeans_iters=2), speaker_dim=4)
+    return ModelConfig(
+        levels=[LevelConfig(strides=[2, 5], **small), LevelConfig(strides=[4, 5, 2], **small)],
+        quantizer=QuantizerConfig(kmeans_iters=2),
+        speaker_dim=4,
+    )
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ def _ready(vq: VectorQuantizer, codebook: torch.Tensor, count: float = 1.0) -> V
 def test_ema_update_moves_code_toward_mean_of_its_assignments() -> None:
     torch.manual_seed(0)
     cb = torch.tensor([[0.0, 0.0], [10.0, 10.0], [-10.0, 10.0]])
-    vq = _ready(VectorQuantizer(3, 2, normalize=False, decay=0.9, restart_threshold=0.0), cb)
+    vq = _ready(
+        VectorQuantizer(3, 2, normalize=False, standardize=False, decay=0.9, restart_threshold=0.0), cb
+    )
     target = torch.tensor([1.0, -1.0])
     z = (target + 0.01 * torch.randn(50, 2)).t()[None]  # [1, 2, 50], all nearest to code 0
     before = (vq.codebook[0] - target).norm()
@@ -38,11 +40,19 @@ def test_ema_update_moves_code_toward_mean_of_its_assignments() -> None:
 def test_dead_code_is_restarted_from_encoder_outputs_and_statistics_reset() -> None:
     torch.manual_seed(0)
     cb = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 50.0], [0.0, -50.0]])
-    vq = _ready(VectorQuantizer(4, 2, normalize=False, restart_threshold=0.5, restart_every=1), cb, count=10.0)
+    vq = _ready(
+        VectorQuantizer(4, 2, normalize=False, standardize=False, restart_threshold=0.5, restart_every=1),
+        cb,
+        count=10.0,
+    )
     vq.ema_count[2:] = 0.0  # codes 2 and 3 are dead
     vq.ema_sum[2:] = 0.0
-    z = torch.cat([torch.randn(20, 2) * 0.1 + torch.tensor([1.0, 0.0]),
-                   torch.randn(20, 2) * 0.1 + torch.tensor([-1.0, 0.0])]).t()[None]
+    z = torch.cat(
+        [
+            torch.randn(20, 2) * 0.1 + torch.tensor([1.0, 0.0]),
+            torch.randn(20, 2) * 0.1 + torch.tensor([-1.0, 0.0]),
+        ]
+    ).t()[None]
     vq.train()
     out = vq(z)
     assert out.restarts == 2
@@ -60,7 +70,7 @@ def test_dead_code_is_restarted_from_encoder_outputs_and_statistics_reset() -> N
 
 def test_straight_through_gradient_reaches_encoder_unchanged() -> None:
     torch.manual_seed(0)
-    vq = VectorQuantizer(16, 4, normalize=False)
+    vq = VectorQuantizer(16, 4, normalize=False, standardize=False)
     vq.train()
     z = torch.randn(2, 4, 10, requires_grad=True)
     out = vq(z)
@@ -72,7 +82,7 @@ def test_straight_through_gradient_reaches_encoder_unchanged() -> None:
 
 def test_straight_through_with_normalisation_passes_through_the_normaliser_only() -> None:
     torch.manual_seed(0)
-    vq = VectorQuantizer(16, 4, normalize=True)
+    vq = VectorQuantizer(16, 4, normalize=True, standardize=False)
     vq.train()
     z = torch.randn(2, 4, 10, requires_grad=True)
     g = torch.randn(2, 4, 10)
@@ -106,7 +116,7 @@ def test_eval_mode_changes_nothing() -> None:
 
 def test_first_batch_initialises_codebook_from_data() -> None:
     torch.manual_seed(0)
-    vq = VectorQuantizer(8, 4, normalize=False, init="kmeans", kmeans_iters=5)
+    vq = VectorQuantizer(8, 4, normalize=False, standardize=False, init="kmeans", kmeans_iters=5)
     data = torch.randn(2, 4, 200) + 100.0  # far from the random unit-norm init
     vq.train()
     vq(data)
@@ -135,3 +145,37 @@ def test_quantizer_does_not_collapse_on_clustered_data() -> None:
         out = vq(z.t()[None])
     assert out.usage.item() > 0.9
     assert out.perplexity.item() > 0.5 * k
+
+
+def test_standardisation_keeps_offset_dominated_latents_from_collapsing() -> None:
+    """Encoder outputs at initialisation: a common offset ~30x their spread, drifting every step."""
+    torch.manual_seed(0)
+    k, d = 64, 8
+    offset = torch.randn(d)
+    signal = torch.randn(d, d)
+
+    def batch(step: int) -> torch.Tensor:
+        return (offset * (1 + 0.5 * step) + 0.005 * torch.randn(512, d) @ signal).t()[None]
+
+    plain = VectorQuantizer(k, d, standardize=False, restart_threshold=0.0)
+    standard = VectorQuantizer(k, d, standardize=True, restart_threshold=0.0)
+    plain.train()
+    standard.train()
+    for step in range(30):
+        p_out, s_out = plain(batch(step)), standard(batch(step))
+    assert p_out.perplexity < 2  # the cloud drifted off the codebook: collapse
+    assert s_out.perplexity > 0.5 * k
+
+
+def test_encoding_uses_running_statistics_not_the_batch() -> None:
+    torch.manual_seed(0)
+    vq = VectorQuantizer(32, 4)
+    vq.train()
+    for _ in range(5):
+        vq(torch.randn(4, 4, 100) * 3 + 1)
+    vq.eval()
+    x = torch.randn(1, 4, 50) * 3 + 1
+    alone = vq.lookup_codes(x)
+    with_others = vq.lookup_codes(torch.cat([x, 100 * torch.randn(3, 4, 50)]))[:1]
+    assert torch.equal(alone, with_others)
+    torch.testing.assert_close(vq.running_mean, torch.ones(4), atol=0.3, rtol=0)

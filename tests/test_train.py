@@ -67,7 +67,9 @@ def test_run_directory_layout_and_reload(trained_run: Path) -> None:
     assert (run / "config.yaml").is_file()
     assert load_config(run / "config.yaml").train.max_steps == 3  # the resolved config reloads as a recipe
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "step_00000003.safetensors", "step_00000003.state.pt"]
+        "step_00000003.safetensors",
+        "step_00000003.state.pt",
+    ]
     assert (run / "latest.txt").read_text().strip() == "checkpoints/step_00000003.safetensors"
     assert (run / "best.safetensors").is_file()
     assert list((run / "tb").glob("events.out.tfevents.*"))
@@ -97,8 +99,10 @@ def test_run_directory_layout_and_reload(trained_run: Path) -> None:
         assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("device", [
-    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))])
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))],
+)
 def test_train_result_and_resume(tmp_path: Path, cfg_for: CfgFor, device: str) -> None:
     cfg = cfg_for(3, **{"train.device": device})
     first = train(cfg, tmp_path / "run", stop_after=2)
@@ -136,8 +140,15 @@ def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_is_exact(tmp_path: Path, cfg_for: CfgFor, workers: int) -> None:
     # evaluations at 2, 4, 6 and a dead-code restart every other step: resume crosses all of them
-    cfg = cfg_for(6, **{"data.num_workers": workers, "train.eval_every": 2,
-                        "model.quantizer.restart_every": 2, "model.quantizer.restart_threshold": 1.0})
+    cfg = cfg_for(
+        6,
+        **{
+            "data.num_workers": workers,
+            "train.eval_every": 2,
+            "model.quantizer.restart_every": 2,
+            "model.quantizer.restart_threshold": 1.0,
+        },
+    )
     a = train(cfg, tmp_path / "a")
     b1 = train(cfg, tmp_path / "b", stop_after=3)
     assert b1.step == 3 and b1.interrupted
@@ -148,8 +159,19 @@ def test_resume_is_exact(tmp_path: Path, cfg_for: CfgFor, workers: int) -> None:
 
     wa, wb = _weights(tmp_path / "a", 6), _weights(tmp_path / "b", 6)
     assert wa.keys() == wb.keys()
-    buffers = [k for k in wa if k.endswith(("quantizer.codebook", "quantizer.ema_count", "quantizer.ema_sum",
-                                            "quantizer.last_used", "quantizer.steps"))]
+    buffers = [
+        k
+        for k in wa
+        if k.endswith(
+            (
+                "quantizer.codebook",
+                "quantizer.ema_count",
+                "quantizer.ema_sum",
+                "quantizer.last_used",
+                "quantizer.steps",
+            )
+        )
+    ]
     assert len(buffers) == 10  # five buffers on each of the two levels
     assert int(wa["levels.0.quantizer.total_restarts"]) > 0
     different = [k for k in wa if not torch.equal(wa[k], wb[k])]
@@ -233,13 +255,18 @@ def _poison(monkeypatch: pytest.MonkeyPatch, bad_steps: set[int] | None, batch_s
     monkeypatch.setattr(SegmentDataset, "__getitem__", getitem)
 
 
-TINY_ADVERSARIAL = {"adversarial.enabled": "true", "adversarial.channels": 4, "adversarial.periods": "[2]",
-                    "adversarial.fft_sizes": "[256]"}
+TINY_ADVERSARIAL = {
+    "adversarial.enabled": "true",
+    "adversarial.channels": 4,
+    "adversarial.periods": "[2]",
+    "adversarial.fft_sizes": "[256]",
+}
 
 
 @pytest.mark.parametrize("adversarial", [False, True], ids=["plain", "adversarial"])
-def test_non_finite_steps_are_skipped(tmp_path: Path, cfg_for: CfgFor, monkeypatch: pytest.MonkeyPatch,
-                                      adversarial: bool) -> None:
+def test_non_finite_steps_are_skipped(
+    tmp_path: Path, cfg_for: CfgFor, monkeypatch: pytest.MonkeyPatch, adversarial: bool
+) -> None:
     _poison(monkeypatch, {2, 3})
     extra = TINY_ADVERSARIAL if adversarial else {}
     result = train(cfg_for(6, **{"train.max_bad_steps": 3}, **extra), tmp_path / "run")
@@ -256,8 +283,9 @@ def test_non_finite_steps_are_skipped(tmp_path: Path, cfg_for: CfgFor, monkeypat
         assert state["disc"] and all(torch.isfinite(v).all() for v in state["disc"].values())
 
 
-def test_too_many_bad_steps_stop_training(tmp_path: Path, cfg_for: CfgFor,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_many_bad_steps_stop_training(
+    tmp_path: Path, cfg_for: CfgFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _poison(monkeypatch, None)
     with pytest.raises(TrainingError, match="2 non-finite steps in a row at step 2"):
         train(cfg_for(20, **{"train.max_bad_steps": 2}), tmp_path / "run")
@@ -269,8 +297,9 @@ def test_too_many_bad_steps_stop_training(tmp_path: Path, cfg_for: CfgFor,
 
 
 def test_lr_schedule() -> None:
-    cfg = load_config(None, ["train.lr=1.0", "train.warmup_steps=4", "train.max_steps=20",
-                             "train.min_lr_ratio=0.1"])
+    cfg = load_config(
+        None, ["train.lr=1.0", "train.warmup_steps=4", "train.max_steps=20", "train.min_lr_ratio=0.1"]
+    )
     warm = [lr_at(s, cfg) for s in range(4)]
     assert warm == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert lr_at(4, cfg) == pytest.approx(1.0)
@@ -306,9 +335,11 @@ def _fake_vctk(root: Path, new_layout: bool) -> Path:
             (root / "txt" / spk / f"{spk}_{u:03d}.txt").write_text("Please call Stella.\n")
     (root / "speaker-info.txt").write_text(
         "ID  AGE  GENDER  ACCENTS  REGION\n225  23  F    English    Southern  England\n"
-        "226  22  M    English    Surrey\n" if not new_layout else
-        "ID  AGE  GENDER  ACCENTS  REGION COMMENTS\np225  23  F    English    Southern  England\n"
-        "p226  22  M    English    Surrey\n")
+        "226  22  M    English    Surrey\n"
+        if not new_layout
+        else "ID  AGE  GENDER  ACCENTS  REGION COMMENTS\np225  23  F    English    Southern  England\n"
+        "p226  22  M    English    Surrey\n"
+    )
     return root
 
 
@@ -332,12 +363,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_sigterm_saves_and_resume_continues(tmp_path: Path, tiny_recipe: Path, tiny_args: Args,
-                                            subprocess_env: dict[str, str]) -> None:
+def test_sigterm_saves_and_resume_continues(
+    tmp_path: Path, tiny_recipe: Path, tiny_args: Args, subprocess_env: dict[str, str]
+) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vqaudio", "train", str(tiny_recipe), "--out", str(out)]
-    proc = subprocess.Popen([*cmd, *tiny_args(10_000)], cwd=tmp_path, env=subprocess_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cmd, *tiny_args(10_000)],
+        cwd=tmp_path,
+        env=subprocess_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     stepped = threading.Event()
 
@@ -382,12 +420,25 @@ def test_sigterm_saves_and_resume_continues(tmp_path: Path, tiny_recipe: Path, t
 # ---------------------------------------------------------------------------------------------- DDP
 
 
-def test_torchrun_two_ranks(tmp_path: Path, tiny_recipe: Path, tiny_args: Args,
-                            subprocess_env: dict[str, str]) -> None:
+def test_torchrun_two_ranks(
+    tmp_path: Path, tiny_recipe: Path, tiny_args: Args, subprocess_env: dict[str, str]
+) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
-           f"--master-port={_free_port()}", "-m", "vqaudio", "train", str(tiny_recipe), "--out", str(out),
-           *tiny_args(3)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node=2",
+        "--master-addr=127.0.0.1",
+        f"--master-port={_free_port()}",
+        "-m",
+        "vqaudio",
+        "train",
+        str(tiny_recipe),
+        "--out",
+        str(out),
+        *tiny_args(3),
+    ]
     done = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stderr.count("finished at step 3") == 1  # only rank 0 reports
@@ -416,9 +467,17 @@ def _quantizer_rank(rank: int, store: str, out: str) -> None:
         for i in range(6):
             z = torch.randn(3, 8, 40, generator=gen) * (1 + rank) + 2.0 * rank * (i % 2)
             restarts += vq(z).restarts
-        torch.save({"codebook": vq.codebook, "ema_count": vq.ema_count, "ema_sum": vq.ema_sum,
-                    "last_used": vq.last_used, "total_restarts": vq.total_restarts, "restarts": restarts},
-                   f"{out}.{rank}")
+        torch.save(
+            {
+                "codebook": vq.codebook,
+                "ema_count": vq.ema_count,
+                "ema_sum": vq.ema_sum,
+                "last_used": vq.last_used,
+                "total_restarts": vq.total_restarts,
+                "restarts": restarts,
+            },
+            f"{out}.{rank}",
+        )
     finally:
         dist.destroy_process_group()
 
@@ -432,3 +491,33 @@ def test_quantizer_codebooks_agree_across_ranks(tmp_path: Path, monkeypatch: pyt
     for name in ("codebook", "ema_count", "ema_sum", "last_used", "total_restarts", "restarts"):
         a, b = torch.as_tensor(r0[name]), torch.as_tensor(r1[name])
         assert torch.equal(a, b), name
+
+
+def test_scientific_notation_values_parse_as_numbers() -> None:
+    from vqaudio.config import load_config
+
+    # YAML 1.1 (PyYAML) reads "3e-4" as a string; the config accepts it as a float.
+    assert load_config(None, ["train.lr=3e-4"]).train.lr == 3e-4
+
+
+def test_time_budget_stops_cleanly_and_marks_the_run_finished(
+    tmp_path: Path, cfg_for: CfgFor, one_thread
+) -> None:
+    import json
+
+    out = tmp_path / "run"
+    result = train(cfg_for(10_000, **{"train.max_minutes": 1e-4}), out)
+    assert not result.interrupted and result.step < 10_000
+    done = json.loads((out / "finished.json").read_text())
+    assert done["reason"] == "time_budget" and done["step"] == result.step
+    assert (out / "latest.txt").is_file()
+    # resuming (e.g. with a larger budget) clears the mark until the run ends again
+    result = train(cfg_for(result.step + 1), out, resume=True)
+    assert json.loads((out / "finished.json").read_text())["reason"] == "max_steps"
+
+
+def test_a_signal_stop_does_not_mark_the_run_finished(tmp_path: Path, cfg_for: CfgFor, one_thread) -> None:
+    out = tmp_path / "run"
+    result = train(cfg_for(6), out, stop_after=2)
+    assert result.interrupted
+    assert not (out / "finished.json").exists()

@@ -6,15 +6,55 @@ Quick use::
     model = vqaudio.load_model("runs/vctk")          # a checkpoint or a run directory
     codes = model.encode(wav, level=1)                 # wav: [T], [B, T] or [B, 1, T] at model.sample_rate
     out = model.decode(codes, level=1, speaker="p226") # [B, 1, T]
+
+The top-level names are imported lazily, so ``import vqaudio.codec.bitstream`` (which needs only
+numpy) does not import torch.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from vqaudio.checkpoint import load_model, read_checkpoint, save_checkpoint  # noqa: E402
-from vqaudio.config import RunConfig, load_config  # noqa: E402
-from vqaudio.models import VQVAE, Codes, build_model  # noqa: E402
+_LAZY = {
+    "load_model": "vqaudio.checkpoint",
+    "read_checkpoint": "vqaudio.checkpoint",
+    "save_checkpoint": "vqaudio.checkpoint",
+    "RunConfig": "vqaudio.config",
+    "load_config": "vqaudio.config",
+    "VQVAE": "vqaudio.models",
+    "Codes": "vqaudio.models",
+    "build_model": "vqaudio.models",
+}
 
-__all__ = ["Codes", "RunConfig", "VQVAE", "__version__", "build_model", "load_config", "load_model",
-           "read_checkpoint", "save_checkpoint"]
+if TYPE_CHECKING:
+    from vqaudio.checkpoint import load_model, read_checkpoint, save_checkpoint
+    from vqaudio.config import RunConfig, load_config
+    from vqaudio.models import VQVAE, Codes, build_model
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vqaudio' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = [
+    "Codes",
+    "RunConfig",
+    "VQVAE",
+    "__version__",
+    "build_model",
+    "load_config",
+    "load_model",
+    "read_checkpoint",
+    "save_checkpoint",
+]

@@ -72,8 +72,9 @@ def _package_version() -> str:
     return __version__
 
 
-def save_checkpoint(path: str | Path, model: VQVAE, config: RunConfig, step: int = 0,
-                    extra: dict[str, Any] | None = None) -> str:
+def save_checkpoint(
+    path: str | Path, model: VQVAE, config: RunConfig, step: int = 0, extra: dict[str, Any] | None = None
+) -> str:
     """Write ``model`` atomically to ``path`` (a ``.safetensors`` file); returns the weights' SHA-256."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     sha = weights_sha256(state)
@@ -132,8 +133,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointMeta
     except (ValueError, KeyError, TypeError):
         raise CheckpointError(f"{p}: unreadable vqaudio metadata") from None
     if schema > CHECKPOINT_SCHEMA:
-        raise CheckpointError(f"{p}: checkpoint schema {schema} is newer than this vqaudio understands "
-                              f"({CHECKPOINT_SCHEMA}); upgrade vqaudio")
+        raise CheckpointError(
+            f"{p}: checkpoint schema {schema} is newer than this vqaudio understands "
+            f"({CHECKPOINT_SCHEMA}); upgrade vqaudio"
+        )
     try:
         config = config_from_dict(meta["config"])
     except ConfigError as err:
@@ -141,9 +144,16 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointMeta
     sha = weights_sha256(state)
     if sha != meta.get("weights_sha256"):
         raise CheckpointError(f"{p}: weights do not match their SHA-256 (corrupt file?)")
-    return state, CheckpointMeta(schema, config, list(meta["speakers"]), int(meta["sample_rate"]),
-                                 str(meta.get("version", "?")), int(meta.get("step", 0)), sha,
-                                 dict(meta.get("extra", {})))
+    return state, CheckpointMeta(
+        schema,
+        config,
+        list(meta["speakers"]),
+        int(meta["sample_rate"]),
+        str(meta.get("version", "?")),
+        int(meta.get("step", 0)),
+        sha,
+        dict(meta.get("extra", {})),
+    )
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> VQVAE:

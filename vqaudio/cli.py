@@ -30,11 +30,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Shared options, declared once.
 RecipeArg = Annotated[
-    Path, typer.Argument(help="YAML recipe, e.g. recipes/vctk.yaml (partial override of the defaults).")]
+    Path, typer.Argument(help="YAML recipe, e.g. recipes/vctk.yaml (partial override of the defaults).")
+]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", metavar="KEY.PATH=VALUE",
-                 help="Override one config value (repeatable), e.g. --set train.max_steps=1000."),
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY.PATH=VALUE",
+        help="Override one config value (repeatable), e.g. --set train.max_steps=1000.",
+    ),
 ]
 
 
@@ -58,8 +63,14 @@ def _bitrate_table(cfg: Any) -> Table:
         table.add_column(col, justify="right")
     m = cfg.model
     for i, lv in enumerate(m.levels):
-        table.add_row(str(i), str(lv.hop), f"{m.frame_rate(i):.2f}", str(lv.codebook_size),
-                      f"{lv.bits_per_code:.2f}", f"{m.bitrate(i):.0f}")
+        table.add_row(
+            str(i),
+            str(lv.hop),
+            f"{m.frame_rate(i):.2f}",
+            str(lv.codebook_size),
+            f"{lv.bits_per_code:.2f}",
+            f"{m.bitrate(i):.0f}",
+        )
     return table
 
 
@@ -69,8 +80,9 @@ def _print_config(cfg: Any, console: Console) -> None:
     from vqaudio.config import config_to_dict
 
     console.print("[bold]resolved config[/]")
-    console.print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip(), highlight=False,
-                  markup=False)
+    console.print(
+        yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip(), highlight=False, markup=False
+    )
     console.print(_bitrate_table(cfg))
 
 
@@ -78,11 +90,13 @@ def _print_config(cfg: Any, console: Console) -> None:
 @user_errors
 def train(
     recipe: RecipeArg,
-    out: Annotated[Path, typer.Option("--out", "-o",
-                                      help="Run directory (checkpoints, TensorBoard, config).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory (checkpoints, TensorBoard, config).")
+    ],
     overrides: SetOpt = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue the run in --out from its latest checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")
+    ] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: train.device)")] = None,
 ) -> None:
     """Train a hierarchical VQ-VAE from a recipe.
@@ -104,7 +118,13 @@ def train(
     console = err_console if main_rank else Console(stderr=True, quiet=True)
     if main_rank:
         _print_config(cfg, console)
-    result = run_training(cfg, out, resume=resume, console=console)
+    from vqaudio.train import TrainingError
+
+    try:
+        result = run_training(cfg, out, resume=resume, console=console)
+    except TrainingError as err:  # diverged: not the user's input, but not a crash either
+        err_console.print(f"[bold red]training failed:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     if main_rank:
         best = f"{result.best_metric:.4f}" if result.best_metric is not None else "n/a"
         state = "interrupted" if result.interrupted else "finished"
@@ -140,18 +160,83 @@ def toy_corpus(
 @user_errors
 def demo_corpus(
     out: Annotated[Path, typer.Argument(help="Folder for the corpus (wavs/, labels/, manifest.tsv).")],
-    sentences: Annotated[int | None, typer.Option(
-        min=1, help="First N CMU ARCTIC prompts (default: all 593).")] = None,
+    sentences: Annotated[
+        int | None, typer.Option(min=1, help="First N CMU ARCTIC prompts (default: all 593).")
+    ] = None,
     voices: Annotated[str, typer.Option(help="Comma-separated flite voices.")] = "kal16,awb,rms,slt",
     jobs: Annotated[int, typer.Option(min=1, help="Parallel flite processes.")] = 2,
 ) -> None:
     """Make the parallel, phone-labelled demo corpus with flite (4 voices x CMU ARCTIC prompts)."""
     from vqaudio.data.demo import make_demo_corpus
 
-    corpus = make_demo_corpus(out, voices=tuple(v.strip() for v in voices.split(",") if v.strip()),
-                              num_sentences=sentences, jobs=jobs)
-    err_console.print(f"{corpus.num_utterances} utterances, {corpus.duration_s / 60:.1f} min of audio "
-                      f"in {corpus.root}")
+    corpus = make_demo_corpus(
+        out,
+        voices=tuple(v.strip() for v in voices.split(",") if v.strip()),
+        num_sentences=sentences,
+        jobs=jobs,
+    )
+    err_console.print(
+        f"{corpus.num_utterances} utterances, {corpus.duration_s / 60:.1f} min of audio in {corpus.root}"
+    )
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint or run directory.")],
+    data: Annotated[Path, typer.Option("--data", help="Corpus folder or TSV manifest to evaluate on.")],
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Corpus kind (vctk, librispeech, ljspeech, folder, tsv); default: tsv for a file."),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Only utterances of this manifest split (train/valid/test).")
+    ] = None,
+    max_utts: Annotated[int | None, typer.Option(min=1, help="Evaluate at most N utterances.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the scores as JSON here.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+) -> None:
+    """Encode and decode a corpus at every level; print bitrate, mel distance, SI-SDR, PESQ-WB and STOI."""
+    import json
+
+    from vqaudio.audio import atomic_write
+    from vqaudio.checkpoint import load_model
+    from vqaudio.data import scan_corpus
+    from vqaudio.evaluate import evaluate_reconstruction
+    from vqaudio.train.distributed import resolve_device
+
+    net = load_model(model, resolve_device(device))
+    utts = scan_corpus(kind or ("tsv" if data.is_file() else "folder"), data)
+    if split is not None:
+        utts = [u for u in utts if u.split == split]
+        if not utts:
+            raise UserError(f"{data}: no utterances in split '{split}'")
+    utts = sorted(utts, key=lambda u: (u.utt_id, u.speaker))[:max_utts]
+    scores = evaluate_reconstruction(net, utts)
+    table = Table(title=f"reconstruction on {len(utts)} utterances", title_justify="left")
+    for col in ("level", "bit/s", "mel dist", "SI-SDR dB", "PESQ-WB", "STOI"):
+        table.add_column(col, justify="right")
+
+    def fmt(v: float | None, spec: str) -> str:
+        return "n/a" if v is None else format(v, spec)
+
+    for sc in scores:
+        table.add_row(
+            str(sc.level),
+            f"{sc.bitrate:.0f}",
+            f"{sc.mel_distance:.3f}",
+            f"{sc.si_sdr:.2f}",
+            fmt(sc.pesq, ".2f"),
+            fmt(sc.stoi, ".3f"),
+        )
+    out_console.print(table)
+    if json_out is not None:
+        with atomic_write(json_out) as tmp:
+            tmp.write_text(
+                json.dumps({"utterances": len(utts), "levels": [s.as_dict() for s in scores]}, indent=2)
+            )
 
 
 def main() -> None:

@@ -67,10 +67,14 @@ class LevelConfig:
         _check(self.codebook_size >= 2, f"codebook_size must be >= 2, got {self.codebook_size}")
         _check(self.codebook_size <= 65536, f"codebook_size must be <= 65536, got {self.codebook_size}")
         _check(self.code_dim >= 1, f"code_dim must be >= 1, got {self.code_dim}")
-        _check(self.channels >= 1 and self.max_channels >= self.channels, "need 1 <= channels <= max_channels")
+        _check(
+            self.channels >= 1 and self.max_channels >= self.channels, "need 1 <= channels <= max_channels"
+        )
         _check(self.blocks_per_scale >= 0 and self.bottleneck_blocks >= 0, "block counts must be >= 0")
         _check(len(self.dilations) >= 1 and all(d >= 1 for d in self.dilations), "dilations must be >= 1")
-        _check(self.kernel_size % 2 == 1, f"kernel_size must be odd (non-causal 'same'), got {self.kernel_size}")
+        _check(
+            self.kernel_size % 2 == 1, f"kernel_size must be odd (non-causal 'same'), got {self.kernel_size}"
+        )
 
     @property
     def hop(self) -> int:
@@ -98,8 +102,11 @@ class QuantizerConfig:
     entropy_weight: float = 0.0
     entropy_temperature: float = 0.1
     usage_window: int = 100
+    standardize: bool = True
+    stats_momentum: float = 0.05
 
     def __post_init__(self) -> None:
+        _check(0.0 < self.stats_momentum <= 1.0, "quantizer.stats_momentum must be in (0, 1]")
         _check(self.mode in ("ema", "loss"), f"quantizer.mode must be 'ema' or 'loss', got {self.mode!r}")
         _check(0.0 < self.decay < 1.0, f"quantizer.decay must be in (0, 1), got {self.decay}")
         _check(self.commitment >= 0, "quantizer.commitment must be >= 0")
@@ -206,6 +213,7 @@ class AdversarialConfig:
 @dataclass
 class TrainConfig:
     max_steps: int = 100_000
+    max_minutes: float = 0.0
     lr: float = 3e-4
     betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
     weight_decay: float = 0.01
@@ -226,10 +234,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.max_steps >= 1, "train.max_steps must be >= 1")
+        _check(self.max_minutes >= 0, "train.max_minutes must be >= 0 (0 = no time limit)")
         _check(self.lr > 0, "train.lr must be > 0")
-        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "train.betas: two values in [0,1)")
+        _check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "train.betas: two values in [0,1)"
+        )
         _check(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
-        _check(self.schedule in ("cosine", "constant"), f"train.schedule: cosine|constant, got {self.schedule!r}")
+        _check(
+            self.schedule in ("cosine", "constant"), f"train.schedule: cosine|constant, got {self.schedule!r}"
+        )
         _check(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio must be in [0, 1]")
         _check(self.grad_clip >= 0, "train.grad_clip must be >= 0 (0 = off)")
         _check(self.amp in ("auto", "bf16", "off"), f"train.amp must be auto|bf16|off, got {self.amp!r}")
@@ -280,7 +293,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a list, got {value!r}")
         (item_tp,) = get_args(tp)
         return [_coerce(v, item_tp, f"{path}.{i}") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
@@ -295,6 +308,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)

@@ -16,7 +16,6 @@ from vqaudio.data.corpora import (
     speaker_list,
     split_utterances,
 )
-from vqaudio.data.demo import DEMO_VOICES, DemoCorpus, make_demo_corpus, parse_psdur, read_arctic_prompts
 from vqaudio.data.dataset import (
     SegmentDataset,
     StepBatchSampler,
@@ -25,6 +24,7 @@ from vqaudio.data.dataset import (
     load_full,
     validate_corpus,
 )
+from vqaudio.data.demo import DEMO_VOICES, DemoCorpus, make_demo_corpus, parse_psdur, read_arctic_prompts
 
 __all__ = [
     "DEMO_VOICES",

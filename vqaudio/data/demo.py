@@ -18,22 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 import shutil
 import subprocess
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import soxr
 
+from vqaudio.audio import atomic_write, write_audio
 from vqaudio.errors import UserError
 
 __all__ = [
@@ -64,7 +62,6 @@ LABEL_TOLERANCE_S = 0.05
 
 _FLITE_INSTALL_HINT = "flite not found: install it with `sudo apt-get install flite` (Debian/Ubuntu)"
 _PROMPT_RE = re.compile(r'^\(\s*(\S+)\s+"((?:[^"\\]|\\.)*)"\s*\)$')
-_TMP_PREFIX = ".vqtmp-"
 _FLITE_TIMEOUT_S = 300.0
 
 
@@ -245,20 +242,6 @@ def _run_flite(flite: str, voice: str, text: str, wav_path: Path) -> str:
 # --------------------------------------------------------------------------------------------- writing
 
 
-def _atomic_path(path: Path) -> Path:
-    """Create a fresh empty temporary file next to ``path`` (same filesystem, so ``os.replace`` is atomic).
-
-    Made with mode ``0666`` minus the umask, like a normal file (``mkstemp`` would make it 0600).
-    """
-    while True:
-        tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return tmp
-
-
 def _write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically; leave the file (and its mtime) alone if it already matches."""
     try:
@@ -266,22 +249,8 @@ def _write_text_atomic(path: Path, text: str) -> None:
             return
     except (OSError, UnicodeDecodeError):
         pass
-    tmp = _atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write mono float audio in [-1, 1] to ``path`` as PCM_16 WAV, atomically."""
-    tmp = _atomic_path(path)
-    try:
-        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _format_labels(intervals: Iterable[tuple[float, float, str]]) -> str:
@@ -351,7 +320,7 @@ def _make_utterance(
         labels = _fit_labels(parse_psdur(stdout), duration)
     except (ValueError, FliteError) as exc:
         raise FliteError(f"{voice}/{wav_path.stem}: {exc}") from exc
-    _write_wav_atomic(wav_path, audio, sample_rate)
+    write_audio(wav_path, audio, sample_rate, subtype="PCM_16")
     _write_text_atomic(label_path, _format_labels(labels))
     return duration
 
@@ -465,7 +434,7 @@ def make_demo_corpus(
 
     for sub in ["text", "splits", *(f"{kind}/{v}" for kind in ("wavs", "labels") for v in voice_tuple)]:
         (root / sub).mkdir(parents=True, exist_ok=True)
-        for stale in (root / sub).glob(f"{_TMP_PREFIX}*"):  # left by an interrupted run
+        for stale in (root / sub).glob(".*.tmp*"):  # left by an interrupted run
             stale.unlink(missing_ok=True)
 
     for utt_id, text in prompts:

@@ -15,12 +15,22 @@ import soundfile as sf
 __all__ = ["make_toy_corpus", "toy_utterance"]
 
 # first three formants (Hz) of a few vowels, for an adult male vocal tract
-_VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240], [530, 1840, 2480],
-                    [570, 840, 2410], [660, 1720, 2410]], dtype=np.float64)
+_VOWELS = np.array(
+    [
+        [730, 1090, 2440],
+        [270, 2290, 3010],
+        [300, 870, 2240],
+        [530, 1840, 2480],
+        [570, 840, 2410],
+        [660, 1720, 2410],
+    ],
+    dtype=np.float64,
+)
 
 
-def toy_utterance(rng: np.random.Generator, sample_rate: int, seconds: float, f0: float,
-                  tract: float) -> np.ndarray:
+def toy_utterance(
+    rng: np.random.Generator, sample_rate: int, seconds: float, f0: float, tract: float
+) -> np.ndarray:
     """One utterance ``[T]`` float32 in [-1, 1]: vowels, fricatives and pauses."""
     n = int(seconds * sample_rate)
     t = np.arange(n) / sample_rate
@@ -47,7 +57,9 @@ def toy_utterance(rng: np.random.Generator, sample_rate: int, seconds: float, f0
             sig = 0.3 * np.fft.irfft(spec, end - pos)
         else:
             sig = np.zeros(end - pos)
-        ramp = np.minimum(1, np.minimum(np.arange(end - pos), np.arange(end - pos)[::-1]) / (0.01 * sample_rate))
+        ramp = np.minimum(
+            1, np.minimum(np.arange(end - pos), np.arange(end - pos)[::-1]) / (0.01 * sample_rate)
+        )
         out[pos:end] = sig * ramp
         pos = end
     out = out / max(np.abs(out).max(), 1e-9) * 0.7
@@ -55,8 +67,15 @@ def toy_utterance(rng: np.random.Generator, sample_rate: int, seconds: float, f0
     return out.astype(np.float32)
 
 
-def make_toy_corpus(out_dir: str | Path, *, speakers: int = 4, utterances: int = 12, seconds: float = 2.0,
-                    sample_rate: int = 16000, seed: int = 0) -> Path:
+def make_toy_corpus(
+    out_dir: str | Path,
+    *,
+    speakers: int = 4,
+    utterances: int = 12,
+    seconds: float = 2.0,
+    sample_rate: int = 16000,
+    seed: int = 0,
+) -> Path:
     """Write ``out_dir/<speaker>/<utt>.wav``: a plain-folder corpus (speaker = folder name)."""
     root = Path(out_dir)
     rng = np.random.default_rng(seed)

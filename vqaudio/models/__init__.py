@@ -5,5 +5,17 @@ from vqaudio.models.decoder import Decoder
 from vqaudio.models.encoder import Encoder
 from vqaudio.models.vqvae import VQVAE, Codes, LevelModel, VQVAEOutput, as_batch, build_model
 
-__all__ = ["Codes", "Decoder", "Downsample", "Encoder", "GatedResBlock", "LevelModel", "ResidualStack",
-           "Upsample", "VQVAE", "VQVAEOutput", "as_batch", "build_model"]
+__all__ = [
+    "Codes",
+    "Decoder",
+    "Downsample",
+    "Encoder",
+    "GatedResBlock",
+    "LevelModel",
+    "ResidualStack",
+    "Upsample",
+    "VQVAE",
+    "VQVAEOutput",
+    "as_batch",
+    "build_model",
+]

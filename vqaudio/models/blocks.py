@@ -29,8 +29,9 @@ class GatedResBlock(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 3, dilation: int = 1, cond_dim: int = 0) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(channels, 2 * channels, kernel_size, dilation=dilation,
-                              padding=dilation * (kernel_size - 1) // 2)
+        self.conv = nn.Conv1d(
+            channels, 2 * channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size - 1) // 2
+        )
         self.cond = nn.Linear(cond_dim, 2 * channels, bias=False) if cond_dim > 0 else None
         self.out = nn.Conv1d(channels, 2 * channels, 1)
         self.channels = channels
@@ -52,8 +53,9 @@ class ResidualStack(nn.Module):
     Shapes: ``x`` ``[B, C, T]``, ``cond`` ``[B, cond_dim]`` -> ``[B, C, T]``.
     """
 
-    def __init__(self, channels: int, num_blocks: int, dilations: list[int], kernel_size: int = 3,
-                 cond_dim: int = 0) -> None:
+    def __init__(
+        self, channels: int, num_blocks: int, dilations: list[int], kernel_size: int = 3, cond_dim: int = 0
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             GatedResBlock(channels, kernel_size, dilations[i % len(dilations)], cond_dim)
@@ -93,12 +95,14 @@ class Upsample(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
         self.stride = stride
-        self.conv = nn.ConvTranspose1d(in_channels, out_channels, 2 * stride if stride > 1 else 1, stride=stride)
+        self.conv = nn.ConvTranspose1d(
+            in_channels, out_channels, 2 * stride if stride > 1 else 1, stride=stride
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[-1]
         y = self.conv(F.gelu(x))
         s = self.stride
         if s > 1:
-            y = y[..., s // 2: s // 2 + n * s]
+            y = y[..., s // 2 : s // 2 + n * s]
         return y

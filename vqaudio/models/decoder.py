@@ -18,9 +18,18 @@ class Decoder(nn.Module):
     be rendered in another voice (VQ-VAE speaker conversion, van den Oord et al., 2017).
     """
 
-    def __init__(self, strides: list[int], code_dim: int, channels: int, max_channels: int,
-                 blocks_per_scale: int, bottleneck_blocks: int, dilations: list[int], kernel_size: int,
-                 cond_dim: int) -> None:
+    def __init__(
+        self,
+        strides: list[int],
+        code_dim: int,
+        channels: int,
+        max_channels: int,
+        blocks_per_scale: int,
+        bottleneck_blocks: int,
+        dilations: list[int],
+        kernel_size: int,
+        cond_dim: int,
+    ) -> None:
         super().__init__()
         chans = channel_plan(len(strides), channels, max_channels)
         self.proj = nn.Conv1d(code_dim, chans[-1], kernel_size, padding=kernel_size // 2)

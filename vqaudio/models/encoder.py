@@ -21,8 +21,17 @@ class Encoder(nn.Module):
     WaveNet's gated activations with non-causal dilations.
     """
 
-    def __init__(self, strides: list[int], code_dim: int, channels: int, max_channels: int,
-                 blocks_per_scale: int, bottleneck_blocks: int, dilations: list[int], kernel_size: int) -> None:
+    def __init__(
+        self,
+        strides: list[int],
+        code_dim: int,
+        channels: int,
+        max_channels: int,
+        blocks_per_scale: int,
+        bottleneck_blocks: int,
+        dilations: list[int],
+        kernel_size: int,
+    ) -> None:
         super().__init__()
         chans = channel_plan(len(strides), channels, max_channels)
         self.inp = nn.Conv1d(1, chans[0], 7, padding=3)

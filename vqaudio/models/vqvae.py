@@ -76,18 +76,35 @@ class LevelModel(nn.Module):
     def __init__(self, level: LevelConfig, quantizer: QuantizerConfig, cond_dim: int) -> None:
         super().__init__()
         self.hop = level.hop
-        common = dict(strides=level.strides, code_dim=level.code_dim, channels=level.channels,
-                      max_channels=level.max_channels, blocks_per_scale=level.blocks_per_scale,
-                      bottleneck_blocks=level.bottleneck_blocks, dilations=level.dilations,
-                      kernel_size=level.kernel_size)
+        common = dict(
+            strides=level.strides,
+            code_dim=level.code_dim,
+            channels=level.channels,
+            max_channels=level.max_channels,
+            blocks_per_scale=level.blocks_per_scale,
+            bottleneck_blocks=level.bottleneck_blocks,
+            dilations=level.dilations,
+            kernel_size=level.kernel_size,
+        )
         self.encoder = Encoder(**common)  # type: ignore[arg-type]
         self.quantizer = VectorQuantizer(
-            level.codebook_size, level.code_dim, mode=quantizer.mode, decay=quantizer.decay,
-            commitment=quantizer.commitment, codebook_weight=quantizer.codebook_weight,
-            normalize=quantizer.normalize, init=quantizer.init, kmeans_iters=quantizer.kmeans_iters,
-            restart_threshold=quantizer.restart_threshold, restart_every=quantizer.restart_every,
-            entropy_weight=quantizer.entropy_weight, entropy_temperature=quantizer.entropy_temperature,
-            usage_window=quantizer.usage_window)
+            level.codebook_size,
+            level.code_dim,
+            mode=quantizer.mode,
+            decay=quantizer.decay,
+            commitment=quantizer.commitment,
+            codebook_weight=quantizer.codebook_weight,
+            normalize=quantizer.normalize,
+            init=quantizer.init,
+            kmeans_iters=quantizer.kmeans_iters,
+            restart_threshold=quantizer.restart_threshold,
+            restart_every=quantizer.restart_every,
+            entropy_weight=quantizer.entropy_weight,
+            entropy_temperature=quantizer.entropy_temperature,
+            usage_window=quantizer.usage_window,
+            standardize=quantizer.standardize,
+            stats_momentum=quantizer.stats_momentum,
+        )
         self.decoder = Decoder(**common, cond_dim=cond_dim)  # type: ignore[arg-type]
 
     def pad(self, wav: Tensor) -> Tensor:
@@ -115,9 +132,7 @@ class VQVAE(nn.Module):
         self.config = config
         self.speakers: list[str] = list(speakers)
         cond_dim = config.speaker_dim
-        self.speaker_embedding = (
-            nn.Embedding(max(1, len(self.speakers)), cond_dim) if cond_dim > 0 else None
-        )
+        self.speaker_embedding = nn.Embedding(max(1, len(self.speakers)), cond_dim) if cond_dim > 0 else None
         self.levels = nn.ModuleList(LevelModel(lv, config.quantizer, cond_dim) for lv in config.levels)
 
     @property
@@ -150,7 +165,9 @@ class VQVAE(nn.Module):
             raise UserError(f"speaker index {index} out of range 0..{max(1, len(self.speakers)) - 1}")
         return index
 
-    def speaker_vector(self, speaker: Tensor | str | int | None, batch: int, device: torch.device) -> Tensor | None:
+    def speaker_vector(
+        self, speaker: Tensor | str | int | None, batch: int, device: torch.device
+    ) -> Tensor | None:
         """``[B, speaker_dim]`` conditioning (None for unconditioned models); ``None`` = speaker 0."""
         if self.speaker_embedding is None:
             return None
@@ -170,7 +187,8 @@ class VQVAE(nn.Module):
         t = wav.shape[-1]
         cond = self.speaker_vector(speaker, wav.shape[0], wav.device)
         recon, qouts = [], []
-        for level in self.levels:
+        for i in range(self.num_levels):
+            level = self._level(i)
             q = level.quantizer(level.encoder(level.pad(wav)))
             recon.append(level.decoder(q.quantized, cond)[..., :t])
             qouts.append(q)
@@ -178,15 +196,23 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, wav: Tensor, level: int = 0) -> Codes:
-        """Audio ``[T]``, ``[B, T]`` or ``[B, 1, T]`` at ``sample_rate`` -> :class:`Codes` ``[B, ceil(T/hop)]``."""
+        """Audio ``[T]``, ``[B, T]`` or ``[B, 1, T]`` at ``sample_rate`` -> :class:`Codes`.
+
+        The codes are ``[B, ceil(T / hop)]``; they remember ``T`` for :meth:`decode`.
+        """
         wav = as_batch(wav).to(next(self.parameters()).device)
         lv = self._level(level)
         codes = lv.quantizer.lookup_codes(lv.encoder(lv.pad(wav)))
         return Codes.wrap(codes, wav.shape[-1], level % self.num_levels)
 
     @torch.no_grad()
-    def decode(self, codes: Tensor, level: int = 0, speaker: Tensor | str | int | None = None,
-               length: int | None = None) -> Tensor:
+    def decode(
+        self,
+        codes: Tensor,
+        level: int = 0,
+        speaker: Tensor | str | int | None = None,
+        length: int | None = None,
+    ) -> Tensor:
         """Codes ``[B, frames]`` (or ``[frames]``) -> audio ``[B, 1, T]``.
 
         ``T`` is ``length`` if given, else the encoded length remembered by :class:`Codes`, else

@@ -107,12 +107,29 @@ class VectorQuantizer(nn.Module):
     steps: Tensor
     initialized: Tensor
     total_restarts: Tensor
+    running_mean: Tensor
+    running_var: Tensor
 
-    def __init__(self, codebook_size: int, dim: int, *, mode: str = "ema", decay: float = 0.99,
-                 commitment: float = 0.25, codebook_weight: float = 1.0, normalize: bool = True,
-                 init: str = "kmeans", kmeans_iters: int = 10, restart_threshold: float = 0.5,
-                 restart_every: int = 10, entropy_weight: float = 0.0, entropy_temperature: float = 0.1,
-                 usage_window: int = 100) -> None:
+    def __init__(
+        self,
+        codebook_size: int,
+        dim: int,
+        *,
+        mode: str = "ema",
+        decay: float = 0.99,
+        commitment: float = 0.25,
+        codebook_weight: float = 1.0,
+        normalize: bool = True,
+        init: str = "kmeans",
+        kmeans_iters: int = 10,
+        restart_threshold: float = 0.5,
+        restart_every: int = 10,
+        entropy_weight: float = 0.0,
+        entropy_temperature: float = 0.1,
+        usage_window: int = 100,
+        standardize: bool = True,
+        stats_momentum: float = 0.05,
+    ) -> None:
         super().__init__()
         self.codebook_size = codebook_size
         self.dim = dim
@@ -128,6 +145,8 @@ class VectorQuantizer(nn.Module):
         self.entropy_weight = entropy_weight
         self.entropy_temperature = entropy_temperature
         self.usage_window = usage_window
+        self.standardize = standardize
+        self.stats_momentum = stats_momentum
         embed = F.normalize(torch.randn(codebook_size, dim), dim=1)
         if mode == "loss":
             self.codebook = nn.Parameter(embed)
@@ -139,6 +158,8 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
         self.register_buffer("total_restarts", torch.zeros((), dtype=torch.long))
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
 
     # ------------------------------------------------------------------ lookup
 
@@ -146,10 +167,49 @@ class VectorQuantizer(nn.Module):
         """The codebook as used for lookup ``[K, D]`` (unit-norm when ``normalize``)."""
         return F.normalize(self.codebook, dim=1) if self.normalize else self.codebook
 
-    def _prepare(self, z: Tensor) -> Tensor:
-        """``[B, D, T]`` -> flat float32 latents ``[B*T, D]``."""
+    def _prepare(self, z: Tensor, batch_stats: bool = False) -> Tensor:
+        """``[B, D, T]`` -> flat float32 latents ``[B*T, D]``, standardised and L2-normalised.
+
+        Standardisation (per dimension, over batch and time, as batch norm does; Ioffe & Szegedy,
+        2015) keeps the latents spread around the origin, so a common offset in the encoder output
+        cannot squeeze every frame onto one code (a collapse seen early in training: at
+        initialisation the offset is ~30x the spread).  Training uses the batch's statistics (all
+        ranks' under DDP) and tracks running ones; encoding uses the running ones, so codes do not
+        depend on what else is in the batch.
+        """
         flat = z.float().transpose(1, 2).reshape(-1, self.dim)
+        if self.standardize:
+            if batch_stats:
+                mean, var = self._batch_stats(flat)
+                with torch.no_grad():
+                    if not bool(self.initialized):
+                        self.running_mean.copy_(mean)
+                        self.running_var.copy_(var)
+                    else:
+                        self.running_mean.lerp_(mean.detach(), self.stats_momentum)
+                        self.running_var.lerp_(var.detach(), self.stats_momentum)
+            else:
+                mean, var = self.running_mean, self.running_var
+            flat = (flat - mean) * torch.rsqrt(var + 1e-5)
         return F.normalize(flat, dim=1) if self.normalize else flat
+
+    @staticmethod
+    def _batch_stats(flat: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance ``[D]`` over all ranks' frames; gradients flow through the local part.
+
+        Centred two-pass variance (no E[x^2] - E[x]^2 cancellation when the offset dwarfs the
+        spread); ranks are combined with the parallel-variance formula (Chan et al., 1979).
+        """
+        mean = flat.mean(0)
+        var = (flat - mean).pow(2).mean(0)
+        if _distributed():
+            n = float(flat.shape[0])
+            head = _all_reduce(torch.cat([torch.tensor([n], device=flat.device), mean.detach() * n]))
+            total, g_mean = head[0], head[1:] / head[0]
+            g_var = _all_reduce(n * (var.detach() + (mean.detach() - g_mean).pow(2))) / total
+            mean = mean + (g_mean - mean).detach()
+            var = var + (g_var - var).detach()
+        return mean, var
 
     def _distances(self, flat: Tensor, embed: Tensor) -> Tensor:
         """Squared Euclidean distances ``[N, K]``."""
@@ -181,7 +241,9 @@ class VectorQuantizer(nn.Module):
             c = F.normalize(c, dim=1) if self.normalize else c
         c = _broadcast(c.contiguous())
         self.codebook.data.copy_(c)
-        share = self._uniform_share(_all_reduce(torch.tensor(float(flat.shape[0]), device=flat.device)).item())
+        share = self._uniform_share(
+            _all_reduce(torch.tensor(float(flat.shape[0]), device=flat.device)).item()
+        )
         self.ema_count.fill_(share)
         self.ema_sum.copy_(c * share)
         self.initialized.fill_(True)
@@ -226,7 +288,7 @@ class VectorQuantizer(nn.Module):
     def forward(self, z: Tensor) -> QuantizerOutput:
         """Quantise ``z`` ``[B, D, T]``; in training mode also initialise / update the codebook."""
         b, d, t = z.shape
-        flat = self._prepare(z)
+        flat = self._prepare(z, batch_stats=self.training)
         if self.training and not bool(self.initialized):
             self._initialise(flat.detach())
         embed = self.embeddings()
@@ -254,4 +316,6 @@ class VectorQuantizer(nn.Module):
             usage = ((self.steps - self.last_used) <= self.usage_window).float().mean()
         q_st = flat + (q - flat).detach()
         quantized = q_st.view(b, t, d).transpose(1, 2).to(z.dtype)
-        return QuantizerOutput(quantized, codes.view(b, t), loss, commitment.detach(), perplexity, usage, restarts)
+        return QuantizerOutput(
+            quantized, codes.view(b, t), loss, commitment.detach(), perplexity, usage, restarts
+        )

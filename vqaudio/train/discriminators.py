@@ -99,6 +99,17 @@ class _PeriodDiscriminator(nn.Module):
         return f"period={self.period}"
 
 
+def _run_all(discriminators: nn.ModuleList, x: Tensor) -> DiscriminatorOutput:
+    """Run every sub-discriminator on ``x`` ``[B, 1, T]`` and collect logits and features."""
+    _check_input(x)
+    out = DiscriminatorOutput(logits=[], features=[])
+    for disc in discriminators:
+        logits, feats = disc(x)
+        out.logits.append(logits)
+        out.features.append(feats)
+    return out
+
+
 class MultiPeriodDiscriminator(nn.Module):
     """HiFi-GAN multi-period discriminator (Kong et al. 2020, sec. 2.2).
 
@@ -127,13 +138,7 @@ class MultiPeriodDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> DiscriminatorOutput:
         """``x``: waveform ``[B, 1, T]`` -> one logits tensor and feature list per period."""
-        _check_input(x)
-        out = DiscriminatorOutput(logits=[], features=[])
-        for disc in self.discriminators:
-            logits, feats = disc(x)
-            out.logits.append(logits)
-            out.features.append(feats)
-        return out
+        return _run_all(self.discriminators, x)
 
 
 class _STFTDiscriminator(nn.Module):
@@ -211,13 +216,7 @@ class MultiScaleSTFTDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> DiscriminatorOutput:
         """``x``: waveform ``[B, 1, T]`` -> one logits tensor and feature list per FFT size."""
-        _check_input(x)
-        out = DiscriminatorOutput(logits=[], features=[])
-        for disc in self.discriminators:
-            logits, feats = disc(x)
-            out.logits.append(logits)
-            out.features.append(feats)
-        return out
+        return _run_all(self.discriminators, x)
 
 
 class CombinedDiscriminator(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,14 @@ class Monitor:
     line is printed every ``log_every`` steps.
     """
 
-    def __init__(self, log_dir: Path | None, total_steps: int, start_step: int, enabled: bool,
-                 console: Console | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path | None,
+        total_steps: int,
+        start_step: int,
+        enabled: bool,
+        console: Console | None = None,
+    ) -> None:
         self.enabled = enabled
         self.console = console or Console(stderr=True)
         # created on first use, so a run that fails while setting up leaves no tb/ folder behind
@@ -35,11 +42,16 @@ class Monitor:
         self.progress: Progress | None = None
         if enabled and self.console.is_terminal and sys.stderr.isatty():
             self.progress = Progress(
-                TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+                TextColumn("step {task.completed}/{task.total}"),
+                BarColumn(),
                 TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.2f} steps/s"),
-                TimeRemainingColumn(), console=self.console, transient=False)
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, loss=0.0,
-                                               rate=0.0)
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.task = self.progress.add_task(
+                "train", total=total_steps, completed=start_step, loss=0.0, rate=0.0
+            )
 
     @property
     def writer(self) -> Any:
@@ -61,9 +73,11 @@ class Monitor:
             else:
                 self.console.print(msg, highlight=False, soft_wrap=True)
 
-    def step(self, step: int, loss: float, scalars: dict[str, float], log: bool) -> None:
+    def step(self, step: int, loss: float, scalars: Mapping[str, float | torch.Tensor], log: bool) -> None:
         if not self.enabled:
             return
+        if log:
+            scalars = {k: float(v) for k, v in scalars.items()}
         rate = self.steps_per_second(step)
         if self.progress is not None:
             self.progress.start()  # no-op once started
@@ -75,10 +89,13 @@ class Monitor:
                 self.writer.add_scalar("speed/steps_per_second", rate, step)
             if self.progress is None:
                 eta = (self.total - step) / rate if rate > 0 else float("inf")
-                usage = " ".join(f"use{k.split('/')[1]}={v:.2f}" for k, v in scalars.items()
-                                 if k.endswith("/usage"))
-                self.print(f"step {step}/{self.total}  loss {loss:.4f}  {usage}  {rate:.2f} steps/s  "
-                           f"ETA {eta / 60:.1f} min")
+                usage = " ".join(
+                    f"use{k.split('/')[1]}={v:.2f}" for k, v in scalars.items() if k.endswith("/usage")
+                )
+                self.print(
+                    f"step {step}/{self.total}  loss {loss:.4f}  {usage}  {rate:.2f} steps/s  "
+                    f"ETA {eta / 60:.1f} min"
+                )
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer is not None:
@@ -87,8 +104,9 @@ class Monitor:
 
     def audio(self, tag: str, wav: torch.Tensor, sample_rate: int, step: int) -> None:
         if self.writer is not None:
-            self.writer.add_audio(tag, wav.detach().float().cpu().clamp(-1, 1).reshape(-1), step,
-                                  sample_rate=sample_rate)
+            self.writer.add_audio(
+                tag, wav.detach().float().cpu().clamp(-1, 1).reshape(-1), step, sample_rate=sample_rate
+            )
 
     def codebook_usage(self, counts: list[torch.Tensor], step: int) -> None:
         """One image row per level: log EMA usage of each code (bright = used, black = dead)."""

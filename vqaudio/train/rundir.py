@@ -31,9 +31,19 @@ _STEP_RE = re.compile(r"step_(\d{8})\.safetensors$")
 
 # Keys that may change between a run and its resumption; anything else must match.
 RESUMABLE_KEYS = {
-    "train.max_steps", "train.log_every", "train.eval_every", "train.save_every", "train.keep_last",
-    "train.device", "train.threads", "train.audio_examples", "train.max_bad_steps", "data.num_workers",
-    "data.root", "data.preload",
+    "train.max_steps",
+    "train.max_minutes",
+    "train.log_every",
+    "train.eval_every",
+    "train.save_every",
+    "train.keep_last",
+    "train.device",
+    "train.threads",
+    "train.audio_examples",
+    "train.max_bad_steps",
+    "data.num_workers",
+    "data.root",
+    "data.preload",
 }
 
 
@@ -67,6 +77,7 @@ class RunDir:
 
     def create(self, config: RunConfig) -> None:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.finished_path.unlink(missing_ok=True)
         with atomic_write(self.config_path) as tmp:
             tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
 
@@ -76,18 +87,33 @@ class RunDir:
             raise CheckpointError(f"{self.root}: nothing to resume (no config.yaml)")
         old = _flatten(yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {})
         new = _flatten(config_to_dict(config))
-        diff = sorted(k for k in old.keys() | new.keys()
-                      if old.get(k) != new.get(k) and k not in RESUMABLE_KEYS)
+        diff = sorted(
+            k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_KEYS
+        )
         if diff:
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
             raise ConfigError(f"cannot resume {self.root}: the config changed ({shown})")
+
+    @property
+    def finished_path(self) -> Path:
+        return self.root / "finished.json"
+
+    def mark_finished(self, step: int, reason: str, best: float | None) -> None:
+        """Record that the run ended on its own (``max_steps`` or ``time_budget``), not by a signal."""
+        import json
+
+        with atomic_write(self.finished_path) as tmp:
+            tmp.write_text(json.dumps({"step": step, "reason": reason, "best_valid_mel": best}) + "\n")
 
     def steps(self) -> list[int]:
         if not self.ckpt_dir.is_dir():
             return []
         found = (_STEP_RE.search(p.name) for p in self.ckpt_dir.iterdir())
-        return sorted(int(m.group(1)) for m in found
-                      if m and (self.ckpt_dir / self._state_name(int(m.group(1)))).is_file())
+        return sorted(
+            int(m.group(1))
+            for m in found
+            if m and (self.ckpt_dir / self._state_name(int(m.group(1)))).is_file()
+        )
 
     def _model_name(self, step: int) -> str:
         return f"step_{step:08d}.safetensors"
@@ -95,8 +121,15 @@ class RunDir:
     def _state_name(self, step: int) -> str:
         return f"step_{step:08d}.state.pt"
 
-    def save(self, step: int, model: VQVAE, config: RunConfig, state: dict[str, Any], keep_last: int,
-             extra: dict[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        step: int,
+        model: VQVAE,
+        config: RunConfig,
+        state: dict[str, Any],
+        keep_last: int,
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
         """Write model + state for ``step`` atomically, point ``latest.txt`` at it, prune old ones."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         model_path = self.ckpt_dir / self._model_name(step)

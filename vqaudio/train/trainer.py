@@ -146,12 +146,18 @@ class _Data:
         sr = cfg.model.sample_rate
         seg = max(1, round(d.segment_seconds * sr))
         self.dataset = SegmentDataset(train_utts, self.speakers, sr, seg, preload=d.preload)
-        self.sampler = StepBatchSampler(len(self.dataset), d.batch_size, cfg.train.seed, start_step,
-                                        info.rank, info.world_size)
+        self.sampler = StepBatchSampler(
+            len(self.dataset), d.batch_size, cfg.train.seed, start_step, info.rank, info.world_size
+        )
         self.loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=self.sampler, num_workers=d.num_workers, collate_fn=collate,
-            persistent_workers=d.num_workers > 0, prefetch_factor=4 if d.num_workers > 0 else None,
-            worker_init_fn=_ignore_signals if d.num_workers > 0 else None)
+            self.dataset,
+            batch_sampler=self.sampler,
+            num_workers=d.num_workers,
+            collate_fn=collate,
+            persistent_workers=d.num_workers > 0,
+            prefetch_factor=4 if d.num_workers > 0 else None,
+            worker_init_fn=_ignore_signals if d.num_workers > 0 else None,
+        )
         self.valid_max = max(1, round(d.valid_max_seconds * sr))
         self.sample_rate = sr
         self.num_train = len(train_utts)
@@ -174,8 +180,9 @@ class Trainer:
             if latest is None:
                 raise CheckpointError(f"{out_dir}: nothing to resume (no complete checkpoint)")
         elif self.run.steps():
-            raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, "
-                            "or pick another --out")
+            raise UserError(
+                f"{out_dir} already holds a run: pass --resume to continue it, or pick another --out"
+            )
         state = RunDir.load_state(latest[1], self.device) if latest else None
         self.step = int(state["step"]) if state else 0
         self.log = Monitor(out_dir / "tb", cfg.train.max_steps, self.step, self.info.is_main, console)
@@ -191,22 +198,35 @@ class Trainer:
             model.load_state_dict(weights, strict=True)
         self.model: VQVAE = model
         self.ddp: nn.Module = (
-            DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False) if self.info.enabled else model)
+            DDP(
+                model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False,
+            )
+            if self.info.enabled
+            else model
+        )
         t = cfg.train
-        self.opt = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(t.betas[0], t.betas[1]),
-                                     weight_decay=t.weight_decay)
-        self.recon_loss = MultiResolutionMelLoss(cfg.model.sample_rate, cfg.loss.fft_sizes,
-                                                 mel_weight=cfg.loss.mel_weight,
-                                                 stft_weight=cfg.loss.stft_weight).to(self.device)
+        self.opt = torch.optim.AdamW(
+            model.parameters(), lr=t.lr, betas=(t.betas[0], t.betas[1]), weight_decay=t.weight_decay
+        )
+        self.recon_loss = MultiResolutionMelLoss(
+            cfg.model.sample_rate,
+            cfg.loss.fft_sizes,
+            mel_weight=cfg.loss.mel_weight,
+            stft_weight=cfg.loss.stft_weight,
+        ).to(self.device)
         adv = cfg.adversarial
         self.disc: nn.Module | None = None
         self.disc_opt: torch.optim.Optimizer | None = None
         if adv.enabled:
             disc = CombinedDiscriminator(cfg.model.sample_rate, adv.periods, adv.fft_sizes, adv.channels)
             disc = disc.to(self.device)
-            self.disc = DDP(disc, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
-                if self.info.enabled else disc
+            self.disc = (
+                DDP(disc, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                if self.info.enabled
+                else disc
+            )
             self.disc_opt = torch.optim.AdamW(disc.parameters(), lr=adv.lr, betas=(t.betas[0], t.betas[1]))
         self.best: float | None = None
         self.skipped = 0
@@ -234,12 +254,13 @@ class Trainer:
     def _adversarial_active(self) -> bool:
         return self.disc is not None and self.step >= self.cfg.adversarial.start_step
 
-    def _train_step(self, wav: Tensor, spk: Tensor) -> tuple[float, dict[str, float]]:
+    def _train_step(self, wav: Tensor, spk: Tensor) -> tuple[float, dict[str, float | Tensor]]:
         cfg = self.cfg
         lr = lr_at(self.step, cfg)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        scalars: dict[str, float] = {"train/lr": lr}
+        # tensors stay on the device; the monitor reads them (one sync) only on logging steps
+        scalars: dict[str, float | Tensor] = {"train/lr": lr}
         adv_on = self._adversarial_active()
         # the forward pass updates the quantisers' EMA buffers; a skipped step must not keep them
         buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
@@ -261,7 +282,7 @@ class Trainer:
                 self.disc_opt.step()
             else:
                 self.disc_opt.zero_grad(set_to_none=True)
-            scalars["adv/d_loss"] = d_loss.item()
+            scalars["adv/d_loss"] = d_loss.detach()
         total = wav.new_zeros(())
         real_feats: list[list[Tensor]] = []
         if adv_on:
@@ -280,14 +301,14 @@ class Trainer:
                 fm = feature_matching_loss(real_feats, fake_d.features)
                 adv = cfg.adversarial
                 level_loss = level_loss + adv.adv_weight * g_adv + adv.feature_weight * fm
-                scalars[f"adv/g_loss/{i}"] = g_adv.item()
-                scalars[f"adv/feature/{i}"] = fm.item()
+                scalars[f"adv/g_loss/{i}"] = g_adv.detach()
+                scalars[f"adv/feature/{i}"] = fm.detach()
             total = total + level_loss
-            scalars[f"loss/l1/{i}"] = l1.item()
-            scalars[f"loss/spectral/{i}"] = spec.item()
-            scalars[f"quantizer/{i}/commitment"] = float(q.commitment)
-            scalars[f"quantizer/{i}/perplexity"] = float(q.perplexity)
-            scalars[f"quantizer/{i}/usage"] = float(q.usage)
+            scalars[f"loss/l1/{i}"] = l1.detach()
+            scalars[f"loss/spectral/{i}"] = spec.detach()
+            scalars[f"quantizer/{i}/commitment"] = q.commitment
+            scalars[f"quantizer/{i}/perplexity"] = q.perplexity
+            scalars[f"quantizer/{i}/usage"] = q.usage
             scalars[f"quantizer/{i}/restarts"] = float(q.restarts)
         self.opt.zero_grad(set_to_none=True)
         total.backward()
@@ -306,12 +327,14 @@ class Trainer:
             self.bad_streak += 1
             self.log.print(f"[yellow]step {self.step}: non-finite loss or gradient, step skipped[/]")
             if self.bad_streak >= cfg.train.max_bad_steps:
-                raise TrainingError(f"{self.bad_streak} non-finite steps in a row at step {self.step}; "
-                                    "lower train.lr or check the data")
-        scalars["loss/total"] = total.item()
-        scalars["train/grad_norm"] = grad_norm.item()
+                raise TrainingError(
+                    f"{self.bad_streak} non-finite steps in a row at step {self.step}; "
+                    "lower train.lr or check the data"
+                )
+        scalars["loss/total"] = total.detach()
+        scalars["train/grad_norm"] = grad_norm.detach()
         scalars["train/skipped_steps"] = float(self.skipped)
-        return scalars["loss/total"], scalars
+        return float(total.detach()), scalars
 
     # ------------------------------------------------------------------ validation / saving
 
@@ -343,8 +366,11 @@ class Trainer:
 
     def _state(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "step": self.step, "optimizer": self.opt.state_dict(), "rng": _rng_state(self.device),
-            "best": self.best, "skipped": self.skipped,
+            "step": self.step,
+            "optimizer": self.opt.state_dict(),
+            "rng": _rng_state(self.device),
+            "best": self.best,
+            "skipped": self.skipped,
         }
         if self.disc is not None and self.disc_opt is not None:
             state["disc"] = _unwrap(self.disc).state_dict()
@@ -354,8 +380,14 @@ class Trainer:
     def save(self) -> Path | None:
         if not self.info.is_main:
             return None
-        return self.run.save(self.step, self.model, self.cfg, self._state(), self.cfg.train.keep_last,
-                             extra={"best_valid_mel": self.best})
+        return self.run.save(
+            self.step,
+            self.model,
+            self.cfg,
+            self._state(),
+            self.cfg.train.keep_last,
+            extra={"best_valid_mel": self.best},
+        )
 
     def evaluate_and_maybe_save_best(self) -> None:
         if not self.info.is_main:
@@ -378,6 +410,7 @@ class Trainer:
         cfg = self.cfg.train
         interrupted = False
         last_saved: Path | None = None
+        t_start = time.perf_counter()
         self.model.train()
         if self.step == 0:
             self.evaluate_and_maybe_save_best()
@@ -391,22 +424,39 @@ class Trainer:
                 self.log.step(self.step, loss, scalars, log)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
                     self.evaluate_and_maybe_save_best()
-                stop = all_reduce_flag(flag.stop or (stop_after is not None and self.step >= stop_after),
-                                       self.device)
+                out_of_time = cfg.max_minutes > 0 and (time.perf_counter() - t_start) / 60 >= cfg.max_minutes
+                stop = all_reduce_flag(
+                    flag.stop or out_of_time or (stop_after is not None and self.step >= stop_after),
+                    self.device,
+                )
+                if stop and out_of_time and self.step % cfg.eval_every != 0 and self.step != cfg.max_steps:
+                    self.log.print(f"time budget of {cfg.max_minutes:g} min reached")
+                    self.evaluate_and_maybe_save_best()
                 if self.step % cfg.save_every == 0 or self.step == cfg.max_steps or stop:
                     last_saved = self.save() or last_saved
                 if stop:
-                    interrupted = self.step < cfg.max_steps
+                    interrupted = self.step < cfg.max_steps and not out_of_time
                     if interrupted:
                         self.log.print(f"stopped at step {self.step}; resume with --resume")
+                    elif out_of_time and self.info.is_main:
+                        self.run.mark_finished(self.step, "time_budget", self.best)
                     break
+        if self.step >= cfg.max_steps and self.info.is_main:
+            self.run.mark_finished(self.step, "max_steps", self.best)
         self.log.close()
-        return TrainResult(self.step, self.run.root, last_saved, self.best, interrupted, self.skipped,
-                           self.history)
+        return TrainResult(
+            self.step, self.run.root, last_saved, self.best, interrupted, self.skipped, self.history
+        )
 
 
-def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, *, stop_after: int | None = None,
-          console: Console | None = None) -> TrainResult:
+def train(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    *,
+    stop_after: int | None = None,
+    console: Console | None = None,
+) -> TrainResult:
     """Train (or resume) a model into ``out_dir``; ``stop_after`` stops early as a signal would."""
     t0 = time.perf_counter()
     trainer: Trainer | None = None
