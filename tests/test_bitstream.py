@@ -480,3 +480,17 @@ def test_import_does_not_import_torch() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_committed_golden_file_decodes_to_its_expected_header_and_codes() -> None:
+    """tests/data/golden_v1.vqa is committed: a silent change of format version 1 fails here."""
+    import json
+    from pathlib import Path
+
+    data_dir = Path(__file__).parent / "data"
+    expected = json.loads((data_dir / "golden_v1.json").read_text())
+    header, codes = decode_stream((data_dir / "golden_v1.vqa").read_bytes())
+    assert json.loads(header.to_json()) == expected["header"]
+    assert [c.tolist() for c in codes] == expected["codes"]
+    # and writing the same content again reproduces the committed bytes exactly
+    assert encode_stream(header, codes) == (data_dir / "golden_v1.vqa").read_bytes()

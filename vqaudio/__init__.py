@@ -27,10 +27,13 @@ _LAZY = {
     "VQVAE": "vqaudio.models",
     "Codes": "vqaudio.models",
     "build_model": "vqaudio.models",
+    "compress": "vqaudio.codec.compress",
+    "decompress": "vqaudio.codec.compress",
 }
 
 if TYPE_CHECKING:
     from vqaudio.checkpoint import load_model, read_checkpoint, save_checkpoint
+    from vqaudio.codec.compress import compress, decompress
     from vqaudio.config import RunConfig, load_config
     from vqaudio.models import VQVAE, Codes, build_model
 
@@ -53,6 +56,8 @@ __all__ = [
     "VQVAE",
     "__version__",
     "build_model",
+    "compress",
+    "decompress",
     "load_config",
     "load_model",
     "read_checkpoint",

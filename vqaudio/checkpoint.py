@@ -13,6 +13,7 @@ the best checkpoint, else the latest).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from vqaudio.audio import atomic_write
+from vqaudio.codec.entropy import FrequencyTable
 from vqaudio.config import RunConfig, config_from_dict, config_to_dict
 from vqaudio.errors import CheckpointError, ConfigError
 from vqaudio.models import VQVAE, build_model
@@ -54,6 +56,7 @@ class CheckpointMeta:
     step: int
     weights_sha256: str
     extra: dict[str, Any]
+    code_tables: dict[int, bytes]
 
 
 def weights_sha256(state: Mapping[str, Tensor]) -> str:
@@ -72,12 +75,25 @@ def _package_version() -> str:
     return __version__
 
 
+def code_table(counts: Tensor) -> FrequencyTable:
+    """Entropy-coding table of one level from its quantiser's EMA code usage (training data)."""
+    return FrequencyTable.from_counts(counts.detach().double().cpu().numpy().clip(min=0))
+
+
 def save_checkpoint(
     path: str | Path, model: VQVAE, config: RunConfig, step: int = 0, extra: dict[str, Any] | None = None
 ) -> str:
-    """Write ``model`` atomically to ``path`` (a ``.safetensors`` file); returns the weights' SHA-256."""
+    """Write ``model`` atomically to ``path`` (a ``.safetensors`` file); returns the weights' SHA-256.
+
+    The metadata also holds, per level, the frequency table that ``--entropy`` coding uses, measured
+    from the quantiser's usage statistics on the training data (``code_tables``, base64).
+    """
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     sha = weights_sha256(state)
+    tables = {
+        str(i): base64.b64encode(code_table(model._level(i).quantizer.ema_count).to_bytes()).decode("ascii")
+        for i in range(model.num_levels)
+    }
     meta = {
         "schema": CHECKPOINT_SCHEMA,
         "config": config_to_dict(config),
@@ -87,6 +103,7 @@ def save_checkpoint(
         "step": int(step),
         "weights_sha256": sha,
         "extra": extra or {},
+        "code_tables": tables,
     }
     with atomic_write(Path(path)) as tmp:
         save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
@@ -144,6 +161,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointMeta
     sha = weights_sha256(state)
     if sha != meta.get("weights_sha256"):
         raise CheckpointError(f"{p}: weights do not match their SHA-256 (corrupt file?)")
+    try:
+        tables = {int(k): base64.b64decode(v, validate=True) for k, v in meta.get("code_tables", {}).items()}
+    except (ValueError, TypeError, AttributeError):
+        raise CheckpointError(f"{p}: unreadable code tables in its metadata") from None
     return state, CheckpointMeta(
         schema,
         config,
@@ -153,6 +174,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointMeta
         int(meta.get("step", 0)),
         sha,
         dict(meta.get("extra", {})),
+        tables,
     )
 
 

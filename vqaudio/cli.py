@@ -6,6 +6,8 @@ Errors the user caused (:class:`vqaudio.errors.UserError`) become one line on st
 from __future__ import annotations
 
 import functools
+import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -237,6 +239,266 @@ def evaluate(
             tmp.write_text(
                 json.dumps({"utterances": len(utts), "levels": [s.as_dict() for s in scores]}, indent=2)
             )
+
+
+ModelOpt = Annotated[
+    Path,
+    typer.Option(
+        "--model", "-m", envvar="VQAUDIO_MODEL", help="Checkpoint or run directory (or set VQAUDIO_MODEL)."
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
+
+
+def _expand_inputs(inputs: list[Path], suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """(file, path relative to its argument) for every file argument and every match inside folders."""
+    found: list[tuple[Path, Path]] = []
+    for item in inputs:
+        if str(item) == "-":
+            found.append((item, Path("stdin")))
+        elif item.is_dir():
+            matches = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            if not matches:
+                raise UserError(f"{item}: no {'/'.join(suffixes)} files in this folder")
+            found += [(p, p.relative_to(item)) for p in matches]
+        elif not item.exists():
+            raise UserError(f"{item}: no such file")
+        else:
+            found.append((item, Path(item.name)))
+    return found
+
+
+def _plan_outputs(
+    inputs: list[tuple[Path, Path]], out: Path, suffix: str, force: bool, many: bool
+) -> list[tuple[Path, Path | str]]:
+    """Where each input goes; refuses to overwrite unless ``force`` (checked before any work)."""
+    plan: list[tuple[Path, Path | str]] = []
+    for src, rel in inputs:
+        if str(out) == "-":
+            if many:
+                raise UserError("-o - (stdout) takes a single input")
+            plan.append((src, "-"))
+            continue
+        target = out / rel.with_suffix(suffix) if many or out.is_dir() else out
+        if target.exists() and not force:
+            raise UserError(f"{target} exists (use --force to overwrite)")
+        plan.append((src, target))
+    return plan
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not enabled,
+        transient=True,
+    )
+
+
+@app.command()
+@user_errors
+def encode(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Audio files or folders (wav/flac/ogg/mp3); - = stdin.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output .vqa file, or a folder for many; - = stdout.")
+    ],
+    model: ModelOpt,
+    level: Annotated[int | None, typer.Option("--level", "-l", help="Level to store (default 0).")] = None,
+    levels: Annotated[str | None, typer.Option(help="Several levels, comma-separated, e.g. 0,2.")] = None,
+    entropy: Annotated[
+        bool, typer.Option("--entropy", help="Entropy-code the codes (smaller files).")
+    ] = False,
+    speaker: Annotated[str | None, typer.Option(help="Speaker name to record for decoding.")] = None,
+    chunk_seconds: Annotated[float, typer.Option(min=0.1, help="Audio per stream chunk.")] = 10.0,
+    force: ForceOpt = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Compress audio files into .vqa code streams."""
+    import io
+
+    from vqaudio.checkpoint import load_model
+    from vqaudio.codec.compress import encode_file
+    from vqaudio.train.distributed import resolve_device
+
+    if level is not None and levels is not None:
+        raise UserError("give --level or --levels, not both")
+    try:
+        chosen = [int(v) for v in levels.split(",")] if levels is not None else [level or 0]
+    except ValueError:
+        raise UserError(f"--levels expects comma-separated integers, got {levels!r}") from None
+    files = _expand_inputs(inputs, (".wav", ".flac", ".ogg", ".mp3"))
+    many = len(files) > 1 or any(p.is_dir() for p in inputs)
+    if many and str(out) != "-":
+        out.mkdir(parents=True, exist_ok=True)
+    plan = _plan_outputs(files, out, ".vqa", force, many)
+    net = load_model(model, resolve_device(device))
+    total_in = total_out = 0.0
+    with _progress(many) as bar:
+        task = bar.add_task("encoding", total=len(plan))
+        for src, target in plan:
+            source: Any = io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else src
+            if target == "-":
+                buf = io.BytesIO()
+                result = encode_file(net, source, buf, chosen, entropy, speaker, chunk_seconds)
+                sys.stdout.buffer.write(buf.getvalue())
+                sys.stdout.buffer.flush()
+                result.num_bytes = len(buf.getvalue())
+            else:
+                assert isinstance(target, Path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                result = encode_file(net, source, target, chosen, entropy, speaker, chunk_seconds)
+            total_in += result.header.duration
+            total_out += result.num_bytes
+            bar.advance(task)
+            if not many and target != "-":
+                kbps = result.num_bytes * 8 / max(result.header.duration, 1e-9) / 1000
+                err_console.print(
+                    f"{src} -> {target}: {result.header.duration:.2f} s, {result.num_bytes} bytes "
+                    f"({kbps:.2f} kbit/s)",
+                    highlight=False,
+                )
+    if many:
+        err_console.print(
+            f"encoded {len(plan)} files, {total_in:.1f} s of audio into {total_out / 1024:.1f} KiB "
+            f"({total_out * 8 / max(total_in, 1e-9) / 1000:.2f} kbit/s)",
+            highlight=False,
+        )
+
+
+@app.command()
+@user_errors
+def decode(
+    inputs: Annotated[list[Path], typer.Argument(help=".vqa files or folders; - = stdin.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output .wav/.flac/.ogg, or a folder for many; - = stdout.")
+    ],
+    model: ModelOpt,
+    level: Annotated[
+        int | None, typer.Option("--level", "-l", help="Stored level to decode (default: finest).")
+    ] = None,
+    speaker: Annotated[
+        str | None, typer.Option(help="Decode in this speaker's voice (default: as recorded).")
+    ] = None,
+    sample_rate: Annotated[
+        str | None, typer.Option(help="Output sample rate in Hz, or 'orig' for the input file's rate.")
+    ] = None,
+    force: ForceOpt = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Decode .vqa code streams back to audio (trimmed to the original length, never clipping)."""
+    import io
+
+    from vqaudio.checkpoint import load_model
+    from vqaudio.codec.compress import decode_file
+    from vqaudio.train.distributed import resolve_device
+
+    rate: int | None = None
+    if sample_rate is not None:
+        if sample_rate == "orig":
+            rate = 0
+        elif sample_rate.isdigit() and int(sample_rate) >= 1000:
+            rate = int(sample_rate)
+        else:
+            raise UserError(f"--sample-rate expects Hz (>= 1000) or 'orig', got {sample_rate!r}")
+    files = _expand_inputs(inputs, (".vqa",))
+    many = len(files) > 1 or any(p.is_dir() for p in inputs)
+    if many and str(out) != "-":
+        out.mkdir(parents=True, exist_ok=True)
+    plan = _plan_outputs(files, out, ".wav", force, many)
+    net = load_model(model, resolve_device(device))
+    with _progress(many) as bar:
+        task = bar.add_task("decoding", total=len(plan))
+        for src, target in plan:
+            source: Any = io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else src
+            if target == "-":
+                buf = io.BytesIO()
+                decode_file(net, source, buf, level, speaker, rate)
+                sys.stdout.buffer.write(buf.getvalue())
+                sys.stdout.buffer.flush()
+            else:
+                assert isinstance(target, Path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                header = decode_file(net, source, target, level, speaker, rate)
+                if not many:
+                    err_console.print(f"{src} -> {target}: {header.duration:.2f} s", highlight=False)
+            bar.advance(task)
+
+
+@app.command()
+@user_errors
+def info(
+    stream: Annotated[Path, typer.Argument(help="A .vqa file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Describe a .vqa stream: levels, duration, nominal and actual bitrate, model hash (no model needed)."""
+    import json
+
+    from vqaudio.codec.bitstream import StreamReader
+
+    if not stream.is_file():
+        raise UserError(f"{stream}: no such file")
+    size = stream.stat().st_size
+    with open(stream, "rb") as f:
+        reader = StreamReader(f)
+        for _ in reader:  # verifies every chunk's checksum
+            pass
+    h = reader.header
+    duration = h.duration
+    nominal = sum(h.sample_rate / lv.hop * math.log2(lv.codebook_size) for lv in h.levels)
+    payload = size - reader.header_bytes - 8 * h.num_chunks
+    data = {
+        "format_version": 1,
+        "sample_rate": h.sample_rate,
+        "num_samples": h.num_samples,
+        "duration": duration,
+        "levels": [
+            {
+                "level": lv.level,
+                "hop": lv.hop,
+                "codebook_size": lv.codebook_size,
+                "bits": lv.bits,
+                "frame_rate": h.sample_rate / lv.hop,
+            }
+            for lv in h.levels
+        ],
+        "coding": h.coding,
+        "speaker": h.speaker,
+        "chunk_samples": h.chunk_samples,
+        "num_chunks": h.num_chunks,
+        "file_bytes": size,
+        "bitrate_nominal": nominal,
+        "bitrate_actual": size * 8 / duration if duration > 0 else 0.0,
+        "bitrate_payload": payload * 8 / duration if duration > 0 else 0.0,
+        "model_sha256": h.model_sha256,
+        "source": h.extra,
+    }
+    if as_json:
+        out_console.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, title=str(stream), title_justify="left")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("duration", f"{duration:.3f} s ({h.num_samples} samples at {h.sample_rate} Hz)")
+    table.add_row("levels", ", ".join(f"{lv.level} (hop {lv.hop}, K={lv.codebook_size})" for lv in h.levels))
+    table.add_row("coding", h.coding)
+    table.add_row("speaker", str(h.speaker))
+    table.add_row("chunks", f"{h.num_chunks} x {h.chunk_samples} samples")
+    table.add_row("size", f"{size} bytes")
+    table.add_row(
+        "bitrate",
+        f"nominal {nominal:.0f} bit/s, actual {data['bitrate_actual']:.0f} bit/s "
+        f"(payload {data['bitrate_payload']:.0f} bit/s)",
+    )
+    table.add_row("model", h.model_sha256)
+    out_console.print(table)
 
 
 def main() -> None:

@@ -1,0 +1,301 @@
+"""Audio <-> .vqa with a model: round trips, chunking, entropy coding, mismatches, bad input (API + CLI)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from test_models import tiny_model_config
+from typer.testing import CliRunner
+
+import vqaudio
+from vqaudio.checkpoint import save_checkpoint
+from vqaudio.cli import app
+from vqaudio.codec.bitstream import StreamError, decode_stream, read_header
+from vqaudio.codec.compress import compress, decompress, encode_file, receptive_field
+from vqaudio.config import RunConfig
+from vqaudio.data.synthetic import toy_utterance
+
+SR = 16000
+
+
+def _speech(seconds: float, seed: int = 0, sr: int = SR) -> np.ndarray:
+    return toy_utterance(np.random.default_rng(seed), sr, seconds, 120.0, 1.0)
+
+
+def _trained_tiny(seed: int) -> vqaudio.VQVAE:
+    torch.manual_seed(seed)
+    model = vqaudio.build_model(tiny_model_config(), ["ann", "bob"])
+    model.train()
+    x = torch.from_numpy(np.stack([_speech(0.5, s) for s in range(4)]))[:, None]
+    for _ in range(3):  # initialise codebooks and EMA statistics from data
+        model(x, torch.tensor([0, 1, 0, 1]))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_checkpoint(path, _trained_tiny(0), RunConfig(model=tiny_model_config()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(ckpt: Path) -> vqaudio.VQVAE:
+    return vqaudio.load_model(ckpt)
+
+
+@pytest.mark.parametrize("length", [1, 2, 39, 40, 41, 1234, 16000, 50_001])
+@pytest.mark.parametrize("level", [0, 1])
+def test_round_trip_keeps_length_and_range(model, length: int, level: int) -> None:
+    x = np.resize(_speech(1.0), length) * 3.0  # loud: the decoder may overshoot
+    y, sr = decompress(model, compress(model, x, SR, level=level, chunk_seconds=0.5))
+    assert sr == SR and y.shape == (length,)
+    assert np.abs(y).max() <= 1.0
+
+
+def test_chunked_codes_and_audio_equal_whole_file(model) -> None:
+    x = _speech(3.3, seed=5)
+    for level in range(model.num_levels):
+        data = compress(model, x, SR, level=level, chunk_seconds=0.25)
+        header, codes = decode_stream(data)
+        assert header.num_chunks > 5
+        whole = model.encode(torch.from_numpy(x), level=level)
+        assert np.array_equal(codes[0], whole[0].numpy())
+        y, _ = decompress(model, data)
+        ref = model.decode(whole, level=level, speaker="ann")[0, 0].clamp(-1, 1).numpy()
+        np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
+def test_receptive_field_is_enough() -> None:
+    """Changing audio beyond the computed context never changes a frame's code."""
+    torch.manual_seed(0)
+    m = _trained_tiny(1)
+    cfg = m.config.levels[0]
+    ctx, _ = receptive_field(cfg)
+    x = torch.from_numpy(_speech(1.0))
+    codes = m.encode(x, level=0)
+    far = x.clone()
+    cut = 8000 + ctx
+    far[cut:] = torch.randn(far.numel() - cut)
+    changed = m.encode(far, level=0)
+    assert torch.equal(codes[0, : 8000 // cfg.hop], changed[0, : 8000 // cfg.hop])
+
+
+def test_entropy_coding_round_trip_and_is_smaller(model) -> None:
+    x = _speech(4.0, seed=2)
+    packed = compress(model, x, SR, levels=[0, 1])
+    coded = compress(model, x, SR, levels=[0, 1], entropy=True)
+    assert len(coded) < len(packed)
+    for level in (0, 1):
+        a, _ = decompress(model, packed, level=level)
+        b, _ = decompress(model, coded, level=level)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_mismatch_is_reported(model) -> None:
+    other = _trained_tiny(7)
+    data = compress(model, _speech(0.5), SR)
+    with pytest.raises(StreamError, match="model mismatch"):
+        decompress(other, data)
+
+
+def test_speaker_recorded_and_overridable(model) -> None:
+    data = compress(model, _speech(0.5), SR, speaker="bob")
+    assert json.loads(read_header(__import__("io").BytesIO(data))[0].to_json())["speaker"] == "bob"
+    a, _ = decompress(model, data)
+    b, _ = decompress(model, data, speaker="ann")
+    assert not np.allclose(a, b)
+    with pytest.raises(vqaudio.errors.UserError, match="unknown speaker"):
+        compress(model, _speech(0.5), SR, speaker="zed")
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+runner = CliRunner()
+
+
+def _cli(*args: str) -> object:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize(
+    ("sr", "channels", "subtype"),
+    [
+        (16000, 1, "PCM_16"),
+        (8000, 1, "PCM_16"),
+        (22050, 2, "PCM_24"),
+        (44100, 6, "FLOAT"),
+        (48000, 2, "PCM_16"),
+    ],
+)
+def test_cli_round_trip_of_valid_inputs(
+    tmp_path: Path, ckpt: Path, sr: int, channels: int, subtype: str
+) -> None:
+    x = np.stack([_speech(0.7, seed=c, sr=sr) * 0.5 for c in range(channels)], axis=1)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, x, sr, subtype=subtype)
+    vqa, out, orig = tmp_path / "in.vqa", tmp_path / "out.wav", tmp_path / "orig.flac"
+    assert _cli("encode", wav, "-o", vqa, "--model", ckpt).exit_code == 0
+    assert _cli("decode", vqa, "-o", out, "--model", ckpt).exit_code == 0
+    assert sf.info(out).samplerate == SR and sf.info(out).frames == round(len(x) * SR / sr)
+    assert _cli("decode", vqa, "-o", orig, "--model", ckpt, "--sample-rate", "orig").exit_code == 0
+    assert sf.info(orig).samplerate == sr and sf.info(orig).frames == len(x)
+
+
+def test_cli_one_sample_file(tmp_path: Path, ckpt: Path) -> None:
+    wav = tmp_path / "one.wav"
+    sf.write(wav, np.array([0.5], dtype=np.float32), SR)
+    assert _cli("encode", wav, "-o", tmp_path / "one.vqa", "--model", ckpt).exit_code == 0
+    assert (
+        _cli("decode", tmp_path / "one.vqa", "-o", tmp_path / "one_out.wav", "--model", ckpt).exit_code == 0
+    )
+    assert sf.info(tmp_path / "one_out.wav").frames == 1
+
+
+def test_cli_info_json(tmp_path: Path, ckpt: Path, model) -> None:
+    wav = tmp_path / "in.wav"
+    sf.write(wav, _speech(2.0), SR)
+    vqa = tmp_path / "in.vqa"
+    assert _cli("encode", wav, "-o", vqa, "--model", ckpt, "--levels", "0,1").exit_code == 0
+    result = _cli("info", vqa, "--json")
+    assert result.exit_code == 0
+    info = json.loads(result.stdout)
+    assert info["sample_rate"] == SR and info["num_samples"] == 2 * SR
+    assert [lv["level"] for lv in info["levels"]] == [0, 1]
+    nominal = sum(SR / h * math.log2(32) for h in model.hops)
+    assert info["bitrate_nominal"] == pytest.approx(nominal)
+    assert info["bitrate_actual"] == pytest.approx(vqa.stat().st_size * 8 / 2.0)
+    assert info["bitrate_payload"] <= info["bitrate_actual"]
+    assert info["model_sha256"] == model.checkpoint.weights_sha256
+    assert _cli("info", vqa).exit_code == 0
+
+
+def test_cli_many_files_into_a_folder(tmp_path: Path, ckpt: Path) -> None:
+    src = tmp_path / "src" / "sub"
+    src.mkdir(parents=True)
+    for i in range(3):
+        sf.write(src / f"u{i}.wav", _speech(0.3, seed=i), SR)
+    assert (
+        _cli("encode", tmp_path / "src", "-o", tmp_path / "codes", "--model", ckpt, "--entropy").exit_code
+        == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "codes" / "sub").iterdir()) == ["u0.vqa", "u1.vqa", "u2.vqa"]
+    assert _cli("decode", tmp_path / "codes", "-o", tmp_path / "back", "--model", ckpt).exit_code == 0
+    assert len(list((tmp_path / "back" / "sub").glob("*.wav"))) == 3
+
+
+def _bad_audio(tmp_path: Path) -> dict[str, Path]:
+    good = _speech(0.5)
+    files = {}
+    files["empty"] = tmp_path / "empty.wav"
+    files["empty"].write_bytes(b"")
+    files["text"] = tmp_path / "text.wav"
+    files["text"].write_text("this is not audio\n" * 20)
+    files["header_only"] = tmp_path / "header_only.wav"
+    sf.write(files["header_only"], np.zeros(0, dtype=np.float32), SR)
+    full = tmp_path / "full.wav"
+    sf.write(full, good, SR)
+    files["truncated_wav"] = tmp_path / "trunc.wav"
+    files["truncated_wav"].write_bytes(full.read_bytes()[:30])
+    flac = tmp_path / "full.flac"
+    sf.write(flac, good, SR)
+    files["truncated_flac"] = tmp_path / "trunc.flac"
+    files["truncated_flac"].write_bytes(flac.read_bytes()[: len(flac.read_bytes()) // 2])
+    files["nan"] = tmp_path / "nan.wav"
+    bad = good.copy()
+    bad[100] = np.nan
+    sf.write(files["nan"], bad, SR, subtype="FLOAT")
+    files["missing"] = tmp_path / "missing.wav"
+    return files
+
+
+def test_cli_bad_audio_exits_2_without_output(tmp_path: Path, ckpt: Path) -> None:
+    for name, path in _bad_audio(tmp_path).items():
+        out = tmp_path / f"{name}.vqa"
+        result = _cli("encode", path, "-o", out, "--model", ckpt)
+        assert result.exit_code == 2, (name, result.output)
+        assert "error:" in result.stderr and "Traceback" not in result.output
+        assert not out.exists(), name
+    assert not list(tmp_path.glob(".*.tmp*"))
+
+
+def test_cli_refuses_to_overwrite_and_bad_output_extension(tmp_path: Path, ckpt: Path) -> None:
+    wav = tmp_path / "in.wav"
+    sf.write(wav, _speech(0.5), SR)
+    vqa = tmp_path / "in.vqa"
+    vqa.write_bytes(b"precious")
+    result = _cli("encode", wav, "-o", vqa, "--model", ckpt)
+    assert result.exit_code == 2 and "--force" in result.stderr
+    assert vqa.read_bytes() == b"precious"
+    assert _cli("encode", wav, "-o", vqa, "--model", ckpt, "--force").exit_code == 0
+    for bad in ("out.mp3", "out.xyz"):
+        result = _cli("decode", vqa, "-o", tmp_path / bad, "--model", ckpt)
+        assert result.exit_code == 2 and "unsupported output format" in result.stderr
+        assert not (tmp_path / bad).exists()
+
+
+def test_cli_corrupt_stream_and_model_mismatch(tmp_path: Path, ckpt: Path) -> None:
+    wav = tmp_path / "in.wav"
+    sf.write(wav, _speech(0.5), SR)
+    vqa = tmp_path / "in.vqa"
+    assert _cli("encode", wav, "-o", vqa, "--model", ckpt).exit_code == 0
+    data = bytearray(vqa.read_bytes())
+    data[-3] ^= 0x10
+    bad = tmp_path / "bad.vqa"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out.wav"
+    result = _cli("decode", bad, "-o", out, "--model", ckpt)
+    assert result.exit_code == 2 and not out.exists()
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(other, _trained_tiny(3), RunConfig(model=tiny_model_config()))
+    result = _cli("decode", vqa, "-o", out, "--model", other)
+    assert result.exit_code == 2 and "model mismatch" in result.stderr and not out.exists()
+
+
+def test_encode_through_stdin_and_stdout_as_a_subprocess(tmp_path: Path, ckpt: Path, subprocess_env) -> None:
+    wav = tmp_path / "in.wav"
+    sf.write(wav, _speech(0.5), SR)
+    enc = subprocess.run(
+        [sys.executable, "-m", "vqaudio", "encode", "-", "-o", "-", "--model", str(ckpt)],
+        input=wav.read_bytes(),
+        capture_output=True,
+        env=subprocess_env,
+        timeout=120,
+    )
+    assert enc.returncode == 0, enc.stderr.decode()[-2000:]
+    assert enc.stdout[:4] == b"VQA\x1a"
+    dec = subprocess.run(
+        [sys.executable, "-m", "vqaudio", "decode", "-", "-o", "-", "--model", str(ckpt)],
+        input=enc.stdout,
+        capture_output=True,
+        env=subprocess_env,
+        timeout=120,
+    )
+    assert dec.returncode == 0 and dec.stdout[:4] == b"RIFF"
+    bad = subprocess.run(
+        [sys.executable, "-m", "vqaudio", "decode", "-", "-o", "-", "--model", str(ckpt)],
+        input=b"garbage",
+        capture_output=True,
+        env=subprocess_env,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and b"Traceback" not in bad.stderr
+
+
+def test_long_file_is_streamed_in_bounded_chunks(tmp_path: Path, model) -> None:
+    """A 60 s file at 48 kHz: encode_file reads blocks, and output equals the in-memory path."""
+    x = np.resize(_speech(2.0, sr=48000), 60 * 48000) * 0.5
+    wav = tmp_path / "long.wav"
+    sf.write(wav, x, 48000)
+    out = tmp_path / "long.vqa"
+    result = encode_file(model, wav, out, levels=[1], chunk_seconds=5.0)
+    assert result.header.num_chunks == 12 and result.header.num_samples == 60 * SR
+    assert out.read_bytes() == compress(model, x, 48000, level=1, chunk_seconds=5.0)
