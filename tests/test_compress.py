@@ -299,3 +299,12 @@ def test_long_file_is_streamed_in_bounded_chunks(tmp_path: Path, model) -> None:
     result = encode_file(model, wav, out, levels=[1], chunk_seconds=5.0)
     assert result.header.num_chunks == 12 and result.header.num_samples == 60 * SR
     assert out.read_bytes() == compress(model, x, 48000, level=1, chunk_seconds=5.0)
+
+
+def test_export_keeps_the_sha_and_adds_code_tables(tmp_path: Path, ckpt: Path, model) -> None:
+    out = tmp_path / "exported.safetensors"
+    assert _cli("export", ckpt, "-o", out).exit_code == 0
+    again = vqaudio.load_model(out)
+    assert again.checkpoint.weights_sha256 == model.checkpoint.weights_sha256
+    assert sorted(again.checkpoint.code_tables) == [0, 1]
+    assert _cli("export", ckpt, "-o", out).exit_code == 2  # exists, no --force

@@ -434,6 +434,24 @@ def decode(
 
 @app.command()
 @user_errors
+def export(
+    model: Annotated[Path, typer.Argument(help="Checkpoint or run directory (its best, else latest).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Single-file checkpoint to write (.safetensors).")],
+    force: ForceOpt = False,
+) -> None:
+    """Write a model as one self-contained .safetensors file (same weights and SHA-256, fresh code tables)."""
+    from vqaudio.checkpoint import load_model, save_checkpoint
+
+    if out.exists() and not force:
+        raise UserError(f"{out} exists (use --force to overwrite)")
+    net = load_model(model)
+    meta = net.checkpoint
+    sha = save_checkpoint(out, net, meta.config, meta.step, meta.extra)
+    err_console.print(f"wrote {out} (step {meta.step}, sha256 {sha[:12]}...)", highlight=False)
+
+
+@app.command()
+@user_errors
 def info(
     stream: Annotated[Path, typer.Argument(help="A .vqa file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
