@@ -446,6 +446,7 @@ def export(
         raise UserError(f"{out} exists (use --force to overwrite)")
     net = load_model(model)
     meta = net.checkpoint
+    assert meta is not None
     sha = save_checkpoint(out, net, meta.config, meta.step, meta.extra)
     err_console.print(f"wrote {out} (step {meta.step}, sha256 {sha[:12]}...)", highlight=False)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,9 @@ from vqaudio.errors import UserError
 from vqaudio.models.decoder import Decoder
 from vqaudio.models.encoder import Encoder
 from vqaudio.quantize import QuantizerOutput, VectorQuantizer
+
+if TYPE_CHECKING:
+    from vqaudio.checkpoint import CheckpointMeta
 
 __all__ = ["Codes", "LevelModel", "VQVAE", "VQVAEOutput", "build_model", "as_batch"]
 
@@ -124,8 +128,11 @@ class VQVAEOutput:
 class VQVAE(nn.Module):
     """Hierarchical VQ-VAE with a speaker-conditioned decoder per level.
 
-    Attributes: ``sample_rate``, ``num_levels``, ``speakers`` (names in index order), ``config``.
+    Attributes: ``sample_rate``, ``num_levels``, ``speakers`` (names in index order), ``config``, and
+    ``checkpoint`` (its :class:`~vqaudio.checkpoint.CheckpointMeta` when loaded by ``load_model``).
     """
+
+    checkpoint: CheckpointMeta | None = None
 
     def __init__(self, config: ModelConfig, speakers: Sequence[str] = ()) -> None:
         super().__init__()
