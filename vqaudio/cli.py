@@ -341,23 +341,34 @@ def encode(
     plan = _plan_outputs(files, out, ".vqa", force, many)
     net = load_model(model, resolve_device(device))
     total_in = total_out = 0.0
-    with _progress(many) as bar:
-        task = bar.add_task("encoding", total=len(plan))
+    with _progress(True) as bar:
+        # many files: one step per file; one file: one step per chunk (shows on long files)
+        task = bar.add_task("encoding", total=len(plan) if many else None)
+
+        def chunks(done: int, total: int) -> None:
+            if not many:
+                bar.update(task, completed=done, total=total)
+
         for src, target in plan:
             source: Any = io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else src
             if target == "-":
                 buf = io.BytesIO()
-                result = encode_file(net, source, buf, chosen, entropy, speaker, chunk_seconds)
+                result = encode_file(
+                    net, source, buf, chosen, entropy, speaker, chunk_seconds, progress=chunks
+                )
                 sys.stdout.buffer.write(buf.getvalue())
                 sys.stdout.buffer.flush()
                 result.num_bytes = len(buf.getvalue())
             else:
                 assert isinstance(target, Path)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                result = encode_file(net, source, target, chosen, entropy, speaker, chunk_seconds)
+                result = encode_file(
+                    net, source, target, chosen, entropy, speaker, chunk_seconds, progress=chunks
+                )
             total_in += result.header.duration
             total_out += result.num_bytes
-            bar.advance(task)
+            if many:
+                bar.advance(task)
             if not many and target != "-":
                 kbps = result.num_bytes * 8 / max(result.header.duration, 1e-9) / 1000
                 err_console.print(
@@ -414,22 +425,29 @@ def decode(
         out.mkdir(parents=True, exist_ok=True)
     plan = _plan_outputs(files, out, ".wav", force, many)
     net = load_model(model, resolve_device(device))
-    with _progress(many) as bar:
-        task = bar.add_task("decoding", total=len(plan))
+    with _progress(True) as bar:
+        # many files: one step per file; one file: one step per chunk (shows on long files)
+        task = bar.add_task("decoding", total=len(plan) if many else None)
+
+        def chunks(done: int, total: int) -> None:
+            if not many:
+                bar.update(task, completed=done, total=total)
+
         for src, target in plan:
             source: Any = io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else src
             if target == "-":
                 buf = io.BytesIO()
-                decode_file(net, source, buf, level, speaker, rate)
+                decode_file(net, source, buf, level, speaker, rate, progress=chunks)
                 sys.stdout.buffer.write(buf.getvalue())
                 sys.stdout.buffer.flush()
             else:
                 assert isinstance(target, Path)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                header = decode_file(net, source, target, level, speaker, rate)
+                header = decode_file(net, source, target, level, speaker, rate, progress=chunks)
                 if not many:
                     err_console.print(f"{src} -> {target}: {header.duration:.2f} s", highlight=False)
-            bar.advance(task)
+            if many:
+                bar.advance(task)
 
 
 @app.command()
