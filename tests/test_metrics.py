@@ -1,0 +1,245 @@
+"""Codes-vs-phones metrics (vqaudio.analysis.metrics) on hand-computed tables, and the analysis plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vqaudio.analysis.metrics import (
+    UttCodes,
+    analyze_level,
+    cooccurrence,
+    fit_mapping,
+    majority_baseline,
+    mapping_accuracy,
+    mean_phone_seconds,
+    mean_run_seconds,
+    perplexity_and_usage,
+    purity_scores,
+    random_code_baseline,
+    run_lengths,
+    run_seconds,
+    speaker_probe,
+    split_utterances,
+)
+from vqaudio.analysis.plots import plot_code_usage, plot_confusion, plot_cooccurrence, plot_durations
+
+# Toy joint counts, phones y (rows) x codes z (columns), 8 frames:
+#        z0 z1 z2
+#   y0 [  4, 1, 0 ]     p(y) = [5/8, 3/8],  p(z) = [1/2, 1/4, 1/4]
+#   y1 [  0, 1, 2 ]
+# phone purity   = sum_z max_y p(y,z) = 4/8 + 1/8 + 2/8 = 7/8
+# cluster purity = sum_y max_z p(y,z) = 4/8 + 2/8       = 3/4
+# H(y) = -(5/8 ln 5/8 + 3/8 ln 3/8);  H(z) = -(1/2 ln 1/2 + 2 * 1/4 ln 1/4) = 3/2 ln 2
+# I(y;z) = 1/2 ln(8/5) + 1/8 ln(4/5) + 1/8 ln(4/3) + 1/4 ln(8/3)   (sum of p ln p/(p(y)p(z)))
+#        = H(y) - H(y|z) = H(y) - 1/4 ln 2   (only z1, with p(z1) = 1/4, is mixed: 1/2-1/2)
+TOY = np.array([[4, 1, 0], [0, 1, 2]])
+H_Y = -(5 / 8 * math.log(5 / 8) + 3 / 8 * math.log(3 / 8))
+MI = 0.5 * math.log(8 / 5) + math.log(4 / 5) / 8 + math.log(4 / 3) / 8 + 0.25 * math.log(8 / 3)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_purity_scores_hand_computed() -> None:
+    s = purity_scores(TOY)
+    assert s.phone_purity == pytest.approx(7 / 8, abs=1e-12)
+    assert s.cluster_purity == pytest.approx(3 / 4, abs=1e-12)
+    assert s.phone_entropy == pytest.approx(H_Y, abs=1e-12)
+    assert s.code_entropy == pytest.approx(1.5 * math.log(2), abs=1e-12)
+    assert MI == pytest.approx(H_Y - 0.25 * math.log(2), abs=1e-12)  # the two hand derivations agree
+    assert s.mutual_information == pytest.approx(MI, abs=1e-12)
+    assert s.pnmi == pytest.approx(MI / H_Y, abs=1e-12)
+
+
+def test_perfect_codes_score_one() -> None:
+    rng = np.random.default_rng(0)
+    phones = rng.integers(0, 5, 1000)
+    joint = cooccurrence(phones, phones, 5, 5)
+    s = purity_scores(joint)
+    assert s.phone_purity == pytest.approx(1.0) and s.cluster_purity == pytest.approx(1.0)
+    assert s.pnmi == pytest.approx(1.0, abs=1e-12)
+    mapping = fit_mapping(joint)
+    assert mapping.tolist() == [0, 1, 2, 3, 4]
+    assert mapping_accuracy(mapping, phones, phones) == 1.0
+
+
+def test_independent_codes_have_zero_pnmi() -> None:
+    exact = np.outer([2, 1, 3], [1, 4, 2, 2])  # p(y, z) = p(y) p(z) exactly
+    assert purity_scores(exact).pnmi == pytest.approx(0.0, abs=1e-12)
+    rng = np.random.default_rng(1)
+    codes, phones = rng.integers(0, 16, 200_000), rng.integers(0, 8, 200_000)
+    assert purity_scores(cooccurrence(codes, phones, 16, 8)).pnmi < 1e-3
+
+
+def test_mapping_ties_unseen_and_held_out_accuracy() -> None:
+    joint = np.concatenate([TOY, np.zeros((2, 1), dtype=np.int64)], axis=1)  # code 3 never seen
+    mapping = fit_mapping(joint)
+    # z0 -> y0; z1 tie 1-1 -> lowest phone y0; z2 -> y1; z3 unseen -> overall majority y0 (5 vs 3 frames)
+    assert mapping.tolist() == [0, 0, 1, 0]
+    assert fit_mapping(np.array([[1, 0, 0], [0, 3, 0]])).tolist() == [0, 1, 1]  # unseen -> majority y1
+    codes = np.array([0, 1, 2, 3, 2, 2])
+    phones = np.array([0, 1, 1, 0, 0, -1])  # right, wrong, right, right, wrong, ignored
+    assert mapping_accuracy(mapping, codes, phones) == pytest.approx(3 / 5)
+
+
+def test_majority_baseline_exact() -> None:
+    train = np.array([2, 2, 1, 0, -1, -1, -1])  # -1 is the most frequent value but no phone
+    test = np.array([2, 0, 2, 1, -1])
+    assert majority_baseline(train, test) == pytest.approx(2 / 4)
+
+
+def test_random_baseline_is_near_majority_and_far_below_real_codes() -> None:
+    rng = np.random.default_rng(2)
+    prior = [0.6, 0.2, 0.15, 0.05]
+
+    def frames(n: int) -> tuple[np.ndarray, np.ndarray]:
+        phones = rng.choice(4, size=n, p=prior)
+        return phones * 2 + rng.integers(0, 2, n), phones  # 8 codes, skewed usage, each tells its phone
+
+    (tr_c, tr_p), (te_c, te_p) = frames(20_000), frames(20_000)
+    real = mapping_accuracy(fit_mapping(cooccurrence(tr_c, tr_p, 8, 4)), te_c, te_p)
+    rand = random_code_baseline(tr_c, tr_p, te_c, te_p, 8, 4, seed=0)
+    majority = majority_baseline(tr_p, te_p)
+    assert real == 1.0
+    assert abs(rand - majority) < 0.03 and rand < 0.7
+    assert rand == random_code_baseline(tr_c, tr_p, te_c, te_p, 8, 4, seed=0)  # deterministic
+
+
+def test_cooccurrence_matches_loop_and_ignores_unlabelled() -> None:
+    rng = np.random.default_rng(3)
+    codes, phones = rng.integers(0, 7, 3000), rng.integers(-1, 5, 3000)
+    ref = np.zeros((5, 7), dtype=np.int64)
+    for c, p in zip(codes.tolist(), phones.tolist(), strict=True):
+        if p >= 0:
+            ref[p, c] += 1
+    joint = cooccurrence(codes, phones, 7, 5)
+    assert joint.dtype == np.int64 and joint.shape == (5, 7)
+    np.testing.assert_array_equal(joint, ref)
+    assert joint.sum() == np.count_nonzero(phones >= 0)
+    with pytest.raises(ValueError):
+        cooccurrence(np.array([7]), np.array([0]), 7, 5)
+
+
+def test_cooccurrence_ten_million_frames() -> None:
+    rng = np.random.default_rng(4)
+    n = 10_000_000
+    codes = rng.integers(0, 1024, n)
+    phones = rng.integers(-1, 40, n)
+    joint = cooccurrence(codes, phones, 1024, 40)
+    assert joint.sum() == np.count_nonzero(phones >= 0)
+
+
+def test_runs_and_durations() -> None:
+    assert run_lengths(np.array([3, 3, 1, 1, 1, 2, 3, 3])).tolist() == [2, 3, 1, 2]
+    assert run_lengths(np.array([], dtype=np.int64)).tolist() == []
+    # the unlabelled frame (-1) drops out and splits the run of 5s
+    codes, phones = np.array([5, 5, 5, 2, 2, 7]), np.array([0, 0, -1, 1, 1, 1])
+    np.testing.assert_allclose(run_seconds(codes, 0.01, phones), [0.02, 0.02, 0.01])
+    # runs never span two utterances: [1, 1] | [1, 1, 2] -> runs of 2, 2, 1 frames
+    assert mean_run_seconds([np.array([1, 1]), np.array([1, 1, 2])], 0.01) == pytest.approx(0.05 / 3)
+    assert mean_phone_seconds([np.array([0.1, 0.2]), np.array([0.3])]) == pytest.approx(0.2)
+
+
+def test_perplexity_and_usage_exact() -> None:
+    assert perplexity_and_usage(np.tile(np.arange(4), 5), 4) == pytest.approx((4.0, 1.0))
+    assert perplexity_and_usage(np.full(10, 2), 8) == pytest.approx((1.0, 1 / 8))
+    # counts [2, 1, 1, 0]: H = 3/2 ln 2, perplexity 2 ** 1.5
+    assert perplexity_and_usage(np.array([0, 0, 1, 2]), 4) == pytest.approx((2**1.5, 3 / 4))
+
+
+def test_speaker_probe_separable_and_unseen_speaker() -> None:
+    speakers = np.repeat(np.arange(4), 6)  # 4 speakers x 6 utterances; speaker s uses codes 2s, 2s + 1
+    rng = np.random.default_rng(5)
+    hist = np.zeros((24, 8))
+    for i, s in enumerate(speakers):
+        hist[i, 2 * s : 2 * s + 2] = rng.integers(1, 20, 2)
+    train = np.array([i for i in range(24) if i % 2 == 0 and speakers[i] != 3])  # speaker 3 never trained
+    test = np.arange(1, 24, 2)  # 3 utterances of each of the 4 speakers
+    acc, chance = speaker_probe(hist, speakers, train, test)
+    assert chance == pytest.approx(3 / 12)
+    assert acc == pytest.approx(9 / 12)  # every seen speaker right, speaker 3 always wrong
+    train_all = np.arange(0, 24, 2)
+    assert speaker_probe(hist, speakers, train_all, test) == pytest.approx((1.0, 3 / 12))
+
+
+def test_speaker_probe_identical_histograms_is_chance() -> None:
+    # train: speaker 2 x6, 1 x3, 0 x1; test: 2 x5, 1 x2, 0 x1 -> chance 5/8
+    speakers = np.array([2] * 6 + [1] * 3 + [0] * 1 + [2] * 5 + [1] * 2 + [0] * 1)
+    hist = np.tile(np.array([[3.0, 1.0, 0.0, 4.0]]), (18, 1))
+    acc, chance = speaker_probe(hist, speakers, np.arange(10), np.arange(10, 18))
+    assert chance == pytest.approx(5 / 8)
+    assert acc == pytest.approx(chance)  # nothing to learn but the prior: always the majority speaker
+
+
+def test_split_is_deterministic_and_order_independent() -> None:
+    ids = [f"spk{i % 7}_utt{i:04d}" for i in range(500)]
+    train, test = split_utterances(ids, 0.5, seed=0)
+    assert sorted([*train.tolist(), *test.tolist()]) == list(range(500))
+    assert 0.4 < train.size / 500 < 0.6
+    perm = np.random.default_rng(6).permutation(500)
+    shuffled = [ids[i] for i in perm]
+    train2, _ = split_utterances(shuffled, 0.5, seed=0)
+    assert {shuffled[i] for i in train2} == {ids[i] for i in train}
+    assert not np.array_equal(split_utterances(ids, 0.5, seed=1)[0], train)
+    # a stable hash (blake2b), not Python's per-process salted hash(): fixed across runs and machines
+    letters = list("abcdefgh")
+    assert split_utterances(letters, 0.5, seed=0)[0].tolist() == [3, 4]
+    assert [x.size for x in split_utterances(["x", "y"], 0.99, seed=0)] == [1, 1]  # never one-sided
+
+
+def test_analyze_level_end_to_end() -> None:
+    utts = []
+    for i in range(8):
+        if i < 4:  # speaker s0: codes == phones; the unlabelled last frame would extend the run of 1s
+            phones, durations = np.array([0, 0, 1, 1, 1, -1]), np.array([0.02, 0.03])
+            codes = np.array([0, 0, 1, 1, 1, 1])
+        else:  # speaker s1, consecutive utterances: the last run of 3s must not join the next first one
+            phones, durations = np.array([3, 3, 2, 2, 2, 3]), np.array([0.02, 0.03, 0.01])
+            codes = phones.copy()
+        utts.append(UttCodes(f"u{i}", f"s{i // 4}", codes, phones, durations))
+    utts.append(UttCodes("silent", "s0", np.zeros(4, dtype=np.int64), np.full(4, -1), np.zeros(0)))
+    res = analyze_level(utts, num_codes=6, num_phones=4, frame_seconds=0.01)
+    assert res.num_utterances == 8 and res.num_frames == 44
+    assert res.mapping_accuracy == 1.0
+    assert res.phone_purity == pytest.approx(1.0) and res.cluster_purity == pytest.approx(1.0)
+    assert res.pnmi == pytest.approx(1.0)
+    assert res.joint.sum() == 44 and res.mapping[:4].tolist() == [0, 1, 2, 3]
+    assert res.code_usage == pytest.approx(4 / 6)
+    # s0: 4 x runs (2, 3); s1: 4 x runs (2, 3, 1) -> 44 frames in 20 runs of 10 ms frames
+    assert res.mean_code_run_seconds == pytest.approx(0.022)
+    assert res.mean_phone_seconds == pytest.approx((4 * 0.05 + 4 * 0.06) / 20)
+    assert res.speaker_probe_accuracy == 1.0  # the speakers use disjoint codes here
+    d = res.to_json_dict()
+    assert "joint" not in d and "mapping" not in d
+    assert json.loads(json.dumps(d)) == d
+    for key in (
+        "mapping_accuracy",
+        "random_baseline_accuracy",
+        "majority_baseline_accuracy",
+        "speaker_chance",
+    ):
+        assert 0.0 <= d[key] <= 1.0
+
+
+def test_plots_write_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    names = [f"ph{i}" for i in range(6)]
+    phones = rng.integers(-1, 6, 4000)
+    codes = np.where(rng.random(4000) < 0.7, np.maximum(phones, 0) * 3, rng.integers(0, 32, 4000))
+    joint = cooccurrence(codes, phones, 32, 6)
+    mapping = fit_mapping(joint)
+    paths = [
+        plot_cooccurrence(joint, names, tmp_path / "cooc.png", max_codes=16),
+        plot_confusion(mapping, codes, phones, names, tmp_path / "sub" / "confusion.png"),
+        plot_code_usage({"level0": joint.sum(axis=0), "level1": np.bincount(codes % 4)}, tmp_path / "u.png"),
+        plot_durations(
+            {"level0": rng.random(100) * 0.1 + 0.005}, rng.random(50) * 0.2 + 0.03, tmp_path / "d.png"
+        ),
+    ]
+    for path in paths:
+        assert path.parent.is_dir() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
+    leftovers = [p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".png"]
+    assert leftovers == []
