@@ -54,13 +54,14 @@ def _best(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
 
 
 _CHILD = """
-import sys, resource, torch
+import sys, torch
 torch.set_num_threads(int(sys.argv[3]))
 from vqaudio import load_model
 from vqaudio.codec.compress import encode_file
 m = load_model(sys.argv[1])
 encode_file(m, sys.argv[2], sys.argv[2] + ".vqa", levels=[0])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: this process's peak RSS (ru_maxrss would include the parent's, kept across exec on Linux)
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")))
 """
 
 

@@ -40,7 +40,9 @@ def test_mini_recipe_stages_run_and_skip_when_done(tmp_path: Path, subprocess_en
     assert finished["reason"] in ("time_budget", "max_steps")
     scores = json.loads((exp / "eval.json").read_text())
     assert scores["utterances"] > 0 and [s["level"] for s in scores["levels"]] == [0, 1, 2]
+    assert (exp / "analysis" / "metrics.json").is_file()
     report = (exp / "report.md").read_text()
+    assert "Codes vs phones" in report
     assert "| level | bitrate" in report and report.count("\n| ") >= 4
     # a re-run skips the finished training stage
     again = subprocess.run(

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The whole vqaudio job on the built-in demo corpus, on a CPU, in stages (Kaldi/ESPnet style).
 #
-#   bash egs/mini/run.sh                      # everything: setup, data, train (15 min), evaluate, report
+#   bash egs/mini/run.sh                      # everything: setup, data, train (15 min), evaluate, analyse, report
 #   bash egs/mini/run.sh --minutes 5          # a shorter training budget
 #   bash egs/mini/run.sh --stage 3            # re-run from stage 3 on; finished stages are skipped anyway
 #
 # Stages: 0 setup (.venv, flite) | 1 demo corpus (flite x CMU ARCTIC) | 2 train recipes/mini.yaml
-#         3 encode/decode the test sentences at every level | 4 write exp/mini/report.md
+#         3 encode/decode the test sentences at every level | 4 codes vs phones on the test sentences
+#         5 write exp/mini/report.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 stage=0
-stop_stage=4
+stop_stage=5
 minutes=15
 sentences=""          # empty = all 593 prompts
 data=data/demo
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     --data) data=$2; shift 2 ;;
     --exp) exp=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -68,7 +69,13 @@ if run_stage 3; then
 fi
 
 if run_stage 4; then
-  say "stage 4: report -> $exp/report.md"
+  say "stage 4: codes vs phones on the test sentences -> $exp/analysis/report.md"
+  OMP_NUM_THREADS=$threads vq analyze --model "$exp/train" --audio "$data/manifest.tsv" --split test \
+    --labels "$data/labels" --format tsv -o "$exp/analysis"
+fi
+
+if run_stage 5; then
+  say "stage 5: report -> $exp/report.md"
   $PYTHON - "$exp" <<'PY'
 import json, sys
 from pathlib import Path
@@ -87,6 +94,15 @@ lines = [
 for s in ev["levels"]:
     lines.append(f"| {s['level']} | {s['bitrate']:.0f} | {s['mel_distance']:.3f} | {s['si_sdr']:.2f} | "
                  f"{fmt(s['pesq'], '.2f')} | {fmt(s['stoi'], '.3f')} |")
+an = json.loads((exp / "analysis" / "metrics.json").read_text())
+lines += ["", f"Codes vs phones on {an['utterances']} test utterances (details: analysis/report.md):", "",
+          "| level | mapping acc. | random codes | majority | PNMI | speaker probe | chance |",
+          "| --- | --- | --- | --- | --- | --- | --- |"]
+for lv, m in an["levels"].items():
+    lines.append(f"| {lv} | {m['mapping_accuracy']:.1%} | {m['random_baseline_accuracy']:.1%} | "
+                 f"{m['majority_baseline_accuracy']:.1%} | {m['pnmi']:.3f} | {m['speaker_probe_accuracy']:.1%} | "
+                 f"{m['speaker_chance']:.1%} |")
+lines += ["", "![codes vs phones](analysis/cooccurrence_level1.png)"]
 (exp / "report.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
