@@ -352,6 +352,8 @@ def test_train_on_both_vctk_layouts(tmp_path: Path, cfg_for: CfgFor, new_layout:
     _, meta = vqaudio.read_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000002.safetensors")
     assert meta.speakers == ["p225", "p226"]
     assert meta.config.data.kind == "vctk"
+    # the corpus's speaker facts travel with the checkpoint (for `vqaudio speakers`)
+    assert meta.speaker_info["p225"]["gender"] == "F" and meta.speaker_info["p226"]["accent"] == "English"
 
 
 # ------------------------------------------------------------------------------------------ SIGTERM

@@ -57,6 +57,7 @@ class CheckpointMeta:
     weights_sha256: str
     extra: dict[str, Any]
     code_tables: dict[int, bytes]
+    speaker_info: dict[str, dict[str, str | None]]
 
 
 def weights_sha256(state: Mapping[str, Tensor]) -> str:
@@ -104,6 +105,7 @@ def save_checkpoint(
         "weights_sha256": sha,
         "extra": extra or {},
         "code_tables": tables,
+        "speaker_info": model.speaker_info,
     }
     with atomic_write(Path(path)) as tmp:
         save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
@@ -175,6 +177,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointMeta
         sha,
         dict(meta.get("extra", {})),
         tables,
+        dict(meta.get("speaker_info", {})),
     )
 
 
@@ -189,5 +192,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> VQVAE:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the model its config describes ({err})") from None
-    model.checkpoint = meta  # type: ignore[assignment]
+    model.checkpoint = meta
+    model.speaker_info = meta.speaker_info
     return model.to(device).eval()

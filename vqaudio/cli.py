@@ -626,6 +626,73 @@ def analyze(
     err_console.print(f"report: {out / 'report.md'}", highlight=False)
 
 
+@app.command()
+@user_errors
+def speakers(
+    model: ModelOpt,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of one line per speaker.")
+    ] = False,
+) -> None:
+    """List the speakers a model can speak as: one per line, name first (then gender, age, accent...)."""
+    import json
+
+    from vqaudio.checkpoint import load_model
+
+    net = load_model(model)
+    if as_json:
+        out_console.print_json(json.dumps([{"name": n, **net.speaker_info.get(n, {})} for n in net.speakers]))
+        return
+    for name in net.speakers:
+        facts = net.speaker_info.get(name, {})
+        extra = [str(facts[k]) for k in ("gender", "age", "accent", "region") if facts.get(k)]
+        print("\t".join([name, *extra]))
+
+
+@app.command()
+@user_errors
+def convert(
+    inputs: Annotated[list[Path], typer.Argument(help="Audio files or folders to convert.")],
+    speaker: Annotated[str, typer.Option("--speaker", help="Target speaker (see `vqaudio speakers`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output audio file, or a folder for many.")],
+    model: ModelOpt,
+    level: Annotated[
+        int | None, typer.Option("--level", "-l", help="Level whose codes carry the content.")
+    ] = None,
+    force: ForceOpt = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Say the same words in another voice: encode with a level's codes, decode as --speaker."""
+    from vqaudio.checkpoint import load_model
+    from vqaudio.convert import convert_file
+    from vqaudio.train.distributed import resolve_device
+
+    if str(out) == "-":
+        raise UserError("convert writes files: give an output path, not -")
+    files = _expand_inputs(inputs, (".wav", ".flac", ".ogg", ".mp3"))
+    many = len(files) > 1 or any(p.is_dir() for p in inputs)
+    if not many and out.suffix.lower() not in (".wav", ".flac", ".ogg") and not out.is_dir():
+        raise UserError(
+            f"{out}: unsupported output format '{out.suffix or '(none)'}' (use .wav, .flac or .ogg)"
+        )
+    if many:
+        out.mkdir(parents=True, exist_ok=True)
+    plan = _plan_outputs(files, out, ".wav", force, many)
+    net = load_model(model, resolve_device(device))
+    net.speaker_index(speaker)
+    if level is not None:
+        net._level(level)
+    with _progress(many) as bar:
+        task = bar.add_task("converting", total=len(plan))
+        for src, target in plan:
+            assert isinstance(target, Path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            convert_file(net, src, target, speaker, level)
+            bar.advance(task)
+            if not many:
+                err_console.print(f"{src} -> {target} as {speaker}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="vqaudio")

@@ -39,6 +39,7 @@ __all__ = [
     "scan_manifest",
     "scan_vctk",
     "speaker_list",
+    "corpus_speaker_info",
     "split_utterances",
 ]
 
@@ -402,6 +403,17 @@ def split_utterances(
         valid.extend(ranked[:n_valid])
         train.extend(ranked[n_valid:])
     return sorted(train, key=_order_key), sorted(valid, key=_order_key)
+
+
+def corpus_speaker_info(kind: str, root: str | os.PathLike[str] | None) -> dict[str, SpeakerInfo]:
+    """Per-speaker facts the corpus ships (VCTK's ``speaker-info.txt``); empty for other kinds."""
+    if kind != "vctk" or root is None:
+        return {}
+    try:
+        path = _vctk_root(Path(root).expanduser()) / "speaker-info.txt"
+    except UserError:
+        return {}
+    return read_vctk_speaker_info(path) if path.is_file() else {}
 
 
 def speaker_list(utts: Sequence[Utterance] | Iterable[Utterance]) -> list[str]:

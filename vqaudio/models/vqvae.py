@@ -138,6 +138,8 @@ class VQVAE(nn.Module):
         super().__init__()
         self.config = config
         self.speakers: list[str] = list(speakers)
+        # what the corpus says about each speaker (VCTK: age, gender, accent, region); saved in checkpoints
+        self.speaker_info: dict[str, dict[str, str | None]] = {}
         cond_dim = config.speaker_dim
         self.speaker_embedding = nn.Embedding(max(1, len(self.speakers)), cond_dim) if cond_dim > 0 else None
         self.levels = nn.ModuleList(LevelModel(lv, config.quantizer, cond_dim) for lv in config.levels)

@@ -27,6 +27,7 @@ from vqaudio.data import (
     SegmentDataset,
     StepBatchSampler,
     collate,
+    corpus_speaker_info,
     load_full,
     scan_corpus,
     speaker_list,
@@ -142,6 +143,11 @@ class _Data:
         if not good:
             raise UserError(f"{d.root}: no usable audio files")
         self.speakers = speaker_list(good)
+        self.speaker_info = {
+            name: {"age": i.age, "gender": i.gender, "accent": i.accent, "region": i.region}
+            for name, i in corpus_speaker_info(d.kind, d.root).items()
+            if name in self.speakers
+        }
         train_utts, self.valid = split_utterances(good, d.valid_per_speaker, cfg.train.seed)
         sr = cfg.model.sample_rate
         seg = max(1, round(d.segment_seconds * sr))
@@ -189,6 +195,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.data = _Data(cfg, self.info, self.log, self.step)
         model = build_model(cfg.model, self.data.speakers).to(self.device)
+        model.speaker_info = self.data.speaker_info
         if latest:
             from vqaudio.checkpoint import read_checkpoint
 
