@@ -287,6 +287,46 @@ def _plan_outputs(
     return plan
 
 
+def _plan(
+    inputs: list[Path], out: Path, in_suffixes: tuple[str, ...], out_suffix: str, force: bool
+) -> tuple[list[tuple[Path, Path | str]], bool]:
+    """Inputs expanded, outputs planned (a folder is created for many); ``many`` tells which."""
+    files = _expand_inputs(inputs, in_suffixes)
+    many = len(files) > 1 or any(p.is_dir() for p in inputs)
+    if many and str(out) != "-":
+        out.mkdir(parents=True, exist_ok=True)
+    return _plan_outputs(files, out, out_suffix, force, many), many
+
+
+R = TypeVar("R")
+
+
+def _run_io(src: Path, target: Path | str, work: Callable[[Any, Any], R]) -> R:
+    """``work(source, destination)`` with ``-`` meaning stdin / stdout (buffered in memory)."""
+    import io
+
+    source: Any = io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else src
+    if target == "-":
+        buf = io.BytesIO()
+        result = work(source, buf)
+        sys.stdout.buffer.write(buf.getvalue())
+        sys.stdout.buffer.flush()
+        return result
+    assert isinstance(target, Path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return work(source, target)
+
+
+def _per_chunk(bar: Any, task: Any, many: bool) -> Callable[[int, int], None]:
+    """Progress callback: one file shows its chunks (long files), many files show files instead."""
+
+    def update(done: int, total: int) -> None:
+        if not many:
+            bar.update(task, completed=done, total=total)
+
+    return update
+
+
 def _progress(enabled: bool) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -322,7 +362,6 @@ def encode(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Compress audio files into .vqa code streams."""
-    import io
 
     from vqaudio.checkpoint import load_model
     from vqaudio.codec.compress import encode_file
@@ -334,37 +373,20 @@ def encode(
         chosen = [int(v) for v in levels.split(",")] if levels is not None else [level or 0]
     except ValueError:
         raise UserError(f"--levels expects comma-separated integers, got {levels!r}") from None
-    files = _expand_inputs(inputs, (".wav", ".flac", ".ogg", ".mp3"))
-    many = len(files) > 1 or any(p.is_dir() for p in inputs)
-    if many and str(out) != "-":
-        out.mkdir(parents=True, exist_ok=True)
-    plan = _plan_outputs(files, out, ".vqa", force, many)
+    plan, many = _plan(inputs, out, (".wav", ".flac", ".ogg", ".mp3"), ".vqa", force)
     net = load_model(model, resolve_device(device))
     total_in = total_out = 0.0
     with _progress(True) as bar:
-        # many files: one step per file; one file: one step per chunk (shows on long files)
         task = bar.add_task("encoding", total=len(plan) if many else None)
-
-        def chunks(done: int, total: int) -> None:
-            if not many:
-                bar.update(task, completed=done, total=total)
-
+        chunks = _per_chunk(bar, task, many)
         for src, target in plan:
-            source: Any = io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else src
-            if target == "-":
-                buf = io.BytesIO()
-                result = encode_file(
-                    net, source, buf, chosen, entropy, speaker, chunk_seconds, progress=chunks
-                )
-                sys.stdout.buffer.write(buf.getvalue())
-                sys.stdout.buffer.flush()
-                result.num_bytes = len(buf.getvalue())
-            else:
-                assert isinstance(target, Path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                result = encode_file(
-                    net, source, target, chosen, entropy, speaker, chunk_seconds, progress=chunks
-                )
+            result = _run_io(
+                src,
+                target,
+                lambda s, d: encode_file(  # noqa: B023
+                    net, s, d, chosen, entropy, speaker, chunk_seconds, progress=chunks
+                ),
+            )
             total_in += result.header.duration
             total_out += result.num_bytes
             if many:
@@ -405,7 +427,6 @@ def decode(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Decode .vqa code streams back to audio (trimmed to the original length, never clipping)."""
-    import io
 
     from vqaudio.checkpoint import load_model
     from vqaudio.codec.compress import decode_file
@@ -419,33 +440,21 @@ def decode(
             rate = int(sample_rate)
         else:
             raise UserError(f"--sample-rate expects Hz (>= 1000) or 'orig', got {sample_rate!r}")
-    files = _expand_inputs(inputs, (".vqa",))
-    many = len(files) > 1 or any(p.is_dir() for p in inputs)
-    if many and str(out) != "-":
-        out.mkdir(parents=True, exist_ok=True)
-    plan = _plan_outputs(files, out, ".wav", force, many)
+    plan, many = _plan(inputs, out, (".vqa",), ".wav", force)
     net = load_model(model, resolve_device(device))
     with _progress(True) as bar:
-        # many files: one step per file; one file: one step per chunk (shows on long files)
         task = bar.add_task("decoding", total=len(plan) if many else None)
-
-        def chunks(done: int, total: int) -> None:
-            if not many:
-                bar.update(task, completed=done, total=total)
-
+        chunks = _per_chunk(bar, task, many)
         for src, target in plan:
-            source: Any = io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else src
-            if target == "-":
-                buf = io.BytesIO()
-                decode_file(net, source, buf, level, speaker, rate, progress=chunks)
-                sys.stdout.buffer.write(buf.getvalue())
-                sys.stdout.buffer.flush()
-            else:
-                assert isinstance(target, Path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                header = decode_file(net, source, target, level, speaker, rate, progress=chunks)
-                if not many:
-                    err_console.print(f"{src} -> {target}: {header.duration:.2f} s", highlight=False)
+            header = _run_io(
+                src,
+                target,
+                lambda s, d: decode_file(  # noqa: B023
+                    net, s, d, level, speaker, rate, progress=chunks
+                ),
+            )
+            if target != "-" and not many:
+                err_console.print(f"{src} -> {target}: {header.duration:.2f} s", highlight=False)
             if many:
                 bar.advance(task)
 
@@ -669,15 +678,12 @@ def convert(
 
     if str(out) == "-":
         raise UserError("convert writes files: give an output path, not -")
-    files = _expand_inputs(inputs, (".wav", ".flac", ".ogg", ".mp3"))
-    many = len(files) > 1 or any(p.is_dir() for p in inputs)
-    if not many and out.suffix.lower() not in (".wav", ".flac", ".ogg") and not out.is_dir():
+    single = len(inputs) == 1 and not inputs[0].is_dir() and not out.is_dir()
+    if single and out.suffix.lower() not in (".wav", ".flac", ".ogg"):
         raise UserError(
             f"{out}: unsupported output format '{out.suffix or '(none)'}' (use .wav, .flac or .ogg)"
         )
-    if many:
-        out.mkdir(parents=True, exist_ok=True)
-    plan = _plan_outputs(files, out, ".wav", force, many)
+    plan, many = _plan(inputs, out, (".wav", ".flac", ".ogg", ".mp3"), ".wav", force)
     net = load_model(model, resolve_device(device))
     net.speaker_index(speaker)
     if level is not None:
