@@ -81,3 +81,84 @@ def test_cli_convert_user_errors(ckpt: Path, tmp_path: Path) -> None:
         app, ["convert", str(wav), "--speaker", "bob", "-o", str(out), "--model", str(ckpt)]
     )
     assert result.exit_code == 2 and out.read_bytes() == b"keep"
+
+
+# ------------------------------------------------------------------------- speaker encoder, enrol
+
+
+@pytest.fixture(scope="module")
+def ckpt_with_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import dataclasses
+
+    import torch
+
+    cfg = dataclasses.replace(tiny_model_config(), speaker_encoder=True)
+    torch.manual_seed(0)
+    model = vqaudio.build_model(cfg, ["ann", "bob"])
+    model.train()
+    x = torch.from_numpy(np.stack([_speech(0.5, s) for s in range(4)]))[:, None]
+    out = model(x, torch.tensor([0, 1, 0, 1]))
+    assert out.speaker_loss is not None and out.speaker_loss.item() > 0
+    model.eval()
+    path = tmp_path_factory.mktemp("enc") / "tiny_enc.safetensors"
+    save_checkpoint(path, model, RunConfig(model=cfg))
+    return path
+
+
+def test_speaker_encoder_learns_only_from_its_regression_loss() -> None:
+    import dataclasses
+
+    import torch
+
+    cfg = dataclasses.replace(tiny_model_config(), speaker_encoder=True)
+    model = vqaudio.build_model(cfg, ["ann", "bob"])
+    model.train()
+    out = model(torch.randn(2, 1, 2000) * 0.1, torch.tensor([0, 1]))
+    out.speaker_loss.backward()
+    assert all(p.grad is not None for p in model.speaker_encoder.parameters() if p.requires_grad)
+    assert model.speaker_embedding.weight.grad is None  # the table is the target, not moved by it
+
+
+def test_enroll_and_convert_with_references(ckpt_with_encoder: Path, tmp_path: Path) -> None:
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, np.stack([_speech(1.5, seed=3, sr=44100)] * 2, axis=1), 44100)  # stereo, other rate
+    before = ckpt_with_encoder.read_bytes()
+    result = runner.invoke(app, ["enroll", str(ref), "--name", "carol", "--model", str(ckpt_with_encoder)])
+    assert result.exit_code == 0, result.output
+    assert ckpt_with_encoder.read_bytes() == before  # never modified in place
+    sidecar = ckpt_with_encoder.with_suffix(".voices.json")
+    assert "carol" in sidecar.read_text()
+    listing = runner.invoke(app, ["speakers", "--model", str(ckpt_with_encoder)])
+    assert listing.stdout.splitlines()[-1] == "carol\tenrolled"
+    src = tmp_path / "src.wav"
+    sf.write(src, _speech(0.7), 16000)
+    for args in (["--speaker", "carol"], ["--reference", str(ref), "--reference", str(ref)]):
+        out = tmp_path / f"out_{args[0][2:]}.wav"
+        result = runner.invoke(
+            app, ["convert", str(src), "-o", str(out), "--model", str(ckpt_with_encoder), *args]
+        )
+        assert result.exit_code == 0, result.output
+        assert sf.info(out).frames == sf.info(src).frames
+    again = runner.invoke(app, ["enroll", str(ref), "--name", "ann", "--model", str(ckpt_with_encoder)])
+    assert again.exit_code == 2 and "already a training speaker" in again.stderr
+
+
+def test_reference_user_errors(ckpt_with_encoder: Path, ckpt: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src.wav"
+    sf.write(src, _speech(0.5), 16000)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, _speech(1.0), 16000)
+    out = tmp_path / "out.wav"
+    cases = [
+        (["--reference", str(empty)], ckpt_with_encoder, "no samples"),
+        (["--speaker", "bob", "--reference", str(ref)], ckpt_with_encoder, "not both"),
+        ([], ckpt_with_encoder, "not both"),
+        (["--reference", str(ref)], ckpt, "no speaker encoder"),
+    ]
+    for args, model, message in cases:
+        result = runner.invoke(app, ["convert", str(src), "-o", str(out), "--model", str(model), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.stderr.lower() or message in result.stderr, (message, result.stderr)
+        assert not out.exists()

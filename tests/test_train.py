@@ -523,3 +523,17 @@ def test_a_signal_stop_does_not_mark_the_run_finished(tmp_path: Path, cfg_for: C
     result = train(cfg_for(6), out, stop_after=2)
     assert result.interrupted
     assert not (out / "finished.json").exists()
+
+
+def test_training_with_a_speaker_encoder(tmp_path: Path, cfg_for: CfgFor, one_thread) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train(cfg_for(2, **{"model.speaker_encoder": "true", "train.log_every": 1}), out)
+    model = vqaudio.load_model(out)
+    assert model.speaker_encoder is not None
+    emb = model.embed_reference([torch.randn(8000) * 0.1])
+    assert emb.shape == (model.config.speaker_dim,)
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    assert len(events.Scalars("loss/speaker_encoder")) == 2

@@ -647,24 +647,36 @@ def speakers(
     import json
 
     from vqaudio.checkpoint import load_model
+    from vqaudio.voices import load_voices
 
     net = load_model(model)
+    enrolled = sorted(load_voices(net, model))
     if as_json:
-        out_console.print_json(json.dumps([{"name": n, **net.speaker_info.get(n, {})} for n in net.speakers]))
+        rows: list[dict[str, Any]] = [{"name": n, **net.speaker_info.get(n, {})} for n in net.speakers]
+        rows += [{"name": n, "enrolled": True} for n in enrolled]
+        out_console.print_json(json.dumps(rows))
         return
     for name in net.speakers:
         facts = net.speaker_info.get(name, {})
         extra = [str(facts[k]) for k in ("gender", "age", "accent", "region") if facts.get(k)]
         print("\t".join([name, *extra]))
+    for name in enrolled:
+        print(f"{name}\tenrolled")
 
 
 @app.command()
 @user_errors
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="Audio files or folders to convert.")],
-    speaker: Annotated[str, typer.Option("--speaker", help="Target speaker (see `vqaudio speakers`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output audio file, or a folder for many.")],
     model: ModelOpt,
+    speaker: Annotated[
+        str | None, typer.Option("--speaker", help="Target: a training speaker or an enrolled voice.")
+    ] = None,
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option("--reference", "-r", help="Target voice from reference clip(s) (repeatable)."),
+    ] = None,
     level: Annotated[
         int | None, typer.Option("--level", "-l", help="Level whose codes carry the content.")
     ] = None,
@@ -675,6 +687,7 @@ def convert(
     from vqaudio.checkpoint import load_model
     from vqaudio.convert import convert_file
     from vqaudio.train.distributed import resolve_device
+    from vqaudio.voices import reference_embedding, resolve_speaker
 
     if str(out) == "-":
         raise UserError("convert writes files: give an output path, not -")
@@ -684,8 +697,14 @@ def convert(
             f"{out}: unsupported output format '{out.suffix or '(none)'}' (use .wav, .flac or .ogg)"
         )
     plan, many = _plan(inputs, out, (".wav", ".flac", ".ogg", ".mp3"), ".wav", force)
+    if (speaker is None) == (not reference):
+        raise UserError("give either --speaker NAME or --reference CLIP (one or more), not both")
     net = load_model(model, resolve_device(device))
-    net.speaker_index(speaker)
+    target_voice = (
+        resolve_speaker(net, model, speaker)
+        if speaker is not None
+        else reference_embedding(net, reference or [])
+    )
     if level is not None:
         net._level(level)
     with _progress(many) as bar:
@@ -693,10 +712,31 @@ def convert(
         for src, target in plan:
             assert isinstance(target, Path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            convert_file(net, src, target, speaker, level)
+            convert_file(net, src, target, target_voice, level)
             bar.advance(task)
             if not many:
-                err_console.print(f"{src} -> {target} as {speaker}", highlight=False)
+                who = speaker if speaker is not None else "the reference voice"
+                err_console.print(f"{src} -> {target} as {who}", highlight=False)
+
+
+@app.command()
+@user_errors
+def enroll(
+    references: Annotated[
+        list[Path], typer.Argument(help="Reference clips of the new voice (10 s or more is best).")
+    ],
+    name: Annotated[
+        str, typer.Option("--name", help="Name to give the voice (used with convert --speaker).")
+    ],
+    model: ModelOpt,
+) -> None:
+    """Store a voice from reference clips in a sidecar next to the model (the checkpoint is not modified)."""
+    from vqaudio.checkpoint import load_model
+    from vqaudio.voices import enroll as enroll_voice
+
+    net = load_model(model)
+    path = enroll_voice(net, model, name, references)
+    err_console.print(f"enrolled '{name}' from {len(references)} clip(s) into {path}", highlight=False)
 
 
 def main() -> None:

@@ -134,12 +134,17 @@ class ModelConfig:
     levels: list[LevelConfig] = field(default_factory=_default_levels)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     speaker_dim: int = 64
+    speaker_encoder: bool = False
     conversion_level: int = -1
 
     def __post_init__(self) -> None:
         _check(self.sample_rate >= 1000, f"model.sample_rate must be >= 1000, got {self.sample_rate}")
         _check(len(self.levels) >= 1, "model.levels must hold at least one level")
         _check(self.speaker_dim >= 0, "model.speaker_dim must be >= 0 (0 = no speaker conditioning)")
+        _check(
+            not self.speaker_encoder or self.speaker_dim > 0,
+            "model.speaker_encoder needs model.speaker_dim > 0",
+        )
         n = len(self.levels)
         _check(-n <= self.conversion_level < n, f"model.conversion_level must index one of {n} levels")
 
@@ -181,6 +186,7 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
+    speaker_encoder_weight: float = 1.0
     l1_weight: float = 1.0
     mel_weight: float = 1.0
     stft_weight: float = 1.0

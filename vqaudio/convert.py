@@ -31,12 +31,17 @@ def convert_file(
     model: VQVAE,
     source: str | Path | BinaryIO,
     target: str | Path | BinaryIO,
-    speaker: str | int,
+    speaker: str | int | torch.Tensor,
     level: int | None = None,
     chunk_seconds: float = 10.0,
 ) -> None:
-    """Convert an audio file to ``speaker``'s voice (streaming, bounded memory; path targets atomic)."""
-    model.speaker_index(speaker)  # unknown names fail before any work, with close matches
+    """Convert an audio file to ``speaker``'s voice (streaming, bounded memory; path targets atomic).
+
+    ``speaker`` is a training speaker (name or index) or an embedding ``[speaker_dim]`` from
+    :meth:`VQVAE.embed_reference` or an enrolled voice (:mod:`vqaudio.voices`).
+    """
+    if not isinstance(speaker, torch.Tensor):
+        model.speaker_index(speaker)  # unknown names fail before any work, with close matches
     lv = conversion_level(model) if level is None else level
     codes = io.BytesIO()
     encode_file(model, source, codes, [lv], chunk_seconds=chunk_seconds)
@@ -49,7 +54,7 @@ def convert(
     model: VQVAE,
     wav: np.ndarray | torch.Tensor,
     sample_rate: int,
-    speaker: str | int,
+    speaker: str | int | torch.Tensor,
     level: int | None = None,
 ) -> np.ndarray:
     """Audio ``[T]`` (or ``[C, T]``, downmixed) at ``sample_rate`` -> ``[T']`` float32 in ``speaker``'s voice,

@@ -348,7 +348,7 @@ def _decode_chunks(
     codes: Iterator[np.ndarray],
     level: int,
     header: StreamHeader,
-    speaker: int,
+    speaker: int | torch.Tensor,
     device: torch.device,
 ) -> Iterator[np.ndarray]:
     """Audio of each chunk, decoded with ``receptive_field`` frames of context from its neighbours."""
@@ -382,7 +382,7 @@ def _decode(
     model: VQVAE,
     reader: StreamReader,
     level: int | None,
-    speaker: str | int | None,
+    speaker: str | int | torch.Tensor | None,
     progress: Progress | None,
 ) -> tuple[StreamHeader, Iterator[np.ndarray]]:
     model.eval()
@@ -397,7 +397,9 @@ def _decode(
         )
     index = stored.index(level)
     who = speaker if speaker is not None else header.speaker
-    spk = model.speaker_index(who) if who is not None else 0
+    spk: int | torch.Tensor = (
+        who if isinstance(who, torch.Tensor) else (model.speaker_index(who) if who is not None else 0)
+    )
     tables = _tables(model, [level])[level] if header.coding == "entropy" else None
     device = next(model.parameters()).device
 
@@ -441,7 +443,7 @@ def decode_file(
     source: str | Path | BinaryIO,
     target: str | Path | BinaryIO,
     level: int | None = None,
-    speaker: str | int | None = None,
+    speaker: str | int | torch.Tensor | None = None,
     sample_rate: int | None = None,
     progress: Progress | None = None,
 ) -> StreamHeader:

@@ -20,6 +20,7 @@ from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig
 from vqaudio.errors import UserError
 from vqaudio.models.decoder import Decoder
 from vqaudio.models.encoder import Encoder
+from vqaudio.models.speaker import SpeakerEncoder
 from vqaudio.quantize import QuantizerOutput, VectorQuantizer
 
 if TYPE_CHECKING:
@@ -119,10 +120,12 @@ class LevelModel(nn.Module):
 
 @dataclass
 class VQVAEOutput:
-    """Training forward pass: one reconstruction ``[B, 1, T]`` and quantiser output per level."""
+    """Training forward pass: one reconstruction ``[B, 1, T]`` and quantiser output per level, and the
+    speaker encoder's regression loss onto the speaker table (when the model has one)."""
 
     recon: list[Tensor]
     quantizer: list[QuantizerOutput]
+    speaker_loss: Tensor | None = None
 
 
 class VQVAE(nn.Module):
@@ -142,6 +145,9 @@ class VQVAE(nn.Module):
         self.speaker_info: dict[str, dict[str, str | None]] = {}
         cond_dim = config.speaker_dim
         self.speaker_embedding = nn.Embedding(max(1, len(self.speakers)), cond_dim) if cond_dim > 0 else None
+        self.speaker_encoder = (
+            SpeakerEncoder(config.sample_rate, cond_dim) if config.speaker_encoder and cond_dim > 0 else None
+        )
         self.levels = nn.ModuleList(LevelModel(lv, config.quantizer, cond_dim) for lv in config.levels)
 
     @property
@@ -177,11 +183,18 @@ class VQVAE(nn.Module):
     def speaker_vector(
         self, speaker: Tensor | str | int | None, batch: int, device: torch.device
     ) -> Tensor | None:
-        """``[B, speaker_dim]`` conditioning (None for unconditioned models); ``None`` = speaker 0."""
+        """``[B, speaker_dim]`` conditioning (None for unconditioned models); ``None`` = speaker 0.
+
+        ``speaker`` is a name, an index, a tensor of indices ``[B]``, or a float embedding ``[D]`` /
+        ``[B, D]`` (from :meth:`embed_reference` or an enrolled voice).
+        """
         if self.speaker_embedding is None:
             return None
         if speaker is None:
             speaker = 0
+        if torch.is_tensor(speaker) and speaker.is_floating_point():
+            emb = speaker.to(device).reshape(-1, self.config.speaker_dim)
+            return emb.expand(batch, -1) if emb.shape[0] == 1 else emb
         if torch.is_tensor(speaker):
             idx = speaker.to(device=device, dtype=torch.long).reshape(-1)
             if idx.numel() == 1:
@@ -189,6 +202,18 @@ class VQVAE(nn.Module):
         else:
             idx = torch.full((batch,), self.speaker_index(speaker), dtype=torch.long, device=device)
         return self.speaker_embedding(idx)
+
+    @torch.no_grad()
+    def embed_reference(self, clips: Sequence[Tensor]) -> Tensor:
+        """Mean speaker-encoder embedding ``[speaker_dim]`` of clips, each ``[T]`` at ``sample_rate``."""
+        if self.speaker_encoder is None:
+            raise UserError("this model has no speaker encoder (train it with model.speaker_encoder=true)")
+        device = next(self.parameters()).device
+        was_training = self.speaker_encoder.training
+        self.speaker_encoder.eval()
+        embs = [self.speaker_encoder(as_batch(c).to(device)) for c in clips]
+        self.speaker_encoder.train(was_training)
+        return torch.cat(embs).mean(0)
 
     def forward(self, wav: Tensor, speaker: Tensor | None = None) -> VQVAEOutput:
         """Training pass over every level: ``wav`` ``[B, 1, T]``, ``speaker`` ``[B]`` indices."""
@@ -201,7 +226,10 @@ class VQVAE(nn.Module):
             q = level.quantizer(level.encoder(level.pad(wav)))
             recon.append(level.decoder(q.quantized, cond)[..., :t])
             qouts.append(q)
-        return VQVAEOutput(recon, qouts)
+        speaker_loss = None
+        if self.speaker_encoder is not None and cond is not None:
+            speaker_loss = F.mse_loss(self.speaker_encoder(wav).float(), cond.detach().float())
+        return VQVAEOutput(recon, qouts, speaker_loss)
 
     @torch.no_grad()
     def encode(self, wav: Tensor, level: int = 0) -> Codes:

@@ -317,6 +317,9 @@ class Trainer:
             scalars[f"quantizer/{i}/perplexity"] = q.perplexity
             scalars[f"quantizer/{i}/usage"] = q.usage
             scalars[f"quantizer/{i}/restarts"] = float(q.restarts)
+        if out.speaker_loss is not None:
+            total = total + cfg.loss.speaker_encoder_weight * out.speaker_loss
+            scalars["loss/speaker_encoder"] = out.speaker_loss.detach()
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip or float("inf"))

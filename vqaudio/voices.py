@@ -1,0 +1,105 @@
+"""Voices enrolled from reference audio, kept in a small JSON sidecar next to a model.
+
+``vqaudio enroll REF.wav... --name NAME --model M`` embeds the clips with the model's speaker
+encoder and stores the mean embedding under ``NAME``; the checkpoint itself is never modified.
+The sidecar of a run directory is ``RUN/voices.json``; of a checkpoint file ``X.safetensors`` it is
+``X.voices.json``.  Each sidecar records the model's SHA-256 and is ignored by another model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from vqaudio.audio import atomic_write, read_audio
+from vqaudio.codec.compress import model_sha256
+from vqaudio.errors import AudioError, UserError
+from vqaudio.models import VQVAE
+
+__all__ = ["voices_path", "load_voices", "enroll", "resolve_speaker", "reference_embedding"]
+
+_FORMAT = "vqaudio-voices"
+_VERSION = 1
+
+
+def voices_path(model_path: str | Path) -> Path:
+    p = Path(model_path)
+    return p / "voices.json" if p.is_dir() else p.with_suffix(".voices.json")
+
+
+def load_voices(model: VQVAE, model_path: str | Path) -> dict[str, torch.Tensor]:
+    """Enrolled voices for this model (empty when there is no sidecar)."""
+    path = voices_path(model_path)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != _FORMAT or int(data.get("version", 0)) > _VERSION:
+            raise ValueError("not a voices file of a version this vqaudio understands")
+        if data.get("model_sha256") != model_sha256(model):
+            raise UserError(f"{path}: its voices were enrolled with another model")
+        dim = model.config.speaker_dim
+        voices = {}
+        for name, v in data["voices"].items():
+            emb = torch.tensor(v["embedding"], dtype=torch.float32)
+            if emb.shape != (dim,) or not torch.isfinite(emb).all():
+                raise ValueError(f"voice {name!r} has a bad embedding")
+            voices[str(name)] = emb
+        return voices
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path}: unreadable voices file ({err})") from None
+
+
+def reference_embedding(model: VQVAE, references: list[Path]) -> torch.Tensor:
+    """Mean speaker-encoder embedding of reference clips (any rate, any channels, at least one)."""
+    if not references:
+        raise UserError("give at least one reference clip")
+    clips = []
+    for ref in references:
+        wav = read_audio(ref, model.sample_rate)
+        if wav.size < model.sample_rate // 10:
+            raise AudioError(
+                f"{ref}: reference too short ({wav.size / model.sample_rate:.2f} s; need >= 0.1 s)"
+            )
+        clips.append(torch.from_numpy(wav))
+    return model.embed_reference(clips)
+
+
+def enroll(model: VQVAE, model_path: str | Path, name: str, references: list[Path]) -> Path:
+    """Embed ``references`` and store the voice as ``name`` in the model's sidecar; returns its path."""
+    if not name or name.strip() != name or "\t" in name:
+        raise UserError(f"bad voice name {name!r}")
+    if name in model.speakers:
+        raise UserError(f"'{name}' is already a training speaker of this model; pick another name")
+    load_voices(model, model_path)  # refuses a sidecar of another model before any work
+    emb = reference_embedding(model, references)
+    path = voices_path(model_path)
+    previous = json.loads(path.read_text(encoding="utf-8"))["voices"] if path.is_file() else {}
+    entry = {"embedding": [round(float(v), 7) for v in emb], "references": [str(r) for r in references]}
+    data = {
+        "format": _FORMAT,
+        "version": _VERSION,
+        "model_sha256": model_sha256(model),
+        "voices": {**previous, name: entry},
+    }
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def resolve_speaker(model: VQVAE, model_path: str | Path, speaker: str) -> str | torch.Tensor:
+    """A training speaker's name as is, or an enrolled voice's embedding; unknown names list close ones."""
+    if speaker in model.speakers:
+        return speaker
+    voices = load_voices(model, model_path)
+    if speaker in voices:
+        return voices[speaker]
+    import difflib
+
+    close = difflib.get_close_matches(speaker, [*model.speakers, *voices], n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UserError(
+        f"unknown speaker '{speaker}' ({len(model.speakers)} trained, {len(voices)} enrolled){hint}"
+    )
