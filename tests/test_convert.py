@@ -162,3 +162,78 @@ def test_reference_user_errors(ckpt_with_encoder: Path, ckpt: Path, tmp_path: Pa
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr.lower() or message in result.stderr, (message, result.stderr)
         assert not out.exists()
+
+
+# ------------------------------------------------------------------------------- eval-convert
+
+
+def test_mcd_is_zero_for_identical_and_small_for_time_stretched() -> None:
+    from vqaudio.evaluate_conversion import mel_cepstral_distortion
+
+    a = _speech(1.0, seed=1)
+    b = _speech(1.0, seed=2)
+    stretched = np.interp(np.linspace(0, len(a) - 1, int(len(a) * 1.2)), np.arange(len(a)), a)
+    assert mel_cepstral_distortion(a, a, 16000) == pytest.approx(0.0, abs=1e-6)
+    assert mel_cepstral_distortion(a, stretched.astype(np.float32), 16000) < mel_cepstral_distortion(
+        a, b, 16000
+    )
+
+
+def test_eval_convert_on_a_parallel_corpus(ckpt_with_encoder: Path, tmp_path: Path) -> None:
+    import json
+
+    rows = []
+    for spk, f0 in (("ann", 110.0), ("bob", 200.0)):
+        for i in range(4):
+            wav = tmp_path / spk / f"s{i}.wav"
+            wav.parent.mkdir(exist_ok=True)
+            rng = np.random.default_rng(i)
+            from vqaudio.data.synthetic import toy_utterance
+
+            sf.write(wav, toy_utterance(rng, 16000, 0.6, f0, 1.0), 16000)
+            rows.append(f"{spk}/s{i}.wav\t{spk}\ttext {i}\t{'test' if i < 2 else 'train'}")
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "scores.json"
+    result = runner.invoke(
+        app,
+        [
+            "eval-convert",
+            "--model",
+            str(ckpt_with_encoder),
+            "--data",
+            str(manifest),
+            "--sentences",
+            "2",
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    scores = json.loads(out.read_text())
+    assert scores["conversions"] == 4  # 2 sentences x (ann->bob, bob->ann)
+    assert scores["mcd_converted"] > 0 and scores["mcd_source_baseline"] > 0
+    if scores["closer_to_target"] is not None:  # with the optional speaker-verification package
+        assert 0.0 <= scores["closer_to_target"] <= 1.0
+    result = runner.invoke(
+        app,
+        [
+            "eval-convert",
+            "--model",
+            str(ckpt_with_encoder),
+            "--data",
+            str(manifest),
+            "--sentences",
+            "2",
+            "--reference-voice",
+            "bob",
+            "--reference-seconds",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    bad = runner.invoke(
+        app,
+        ["eval-convert", "--model", str(ckpt_with_encoder), "--data", str(manifest), "--voices", "ann,zed"],
+    )
+    assert bad.exit_code == 2 and "zed" in bad.stderr

@@ -739,6 +739,94 @@ def enroll(
     err_console.print(f"enrolled '{name}' from {len(references)} clip(s) into {path}", highlight=False)
 
 
+@app.command("eval-convert")
+@user_errors
+def eval_convert(
+    model: ModelOpt,
+    data: Annotated[
+        Path, typer.Option("--data", help="Parallel corpus manifest (e.g. data/demo/manifest.tsv).")
+    ],
+    split: Annotated[
+        str | None, typer.Option(help="Sentences from this manifest split (e.g. test).")
+    ] = "test",
+    sentences: Annotated[int, typer.Option(min=1, help="How many sentences to convert.")] = 8,
+    voices: Annotated[
+        str | None, typer.Option(help="Comma-separated voices (default: all in model and corpus).")
+    ] = None,
+    level: Annotated[
+        int | None, typer.Option("--level", "-l", help="Content level (default: conversion level).")
+    ] = None,
+    reference_voice: Annotated[
+        str | None,
+        typer.Option(help="Convert into this corpus voice given only by reference clips (enrolment)."),
+    ] = None,
+    reference_seconds: Annotated[
+        float, typer.Option(min=0.5, help="Seconds of reference audio to enrol.")
+    ] = 10.0,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write all scores as JSON here.")
+    ] = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Measure conversion: speaker similarity to target vs source (Resemblyzer, optional) and MCD."""
+    import json
+
+    from vqaudio.audio import atomic_write, audio_info
+    from vqaudio.checkpoint import load_model
+    from vqaudio.data import scan_manifest
+    from vqaudio.evaluate_conversion import evaluate_conversion
+    from vqaudio.train.distributed import resolve_device
+    from vqaudio.voices import reference_embedding
+
+    net = load_model(model, resolve_device(device))
+    utts = scan_manifest(data)
+    present = sorted({u.speaker for u in utts})
+    chosen = [v.strip() for v in voices.split(",")] if voices else [v for v in present if v in net.speakers]
+    if reference_voice is not None and reference_voice not in chosen:
+        chosen.append(reference_voice)
+    missing = [v for v in chosen if v not in present]
+    if missing:
+        raise UserError(f"voices not in {data}: {', '.join(missing)}")
+    if reference_voice is None:
+        for v in chosen:
+            net.speaker_index(v)
+    pool = [u for u in utts if split is None or u.split == split]
+    ids = sorted({u.utt_id.rsplit("/", 1)[-1] for u in pool})[:sentences]
+    ref = None
+    if reference_voice is not None:
+        clips, total = [], 0.0
+        for u in sorted(
+            (u for u in utts if u.speaker == reference_voice and u.split == "train"), key=lambda u: u.utt_id
+        ):
+            clips.append(u.path)
+            total += audio_info(u.path).duration
+            if total >= reference_seconds:
+                break
+        ref = (reference_voice, reference_embedding(net, clips))
+        err_console.print(
+            f"enrolled {reference_voice} from {len(clips)} clips ({total:.1f} s)", highlight=False
+        )
+    with _progress(True) as bar:
+        task = bar.add_task("converting", total=None)
+        scores = evaluate_conversion(
+            net, utts, ids, chosen, level, ref, progress=lambda d, t: bar.update(task, completed=d, total=t)
+        )
+
+    def fmt(v: float | None, spec: str) -> str:
+        return "n/a (pip install vqaudio[eval])" if v is None else format(v, spec)
+
+    out_console.print(
+        f"{scores.conversions} conversions at level {scores.level}: cosine to target "
+        f"{fmt(scores.similarity_to_target, '.3f')}, to source {fmt(scores.similarity_to_source, '.3f')}, "
+        f"closer to target {fmt(scores.closer_to_target, '.1%')}; MCD {scores.mcd_converted:.2f} dB "
+        f"(source vs target {scores.mcd_source_baseline:.2f} dB)",
+        highlight=False,
+    )
+    if json_out is not None:
+        with atomic_write(json_out) as tmp:
+            tmp.write_text(json.dumps(scores.as_dict(), indent=1) + "\n")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="vqaudio")
