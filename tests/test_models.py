@@ -115,3 +115,16 @@ def test_codes_remember_length_but_operations_give_plain_tensors(model) -> None:
     # plain tensors decode to whole frames, or to an explicit length
     assert model.decode(plain, level=0).shape[-1] == codes.shape[-1] * model.hops[0]
     assert model.decode(plain, level=0, length=1001).shape[-1] == 1001
+
+
+def test_time_jitter_moves_frames_to_neighbours_only() -> None:
+    from vqaudio.models.vqvae import time_jitter
+
+    torch.manual_seed(0)
+    z = torch.arange(50, dtype=torch.float32).repeat(2, 3, 1)  # [2, 3, 50], value = frame index
+    assert torch.equal(time_jitter(z, 0.0), z)
+    j = time_jitter(z, 0.5)
+    moved = (j - z)[:, 0]
+    assert set(moved.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    assert 0.3 < (moved != 0).float().mean() < 0.7
+    assert torch.equal(j[:, 0], j[:, 2])  # all channels of a frame move together

@@ -135,10 +135,12 @@ class ModelConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     speaker_dim: int = 64
     speaker_encoder: bool = False
+    time_jitter: float = 0.0
     conversion_level: int = -1
 
     def __post_init__(self) -> None:
         _check(self.sample_rate >= 1000, f"model.sample_rate must be >= 1000, got {self.sample_rate}")
+        _check(0.0 <= self.time_jitter < 1.0, f"model.time_jitter must be in [0, 1), got {self.time_jitter}")
         _check(len(self.levels) >= 1, "model.levels must hold at least one level")
         _check(self.speaker_dim >= 0, "model.speaker_dim must be >= 0 (0 = no speaker conditioning)")
         _check(

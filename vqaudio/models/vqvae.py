@@ -26,7 +26,7 @@ from vqaudio.quantize import QuantizerOutput, VectorQuantizer
 if TYPE_CHECKING:
     from vqaudio.checkpoint import CheckpointMeta
 
-__all__ = ["Codes", "LevelModel", "VQVAE", "VQVAEOutput", "build_model", "as_batch"]
+__all__ = ["Codes", "LevelModel", "VQVAE", "VQVAEOutput", "build_model", "as_batch", "time_jitter"]
 
 
 class Codes(Tensor):
@@ -58,6 +58,22 @@ def _unwrap(x: object) -> object:
     if isinstance(x, (tuple, list)):
         return type(x)(_unwrap(v) for v in x)
     return x
+
+
+def time_jitter(z: Tensor, p: float) -> Tensor:
+    """Replace each frame of ``z`` ``[B, D, T]`` by its left or right neighbour with probability ``p``.
+
+    The time-jitter regulariser of Chorowski et al. (2019, "Unsupervised speech representation
+    learning using WaveNet autoencoders"): the decoder cannot rely on exact per-frame codes, which
+    pushes the codes toward slowly varying, speaker-independent content.  Training only.
+    """
+    if p <= 0 or z.shape[-1] < 2:
+        return z
+    t = z.shape[-1]
+    r = torch.rand(z.shape[0], t, device=z.device)
+    shift = (r < p / 2).long() * -1 + (r > 1 - p / 2).long()
+    idx = (torch.arange(t, device=z.device)[None] + shift).clamp(0, t - 1)
+    return torch.gather(z, 2, idx[:, None].expand(-1, z.shape[1], -1))
 
 
 def as_batch(wav: Tensor) -> Tensor:
@@ -224,7 +240,8 @@ class VQVAE(nn.Module):
         for i in range(self.num_levels):
             level = self._level(i)
             q = level.quantizer(level.encoder(level.pad(wav)))
-            recon.append(level.decoder(q.quantized, cond)[..., :t])
+            z = time_jitter(q.quantized, self.config.time_jitter) if self.training else q.quantized
+            recon.append(level.decoder(z, cond)[..., :t])
             qouts.append(q)
         speaker_loss = None
         if self.speaker_encoder is not None and cond is not None:
