@@ -191,6 +191,9 @@ def test_eval_convert_on_a_parallel_corpus(ckpt_with_encoder: Path, tmp_path: Pa
             from vqaudio.data.synthetic import toy_utterance
 
             sf.write(wav, toy_utterance(rng, 16000, 0.6, f0, 1.0), 16000)
+            lab = tmp_path / "labels" / spk / f"s{i}.tsv"
+            lab.parent.mkdir(parents=True, exist_ok=True)
+            lab.write_text("0.0\t0.2\tsil\n0.2\t0.4\tAA1\n0.4\t0.6\tS\n")
             rows.append(f"{spk}/s{i}.wav\t{spk}\ttext {i}\t{'test' if i < 2 else 'train'}")
     manifest = tmp_path / "manifest.tsv"
     manifest.write_text("\n".join(rows) + "\n")
@@ -207,12 +210,16 @@ def test_eval_convert_on_a_parallel_corpus(ckpt_with_encoder: Path, tmp_path: Pa
             "2",
             "--json",
             str(out),
+            "--labels",
+            str(tmp_path / "labels"),
         ],
     )
     assert result.exit_code == 0, result.output
     scores = json.loads(out.read_text())
     assert scores["conversions"] == 4  # 2 sentences x (ann->bob, bob->ann)
     assert scores["mcd_converted"] > 0 and scores["mcd_source_baseline"] > 0
+    assert 0.0 <= scores["phone_accuracy_converted"] <= 1.0
+    assert 0.0 <= scores["phone_accuracy_source"] <= 1.0
     if scores["closer_to_target"] is not None:  # with the optional speaker-verification package
         assert 0.0 <= scores["closer_to_target"] <= 1.0
     result = runner.invoke(

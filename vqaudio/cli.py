@@ -763,6 +763,9 @@ def eval_convert(
     reference_seconds: Annotated[
         float, typer.Option(min=0.5, help="Seconds of reference audio to enrol.")
     ] = 10.0,
+    labels: Annotated[
+        Path | None, typer.Option(help="Phone labels (folder, matched by stem) to measure content kept.")
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write all scores as JSON here.")
     ] = None,
@@ -806,10 +809,28 @@ def eval_convert(
         err_console.print(
             f"enrolled {reference_voice} from {len(clips)} clips ({total:.1f} s)", highlight=False
         )
+    phone_labels = None
+    if labels is not None:
+        from vqaudio.analysis import read_labels
+        from vqaudio.analyze import find_pairs
+
+        found, _ = find_pairs(data, labels)
+        phone_labels = {
+            (p.speaker, p.utt_id.rsplit("/", 1)[-1]): read_labels(p.labels)
+            for p in found
+            if p.utt_id.rsplit("/", 1)[-1] in ids
+        }
     with _progress(True) as bar:
         task = bar.add_task("converting", total=None)
         scores = evaluate_conversion(
-            net, utts, ids, chosen, level, ref, progress=lambda d, t: bar.update(task, completed=d, total=t)
+            net,
+            utts,
+            ids,
+            chosen,
+            level,
+            ref,
+            labels=phone_labels,
+            progress=lambda d, t: bar.update(task, completed=d, total=t),
         )
 
     def fmt(v: float | None, spec: str) -> str:
@@ -822,6 +843,12 @@ def eval_convert(
         f"(source vs target {scores.mcd_source_baseline:.2f} dB)",
         highlight=False,
     )
+    if scores.phone_accuracy_converted is not None:
+        out_console.print(
+            f"content: phone accuracy of the converted audio's codes {scores.phone_accuracy_converted:.1%} "
+            f"(source audio {fmt(scores.phone_accuracy_source, '.1%')})",
+            highlight=False,
+        )
     if json_out is not None:
         with atomic_write(json_out) as tmp:
             tmp.write_text(json.dumps(scores.as_dict(), indent=1) + "\n")

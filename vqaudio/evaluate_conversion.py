@@ -10,6 +10,10 @@ For N source sentences and every ordered pair of voices (source != target):
   outputs closer to the target than to the source.
 - mel-cepstral distortion (MCD, dB) after DTW alignment against the target speaker's own rendition of
   the same sentence, next to the source-vs-target MCD (what doing nothing scores).
+- with phone labels: content kept, as the phone accuracy of the converted audio's codes (re-encoded at
+  the conversion level, read through a many-to-one code->phone mapping fit on the original renditions
+  of the evaluated sentences) against the source sentence's labels, next to the same accuracy of the
+  source audio itself.
 
 Targets are training speakers or, with ``reference``, a voice given by reference clips (enrolment).
 """
@@ -26,6 +30,8 @@ import librosa
 import numpy as np
 import torch
 
+from vqaudio.analysis import PhoneIntervals, label_frames
+from vqaudio.analysis.metrics import cooccurrence, fit_mapping, mapping_accuracy
 from vqaudio.audio import read_audio
 from vqaudio.convert import convert
 from vqaudio.data import Utterance
@@ -44,6 +50,8 @@ class ConversionScores:
     closer_to_target: float | None
     mcd_converted: float
     mcd_source_baseline: float
+    phone_accuracy_converted: float | None
+    phone_accuracy_source: float | None
     pairs: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,6 +98,7 @@ def evaluate_conversion(
     level: int | None = None,
     reference: tuple[str, torch.Tensor] | None = None,
     ref_utts: int = 5,
+    labels: dict[tuple[str, str], PhoneIntervals] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ConversionScores:
     """Convert ``sentences`` (utterance ids without the voice part) between ``voices``.
@@ -115,6 +124,7 @@ def evaluate_conversion(
                 raise UserError(f"voice {v}: no utterances outside the evaluated sentences for its reference")
             e = np.mean([embed(read_audio(u.path, sr), sr) for u in others[:ref_utts]], axis=0)
             centroid[v] = e / np.linalg.norm(e)
+    content = _ContentProbe(model, lv, by_key, labels, sentences) if labels else None
     rows: list[dict[str, Any]] = []
     total = len(pairs) * len(sentences)
     for sid in sentences:
@@ -137,6 +147,9 @@ def evaluate_conversion(
                 e = e / np.linalg.norm(e)
                 row["sim_target"] = float(e @ centroid[tgt])
                 row["sim_source"] = float(e @ centroid[src])
+            if content is not None and (src, sid) in content.phones:
+                row["phones_converted"] = content.accuracy(y, src, sid)
+                row["phones_source"] = content.accuracy(x, src, sid)
             rows.append(row)
             if progress is not None:
                 progress(len(rows), total)
@@ -156,5 +169,47 @@ def evaluate_conversion(
         float(np.mean(closer)) if closer else None,
         mean("mcd") or math.nan,
         mean("mcd_source") or math.nan,
+        mean("phones_converted"),
+        mean("phones_source"),
         rows,
     )
+
+
+class _ContentProbe:
+    """Code -> phone mapping at one level, fit on the original renditions of the evaluated sentences."""
+
+    def __init__(
+        self,
+        model: VQVAE,
+        level: int,
+        by_key: dict[tuple[str, str], Utterance],
+        labels: dict[tuple[str, str], PhoneIntervals],
+        sentences: Sequence[str],
+    ) -> None:
+        self.model, self.level = model, level
+        self.hop_s = model.hops[level] / model.sample_rate
+        self.vocab: dict[str, int] = {}
+        self.phones: dict[tuple[str, str], np.ndarray] = {}
+        codes, phones = [], []
+        for key, intervals in labels.items():
+            if key[1] not in sentences or key not in by_key:
+                continue
+            c = self._codes(read_audio(by_key[key].path, model.sample_rate))
+            self.phones[key] = label_frames(intervals, c.size, self.hop_s, self.vocab)
+            codes.append(c)
+            phones.append(self.phones[key])
+        if not codes:
+            raise UserError("no labels found for the evaluated sentences")
+        k = model.config.levels[level].codebook_size
+        joint = cooccurrence(np.concatenate(codes), np.concatenate(phones), k, len(self.vocab))
+        self.mapping = fit_mapping(joint)
+
+    def _codes(self, wav: np.ndarray) -> np.ndarray:
+        return self.model.encode(torch.from_numpy(wav), level=self.level)[0].cpu().numpy()
+
+    def accuracy(self, wav: np.ndarray, speaker: str, sentence: str) -> float:
+        """Phone accuracy of ``wav``'s codes against the labels of ``speaker``'s ``sentence``."""
+        codes = self._codes(wav)
+        phones = self.phones[(speaker, sentence)]
+        n = min(codes.size, phones.size)
+        return mapping_accuracy(self.mapping, codes[:n], phones[:n])
