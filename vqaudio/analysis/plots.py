@@ -8,7 +8,6 @@ temporary file in the same folder, then ``os.replace``) and returns the path.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,22 +16,18 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vqaudio.audio import atomic_write
+
 __all__ = ["plot_code_usage", "plot_confusion", "plot_cooccurrence", "plot_durations"]
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` to ``path`` as PNG via a temporary file in the same folder and ``os.replace``."""
+    """Write ``fig`` to ``path`` as PNG atomically (temporary file beside it, then ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     return path
 
 
