@@ -39,7 +39,7 @@ def test_mini_recipe_stages_run_and_skip_when_done(tmp_path: Path, subprocess_en
     finished = json.loads((exp / "train" / "finished.json").read_text())
     assert finished["reason"] in ("time_budget", "max_steps")
     scores = json.loads((exp / "eval.json").read_text())
-    assert scores["utterances"] > 0 and [s["level"] for s in scores["levels"]] == [0, 1, 2]
+    assert scores["utterances"] > 0 and [s["level"] for s in scores["levels"]][:3] == [0, 1, 2]
     assert (exp / "analysis" / "metrics.json").is_file()
     report = (exp / "report.md").read_text()
     assert "Codes vs phones" in report

@@ -198,9 +198,16 @@ def evaluate(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the scores as JSON here.")
     ] = None,
+    baselines: Annotated[
+        bool,
+        typer.Option("--baselines", help="Also run Codec2 3200/2400/1200 and Opus 6 kbit/s (if installed)."),
+    ] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
 ) -> None:
-    """Encode and decode a corpus at every level; print bitrate, mel distance, SI-SDR, PESQ-WB and STOI."""
+    """Encode and decode a corpus at every level; print bitrate, mel distance, SI-SDR, PESQ-WB and STOI.
+
+    Bitrates are nominal for the model's levels and measured payload for the baselines.
+    """
     import json
 
     from vqaudio.audio import atomic_write
@@ -217,8 +224,12 @@ def evaluate(
             raise UserError(f"{data}: no utterances in split '{split}'")
     utts = sorted(utts, key=lambda u: (u.utt_id, u.speaker))[:max_utts]
     scores = evaluate_reconstruction(net, utts)
+    if baselines:
+        from vqaudio.evaluate import evaluate_baselines
+
+        scores += evaluate_baselines(utts, net.sample_rate)
     table = Table(title=f"reconstruction on {len(utts)} utterances", title_justify="left")
-    for col in ("level", "bit/s", "mel dist", "SI-SDR dB", "PESQ-WB", "STOI"):
+    for col in ("codec", "bit/s", "mel dist", "SI-SDR dB", "PESQ-WB", "STOI"):
         table.add_column(col, justify="right")
 
     def fmt(v: float | None, spec: str) -> str:
@@ -226,7 +237,7 @@ def evaluate(
 
     for sc in scores:
         table.add_row(
-            str(sc.level),
+            sc.name,
             f"{sc.bitrate:.0f}",
             f"{sc.mel_distance:.3f}",
             f"{sc.si_sdr:.2f}",

@@ -16,16 +16,20 @@ import numpy as np
 import torch
 
 from vqaudio.audio import read_audio
+from vqaudio.baselines import Baseline, available_baselines
 from vqaudio.data import Utterance
 from vqaudio.models import VQVAE
 from vqaudio.train.losses import mel_distance
 
-__all__ = ["LevelScore", "si_sdr", "evaluate_reconstruction"]
+__all__ = ["CodecScore", "si_sdr", "evaluate_reconstruction", "evaluate_baselines"]
 
 
 @dataclass
-class LevelScore:
-    level: int
+class CodecScore:
+    """Mean scores of one codec setting: a model level (``level``) or a classical baseline (``None``)."""
+
+    name: str
+    level: int | None
     bitrate: float
     utterances: int
     mel_distance: float
@@ -65,59 +69,92 @@ def _optional_metrics(sample_rate: int) -> tuple[Callable[..., float] | None, Ca
     return pesq_fn, stoi_fn
 
 
+class _Scorer:
+    """Accumulates mel distance, SI-SDR and (when installed) PESQ-WB / STOI of (reference, estimate) pairs."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sr = sample_rate
+        self.pesq_fn, self.stoi_fn = _optional_metrics(sample_rate)
+        self.values: dict[str, list[float]] = {"mel": [], "sisdr": [], "pesq": [], "stoi": []}
+        self.bits = 0.0
+        self.seconds = 0.0
+
+    def add(self, ref: np.ndarray, est: np.ndarray, payload_bits: float = 0.0) -> None:
+        v = self.values
+        r, e = torch.from_numpy(ref).reshape(1, 1, -1), torch.from_numpy(est).reshape(1, 1, -1)
+        v["mel"].append(float(mel_distance(e, r, self.sr)[0]))
+        v["sisdr"].append(si_sdr(est, ref))
+        if self.pesq_fn is not None:
+            try:
+                v["pesq"].append(self.pesq_fn(ref, est))
+            except Exception:  # noqa: BLE001 - pesq rejects silent / too short files
+                pass
+        if self.stoi_fn is not None and len(ref) > self.sr // 4:
+            v["stoi"].append(self.stoi_fn(ref, est))
+        self.bits += payload_bits
+        self.seconds += len(ref) / self.sr
+
+    def score(self, name: str, level: int | None, bitrate: float | None = None) -> CodecScore:
+        v = self.values
+
+        def mean(key: str) -> float | None:
+            return float(np.mean(v[key])) if v[key] else None
+
+        def mean_or_nan(key: str) -> float:
+            m = mean(key)
+            return math.nan if m is None else m
+
+        measured = self.bits / self.seconds if self.seconds else math.nan
+        return CodecScore(
+            name,
+            level,
+            measured if bitrate is None else bitrate,
+            len(v["mel"]),
+            mean_or_nan("mel"),
+            mean_or_nan("sisdr"),
+            mean("pesq"),
+            mean("stoi"),
+        )
+
+
 @torch.no_grad()
 def evaluate_reconstruction(
     model: VQVAE,
     utts: Sequence[Utterance],
     levels: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> list[LevelScore]:
+) -> list[CodecScore]:
     """Encode and decode every utterance at every level (decoding with its own speaker when known)."""
     levels = list(range(model.num_levels)) if levels is None else list(levels)
     device = next(model.parameters()).device
     sr = model.sample_rate
-    pesq_fn, stoi_fn = _optional_metrics(sr)
-    sums: dict[int, dict[str, list[float]]] = {
-        lv: {"mel": [], "sisdr": [], "pesq": [], "stoi": []} for lv in levels
-    }
+    scorers = {lv: _Scorer(sr) for lv in levels}
     for n, utt in enumerate(utts):
         ref = read_audio(utt.path, sr)
         x = torch.from_numpy(ref).to(device)
         speaker = model.speakers.index(utt.speaker) if utt.speaker in model.speakers else 0
         for lv in levels:
             y = model.decode(model.encode(x, level=lv), level=lv, speaker=speaker).clamp(-1, 1)
-            est = y.reshape(-1).float().cpu().numpy()
-            s = sums[lv]
-            s["mel"].append(float(mel_distance(y.reshape(1, 1, -1), x.reshape(1, 1, -1), sr)[0]))
-            s["sisdr"].append(si_sdr(est, ref))
-            if pesq_fn is not None:
-                try:
-                    s["pesq"].append(pesq_fn(ref, est))
-                except Exception:  # noqa: BLE001 - pesq rejects silent / too short files
-                    pass
-            if stoi_fn is not None and len(ref) > sr // 4:
-                s["stoi"].append(stoi_fn(ref, est))
+            scorers[lv].add(ref, y.reshape(-1).float().cpu().numpy())
         if progress is not None:
             progress(n + 1, len(utts))
+    return [scorers[lv].score(f"vqaudio level {lv}", lv, model.config.bitrate(lv)) for lv in levels]
 
-    def mean(values: list[float]) -> float | None:
-        return float(np.mean(values)) if values else None
 
-    def mean_or_nan(values: list[float]) -> float:
-        return float(np.mean(values)) if values else math.nan
-
-    scores = []
-    for lv in levels:
-        s = sums[lv]
-        scores.append(
-            LevelScore(
-                lv,
-                model.config.bitrate(lv),
-                len(s["mel"]),
-                mean_or_nan(s["mel"]),
-                mean_or_nan(s["sisdr"]),
-                mean(s["pesq"]),
-                mean(s["stoi"]),
-            )
-        )
-    return scores
+def evaluate_baselines(
+    utts: Sequence[Utterance],
+    sample_rate: int,
+    baselines: Sequence[Baseline] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[CodecScore]:
+    """The same scores for Codec2 / Opus round trips (installed ones), bitrate = measured payload."""
+    chosen = available_baselines() if baselines is None else list(baselines)
+    scorers = {b.name: _Scorer(sample_rate) for b in chosen}
+    for n, utt in enumerate(utts):
+        ref = read_audio(utt.path, sample_rate)
+        for b in chosen:
+            est, bits = b.run(ref, sample_rate)
+            scorers[b.name].add(ref, est, bits)
+        if progress is not None:
+            progress(n + 1, len(utts))
+    return [scorers[b.name].score(b.name, None) for b in chosen]

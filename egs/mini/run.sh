@@ -65,7 +65,7 @@ fi
 if run_stage 3; then
   say "stage 3: encode/decode the test sentences at every level -> $exp/eval.json"
   OMP_NUM_THREADS=$threads vq evaluate --model "$exp/train" --data "$data/manifest.tsv" --split test \
-    --json "$exp/eval.json"
+    --baselines --json "$exp/eval.json"
 fi
 
 if run_stage 4; then
@@ -88,11 +88,11 @@ lines = [
     f"Model: `{exp}/train` (recipes/mini.yaml), {fin['step']} training steps ({fin['reason']}), "
     f"best validation mel distance {fmt(fin['best_valid_mel'], '.3f')}.", "",
     f"Reconstruction of {ev['utterances']} held-out test utterances (4 flite voices):", "",
-    "| level | bitrate (bit/s) | mel distance | SI-SDR (dB) | PESQ-WB | STOI |",
+    "| codec | bitrate (bit/s) | mel distance | SI-SDR (dB) | PESQ-WB | STOI |",
     "| --- | --- | --- | --- | --- | --- |",
 ]
 for s in ev["levels"]:
-    lines.append(f"| {s['level']} | {s['bitrate']:.0f} | {s['mel_distance']:.3f} | {s['si_sdr']:.2f} | "
+    lines.append(f"| {s['name']} | {s['bitrate']:.0f} | {s['mel_distance']:.3f} | {s['si_sdr']:.2f} | "
                  f"{fmt(s['pesq'], '.2f')} | {fmt(s['stoi'], '.3f')} |")
 an = json.loads((exp / "analysis" / "metrics.json").read_text())
 lines += ["", f"Codes vs phones on {an['utterances']} test utterances (details: analysis/report.md):", "",
