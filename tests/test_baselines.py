@@ -50,3 +50,13 @@ def test_opus_round_trip() -> None:
 
 def test_the_standard_baselines_are_listed() -> None:
     assert [b.name for b in BASELINES] == ["Codec2 3200", "Codec2 2400", "Codec2 1200", "Opus 6 kbit/s"]
+
+
+def test_align_removes_a_pure_delay() -> None:
+    from vqaudio.baselines import align
+
+    x = _speech(1.0).astype(np.float32)
+    delayed = np.concatenate([np.zeros(107, np.float32), x[:-107]])
+    y = align(delayed, x, max_lag=800)
+    np.testing.assert_array_equal(y[: x.size - 107], x[: x.size - 107])
+    assert np.array_equal(align(x, x, 800), x)
