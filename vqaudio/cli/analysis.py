@@ -1,0 +1,108 @@
+"""Analysis command: analyze."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vqaudio.cli.common import (
+    DeviceOpt,
+    ModelOpt,
+    app,
+    err_console,
+    out_console,
+    progress_bar,
+    user_errors,
+)
+from vqaudio.errors import UserError
+
+
+@app.command()
+@user_errors
+def analyze(
+    model: ModelOpt,
+    audio: Annotated[Path, typer.Option(help="Audio folder (speaker = parent folder) or TSV manifest.")],
+    labels: Annotated[Path, typer.Option(help="Folder of phone label files, matched to audio by stem.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (metrics.json, report.md, PNGs).")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="textgrid, timit, htk, tsv or auto (by extension).")
+    ] = "auto",
+    level: Annotated[str, typer.Option(help="A level number or 'all'.")] = "all",
+    train_fraction: Annotated[
+        float, typer.Option(min=0.05, max=0.95, help="Utterances used to fit the mapping.")
+    ] = 0.5,
+    tier: Annotated[str, typer.Option(help="TextGrid tier holding the phones.")] = "phones",
+    split: Annotated[
+        str | None, typer.Option(help="Only this split of a manifest (train/valid/test).")
+    ] = None,
+    fold: Annotated[bool, typer.Option(help="Fold TIMIT's 61 phones to the standard 39.")] = True,
+    keep_stress: Annotated[bool, typer.Option(help="Keep ARPAbet stress digits (AH0 != AH1).")] = False,
+    seed: int = 0,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Align each level's codes with phone labels: purity, PNMI, mapping accuracy, speaker leakage, plots."""
+    from vqaudio.analyze import analyze_corpus, find_pairs, write_report
+    from vqaudio.checkpoint import load_model
+    from vqaudio.train.distributed import resolve_device
+
+    if fmt not in ("textgrid", "timit", "htk", "tsv", "auto"):
+        raise UserError(f"--format must be textgrid, timit, htk, tsv or auto, got {fmt!r}")
+    net = load_model(model, resolve_device(device))
+    if level == "all":
+        levels = list(range(net.num_levels))
+    elif level.lstrip("-").isdigit():
+        net._level(int(level))
+        levels = [int(level) % net.num_levels]
+    else:
+        raise UserError(f"--level expects a number or 'all', got {level!r}")
+    pairs, problems = find_pairs(audio, labels, fmt, split)
+    for msg in problems[:10]:
+        err_console.print(f"[yellow]warning:[/] {msg}", highlight=False)
+    if len(problems) > 10:
+        err_console.print(f"[yellow]warning:[/] ... and {len(problems) - 10} more", highlight=False)
+    with progress_bar(True) as bar:
+        task = bar.add_task("analysing", total=len(pairs))
+        result = analyze_corpus(
+            net,
+            pairs,
+            levels,
+            fmt=fmt,
+            tier=tier,
+            fold_timit=fold,
+            strip_stress=not keep_stress,
+            train_fraction=train_fraction,
+            seed=seed,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    result.problems = problems + result.problems
+    write_report(result, out, net, str(audio))
+    table = Table(title=f"codes vs phones ({result.num_utterances} utterances)", title_justify="left")
+    for col in (
+        "level",
+        "mapping",
+        "random",
+        "majority",
+        "phone pur.",
+        "cluster pur.",
+        "PNMI",
+        "speaker",
+        "chance",
+    ):
+        table.add_column(col, justify="right")
+    for lv, r in result.levels.items():
+        table.add_row(
+            str(lv),
+            f"{r.mapping_accuracy:.1%}",
+            f"{r.random_baseline_accuracy:.1%}",
+            f"{r.majority_baseline_accuracy:.1%}",
+            f"{r.phone_purity:.3f}",
+            f"{r.cluster_purity:.3f}",
+            f"{r.pnmi:.3f}",
+            f"{r.speaker_probe_accuracy:.1%}",
+            f"{r.speaker_chance:.1%}",
+        )
+    out_console.print(table)
+    err_console.print(f"report: {out / 'report.md'}", highlight=False)

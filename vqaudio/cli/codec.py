@@ -1,0 +1,301 @@
+"""Codec commands: encode, decode, export, info, evaluate."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from vqaudio.cli.common import (
+    DeviceOpt,
+    ForceOpt,
+    ModelOpt,
+    app,
+    err_console,
+    out_console,
+    per_chunk,
+    plan_files,
+    progress_bar,
+    run_io,
+    user_errors,
+)
+from vqaudio.errors import UserError
+
+
+@app.command()
+@user_errors
+def encode(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Audio files or folders (wav/flac/ogg/mp3); - = stdin.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output .vqa file, or a folder for many; - = stdout.")
+    ],
+    model: ModelOpt,
+    level: Annotated[int | None, typer.Option("--level", "-l", help="Level to store (default 0).")] = None,
+    levels: Annotated[str | None, typer.Option(help="Several levels, comma-separated, e.g. 0,2.")] = None,
+    entropy: Annotated[
+        bool, typer.Option("--entropy", help="Entropy-code the codes (smaller files).")
+    ] = False,
+    speaker: Annotated[str | None, typer.Option(help="Speaker name to record for decoding.")] = None,
+    chunk_seconds: Annotated[float, typer.Option(min=0.1, help="Audio per stream chunk.")] = 10.0,
+    force: ForceOpt = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Compress audio files into .vqa code streams."""
+
+    from vqaudio.checkpoint import load_model
+    from vqaudio.codec.compress import encode_file
+    from vqaudio.train.distributed import resolve_device
+
+    if level is not None and levels is not None:
+        raise UserError("give --level or --levels, not both")
+    try:
+        chosen = [int(v) for v in levels.split(",")] if levels is not None else [level or 0]
+    except ValueError:
+        raise UserError(f"--levels expects comma-separated integers, got {levels!r}") from None
+    plan, many = plan_files(inputs, out, (".wav", ".flac", ".ogg", ".mp3"), ".vqa", force)
+    net = load_model(model, resolve_device(device))
+    total_in = total_out = 0.0
+    with progress_bar(True) as bar:
+        task = bar.add_task("encoding", total=len(plan) if many else None)
+        chunks = per_chunk(bar, task, many)
+        for src, target in plan:
+            result = run_io(
+                src,
+                target,
+                lambda s, d: encode_file(  # noqa: B023
+                    net, s, d, chosen, entropy, speaker, chunk_seconds, progress=chunks
+                ),
+            )
+            total_in += result.header.duration
+            total_out += result.num_bytes
+            if many:
+                bar.advance(task)
+            if not many and target != "-":
+                kbps = result.num_bytes * 8 / max(result.header.duration, 1e-9) / 1000
+                err_console.print(
+                    f"{src} -> {target}: {result.header.duration:.2f} s, {result.num_bytes} bytes "
+                    f"({kbps:.2f} kbit/s)",
+                    highlight=False,
+                )
+    if many:
+        err_console.print(
+            f"encoded {len(plan)} files, {total_in:.1f} s of audio into {total_out / 1024:.1f} KiB "
+            f"({total_out * 8 / max(total_in, 1e-9) / 1000:.2f} kbit/s)",
+            highlight=False,
+        )
+
+
+@app.command()
+@user_errors
+def decode(
+    inputs: Annotated[list[Path], typer.Argument(help=".vqa files or folders; - = stdin.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output .wav/.flac/.ogg, or a folder for many; - = stdout.")
+    ],
+    model: ModelOpt,
+    level: Annotated[
+        int | None, typer.Option("--level", "-l", help="Stored level to decode (default: finest).")
+    ] = None,
+    speaker: Annotated[
+        str | None, typer.Option(help="Decode in this speaker's voice (default: as recorded).")
+    ] = None,
+    sample_rate: Annotated[
+        str | None, typer.Option(help="Output sample rate in Hz, or 'orig' for the input file's rate.")
+    ] = None,
+    force: ForceOpt = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Decode .vqa code streams back to audio (trimmed to the original length, never clipping)."""
+
+    from vqaudio.checkpoint import load_model
+    from vqaudio.codec.compress import decode_file
+    from vqaudio.train.distributed import resolve_device
+
+    rate: int | None = None
+    if sample_rate is not None:
+        if sample_rate == "orig":
+            rate = 0
+        elif sample_rate.isdigit() and int(sample_rate) >= 1000:
+            rate = int(sample_rate)
+        else:
+            raise UserError(f"--sample-rate expects Hz (>= 1000) or 'orig', got {sample_rate!r}")
+    plan, many = plan_files(inputs, out, (".vqa",), ".wav", force)
+    net = load_model(model, resolve_device(device))
+    with progress_bar(True) as bar:
+        task = bar.add_task("decoding", total=len(plan) if many else None)
+        chunks = per_chunk(bar, task, many)
+        for src, target in plan:
+            header = run_io(
+                src,
+                target,
+                lambda s, d: decode_file(  # noqa: B023
+                    net, s, d, level, speaker, rate, progress=chunks
+                ),
+            )
+            if target != "-" and not many:
+                err_console.print(f"{src} -> {target}: {header.duration:.2f} s", highlight=False)
+            if many:
+                bar.advance(task)
+
+
+@app.command()
+@user_errors
+def export(
+    model: Annotated[Path, typer.Argument(help="Checkpoint or run directory (its best, else latest).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Single-file checkpoint to write (.safetensors).")],
+    force: ForceOpt = False,
+) -> None:
+    """Write a model as one self-contained .safetensors file (same weights and SHA-256, fresh code tables)."""
+    from vqaudio.checkpoint import load_model, save_checkpoint
+
+    if out.exists() and not force:
+        raise UserError(f"{out} exists (use --force to overwrite)")
+    net = load_model(model)
+    meta = net.checkpoint
+    assert meta is not None
+    sha = save_checkpoint(out, net, meta.config, meta.step, meta.extra)
+    err_console.print(f"wrote {out} (step {meta.step}, sha256 {sha[:12]}...)", highlight=False)
+
+
+@app.command()
+@user_errors
+def info(
+    stream: Annotated[Path, typer.Argument(help="A .vqa file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Describe a .vqa stream: levels, duration, nominal and actual bitrate, model hash (no model needed)."""
+    import json
+
+    from vqaudio.codec.bitstream import StreamReader
+
+    if not stream.is_file():
+        raise UserError(f"{stream}: no such file")
+    size = stream.stat().st_size
+    with open(stream, "rb") as f:
+        reader = StreamReader(f)
+        for _ in reader:  # verifies every chunk's checksum
+            pass
+    h = reader.header
+    duration = h.duration
+    nominal = sum(h.sample_rate / lv.hop * math.log2(lv.codebook_size) for lv in h.levels)
+    payload = size - reader.header_bytes - 8 * h.num_chunks
+    data = {
+        "format_version": 1,
+        "sample_rate": h.sample_rate,
+        "num_samples": h.num_samples,
+        "duration": duration,
+        "levels": [
+            {
+                "level": lv.level,
+                "hop": lv.hop,
+                "codebook_size": lv.codebook_size,
+                "bits": lv.bits,
+                "frame_rate": h.sample_rate / lv.hop,
+            }
+            for lv in h.levels
+        ],
+        "coding": h.coding,
+        "speaker": h.speaker,
+        "chunk_samples": h.chunk_samples,
+        "num_chunks": h.num_chunks,
+        "file_bytes": size,
+        "bitrate_nominal": nominal,
+        "bitrate_actual": size * 8 / duration if duration > 0 else 0.0,
+        "bitrate_payload": payload * 8 / duration if duration > 0 else 0.0,
+        "model_sha256": h.model_sha256,
+        "source": h.extra,
+    }
+    if as_json:
+        out_console.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, title=str(stream), title_justify="left")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("duration", f"{duration:.3f} s ({h.num_samples} samples at {h.sample_rate} Hz)")
+    table.add_row("levels", ", ".join(f"{lv.level} (hop {lv.hop}, K={lv.codebook_size})" for lv in h.levels))
+    table.add_row("coding", h.coding)
+    table.add_row("speaker", str(h.speaker))
+    table.add_row("chunks", f"{h.num_chunks} x {h.chunk_samples} samples")
+    table.add_row("size", f"{size} bytes")
+    table.add_row(
+        "bitrate",
+        f"nominal {nominal:.0f} bit/s, actual {data['bitrate_actual']:.0f} bit/s "
+        f"(payload {data['bitrate_payload']:.0f} bit/s)",
+    )
+    table.add_row("model", h.model_sha256)
+    out_console.print(table)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint or run directory.")],
+    data: Annotated[Path, typer.Option("--data", help="Corpus folder or TSV manifest to evaluate on.")],
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Corpus kind (vctk, librispeech, ljspeech, folder, tsv); default: tsv for a file."),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Only utterances of this manifest split (train/valid/test).")
+    ] = None,
+    max_utts: Annotated[int | None, typer.Option(min=1, help="Evaluate at most N utterances.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the scores as JSON here.")
+    ] = None,
+    baselines: Annotated[
+        bool,
+        typer.Option("--baselines", help="Also run Codec2 3200/2400/1200 and Opus 6 kbit/s (if installed)."),
+    ] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+) -> None:
+    """Encode and decode a corpus at every level; print bitrate, mel distance, SI-SDR, PESQ-WB and STOI.
+
+    Bitrates are nominal for the model's levels and measured payload for the baselines.
+    """
+    import json
+
+    from vqaudio.audio import atomic_write
+    from vqaudio.checkpoint import load_model
+    from vqaudio.data import scan_corpus
+    from vqaudio.evaluate import evaluate_reconstruction
+    from vqaudio.train.distributed import resolve_device
+
+    net = load_model(model, resolve_device(device))
+    utts = scan_corpus(kind or ("tsv" if data.is_file() else "folder"), data)
+    if split is not None:
+        utts = [u for u in utts if u.split == split]
+        if not utts:
+            raise UserError(f"{data}: no utterances in split '{split}'")
+    utts = sorted(utts, key=lambda u: (u.utt_id, u.speaker))[:max_utts]
+    scores = evaluate_reconstruction(net, utts)
+    if baselines:
+        from vqaudio.evaluate import evaluate_baselines
+
+        scores += evaluate_baselines(utts, net.sample_rate)
+    table = Table(title=f"reconstruction on {len(utts)} utterances", title_justify="left")
+    for col in ("codec", "bit/s", "mel dist", "SI-SDR dB", "PESQ-WB", "STOI"):
+        table.add_column(col, justify="right")
+
+    def fmt(v: float | None, spec: str) -> str:
+        return "n/a" if v is None else format(v, spec)
+
+    for sc in scores:
+        table.add_row(
+            sc.name,
+            f"{sc.bitrate:.0f}",
+            f"{sc.mel_distance:.3f}",
+            f"{sc.si_sdr:.2f}",
+            fmt(sc.pesq, ".2f"),
+            fmt(sc.stoi, ".3f"),
+        )
+    out_console.print(table)
+    if json_out is not None:
+        with atomic_write(json_out) as tmp:
+            tmp.write_text(
+                json.dumps({"utterances": len(utts), "levels": [s.as_dict() for s in scores]}, indent=2)
+            )

@@ -1,0 +1,142 @@
+"""Training commands: train, config, toy-corpus, demo-corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vqaudio.cli.common import (
+    RecipeArg,
+    SetOpt,
+    app,
+    err_console,
+    out_console,
+    user_errors,
+)
+
+
+def _bitrate_table(cfg: Any) -> Table:
+    table = Table(title="levels", title_justify="left")
+    for col in ("level", "hop", "frame rate (Hz)", "codebook K", "bits/code", "bitrate (bit/s)"):
+        table.add_column(col, justify="right")
+    m = cfg.model
+    for i, lv in enumerate(m.levels):
+        table.add_row(
+            str(i),
+            str(lv.hop),
+            f"{m.frame_rate(i):.2f}",
+            str(lv.codebook_size),
+            f"{lv.bits_per_code:.2f}",
+            f"{m.bitrate(i):.0f}",
+        )
+    return table
+
+
+def _print_config(cfg: Any, console: Console) -> None:
+    import yaml
+
+    from vqaudio.config import config_to_dict
+
+    console.print("[bold]resolved config[/]")
+    console.print(
+        yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip(), highlight=False, markup=False
+    )
+    console.print(_bitrate_table(cfg))
+
+
+@app.command()
+@user_errors
+def train(
+    recipe: RecipeArg,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory (checkpoints, TensorBoard, config).")
+    ],
+    overrides: SetOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: train.device)")] = None,
+) -> None:
+    """Train a hierarchical VQ-VAE from a recipe.
+
+    Single GPU: vqaudio train recipes/vctk.yaml --out runs/vctk.
+    Many GPUs: torchrun --nproc-per-node=8 -m vqaudio train recipes/vctk.yaml --out runs/vctk.
+    Ctrl-C (or SIGTERM) finishes the current step, saves and exits; --resume continues exactly.
+    """
+    import os
+
+    from vqaudio.config import load_config
+    from vqaudio.train import train as run_training
+
+    sets = list(overrides or [])
+    if device is not None:
+        sets.append(f"train.device={device}")
+    cfg = load_config(recipe, sets)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    console = err_console if main_rank else Console(stderr=True, quiet=True)
+    if main_rank:
+        _print_config(cfg, console)
+    from vqaudio.train import TrainingError
+
+    try:
+        result = run_training(cfg, out, resume=resume, console=console)
+    except TrainingError as err:  # diverged: not the user's input, but not a crash either
+        err_console.print(f"[bold red]training failed:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if main_rank:
+        best = f"{result.best_metric:.4f}" if result.best_metric is not None else "n/a"
+        state = "interrupted" if result.interrupted else "finished"
+        console.print(f"{state} at step {result.step}; best valid mel {best}; run directory {result.run_dir}")
+
+
+@app.command("config")
+@user_errors
+def show_config(recipe: RecipeArg, overrides: SetOpt = None) -> None:
+    """Print the fully resolved config of a recipe and the bitrate of each level."""
+    from vqaudio.config import load_config
+
+    _print_config(load_config(recipe, list(overrides or [])), out_console)
+
+
+@app.command("toy-corpus")
+@user_errors
+def toy_corpus(
+    out: Annotated[Path, typer.Argument(help="Folder to write <speaker>/<utt>.wav into.")],
+    speakers: Annotated[int, typer.Option(min=1, help="Number of toy speakers.")] = 4,
+    utterances: Annotated[int, typer.Option(min=1, help="Utterances per speaker.")] = 12,
+    seconds: Annotated[float, typer.Option(min=0.1, help="Mean utterance length in seconds.")] = 2.0,
+    seed: int = 0,
+) -> None:
+    """Generate a small synthetic speech-like corpus (for smoke tests and recipes/tiny.yaml)."""
+    from vqaudio.data.synthetic import make_toy_corpus
+
+    root = make_toy_corpus(out, speakers=speakers, utterances=utterances, seconds=seconds, seed=seed)
+    err_console.print(f"wrote {speakers * utterances} utterances to {root}")
+
+
+@app.command("demo-corpus")
+@user_errors
+def demo_corpus(
+    out: Annotated[Path, typer.Argument(help="Folder for the corpus (wavs/, labels/, manifest.tsv).")],
+    sentences: Annotated[
+        int | None, typer.Option(min=1, help="First N CMU ARCTIC prompts (default: all 593).")
+    ] = None,
+    voices: Annotated[str, typer.Option(help="Comma-separated flite voices.")] = "kal16,awb,rms,slt",
+    jobs: Annotated[int, typer.Option(min=1, help="Parallel flite processes.")] = 2,
+) -> None:
+    """Make the parallel, phone-labelled demo corpus with flite (4 voices x CMU ARCTIC prompts)."""
+    from vqaudio.data.demo import make_demo_corpus
+
+    corpus = make_demo_corpus(
+        out,
+        voices=tuple(v.strip() for v in voices.split(",") if v.strip()),
+        num_sentences=sentences,
+        jobs=jobs,
+    )
+    err_console.print(
+        f"{corpus.num_utterances} utterances, {corpus.duration_s / 60:.1f} min of audio in {corpus.root}"
+    )

@@ -1,0 +1,240 @@
+"""Voice commands: speakers, convert, enroll, eval-convert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vqaudio.cli.common import (
+    DeviceOpt,
+    ForceOpt,
+    ModelOpt,
+    app,
+    err_console,
+    out_console,
+    plan_files,
+    progress_bar,
+    user_errors,
+)
+from vqaudio.errors import UserError
+
+
+@app.command()
+@user_errors
+def speakers(
+    model: ModelOpt,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of one line per speaker.")
+    ] = False,
+) -> None:
+    """List the speakers a model can speak as: one per line, name first (then gender, age, accent...)."""
+    import json
+
+    from vqaudio.checkpoint import load_model
+    from vqaudio.voices import load_voices
+
+    net = load_model(model)
+    enrolled = sorted(load_voices(net, model))
+    if as_json:
+        rows: list[dict[str, Any]] = [{"name": n, **net.speaker_info.get(n, {})} for n in net.speakers]
+        rows += [{"name": n, "enrolled": True} for n in enrolled]
+        out_console.print_json(json.dumps(rows))
+        return
+    for name in net.speakers:
+        facts = net.speaker_info.get(name, {})
+        extra = [str(facts[k]) for k in ("gender", "age", "accent", "region") if facts.get(k)]
+        print("\t".join([name, *extra]))
+    for name in enrolled:
+        print(f"{name}\tenrolled")
+
+
+@app.command()
+@user_errors
+def convert(
+    inputs: Annotated[list[Path], typer.Argument(help="Audio files or folders to convert.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output audio file, or a folder for many.")],
+    model: ModelOpt,
+    speaker: Annotated[
+        str | None, typer.Option("--speaker", help="Target: a training speaker or an enrolled voice.")
+    ] = None,
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option("--reference", "-r", help="Target voice from reference clip(s) (repeatable)."),
+    ] = None,
+    level: Annotated[
+        int | None, typer.Option("--level", "-l", help="Level whose codes carry the content.")
+    ] = None,
+    force: ForceOpt = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Say the same words in another voice: encode with a level's codes, decode as --speaker."""
+    from vqaudio.checkpoint import load_model
+    from vqaudio.convert import convert_file
+    from vqaudio.train.distributed import resolve_device
+    from vqaudio.voices import reference_embedding, resolve_speaker
+
+    if str(out) == "-":
+        raise UserError("convert writes files: give an output path, not -")
+    single = len(inputs) == 1 and not inputs[0].is_dir() and not out.is_dir()
+    if single and out.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise UserError(
+            f"{out}: unsupported output format '{out.suffix or '(none)'}' (use .wav, .flac or .ogg)"
+        )
+    plan, many = plan_files(inputs, out, (".wav", ".flac", ".ogg", ".mp3"), ".wav", force)
+    if (speaker is None) == (not reference):
+        raise UserError("give either --speaker NAME or --reference CLIP (one or more), not both")
+    net = load_model(model, resolve_device(device))
+    target_voice = (
+        resolve_speaker(net, model, speaker)
+        if speaker is not None
+        else reference_embedding(net, reference or [])
+    )
+    if level is not None:
+        net._level(level)
+    with progress_bar(many) as bar:
+        task = bar.add_task("converting", total=len(plan))
+        for src, target in plan:
+            assert isinstance(target, Path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            convert_file(net, src, target, target_voice, level)
+            bar.advance(task)
+            if not many:
+                who = speaker if speaker is not None else "the reference voice"
+                err_console.print(f"{src} -> {target} as {who}", highlight=False)
+
+
+@app.command()
+@user_errors
+def enroll(
+    references: Annotated[
+        list[Path], typer.Argument(help="Reference clips of the new voice (10 s or more is best).")
+    ],
+    name: Annotated[
+        str, typer.Option("--name", help="Name to give the voice (used with convert --speaker).")
+    ],
+    model: ModelOpt,
+) -> None:
+    """Store a voice from reference clips in a sidecar next to the model (the checkpoint is not modified)."""
+    from vqaudio.checkpoint import load_model
+    from vqaudio.voices import enroll as enroll_voice
+
+    net = load_model(model)
+    path = enroll_voice(net, model, name, references)
+    err_console.print(f"enrolled '{name}' from {len(references)} clip(s) into {path}", highlight=False)
+
+
+@app.command("eval-convert")
+@user_errors
+def eval_convert(
+    model: ModelOpt,
+    data: Annotated[
+        Path, typer.Option("--data", help="Parallel corpus manifest (e.g. data/demo/manifest.tsv).")
+    ],
+    split: Annotated[
+        str | None, typer.Option(help="Sentences from this manifest split (e.g. test).")
+    ] = "test",
+    sentences: Annotated[int, typer.Option(min=1, help="How many sentences to convert.")] = 8,
+    voices: Annotated[
+        str | None, typer.Option(help="Comma-separated voices (default: all in model and corpus).")
+    ] = None,
+    level: Annotated[
+        int | None, typer.Option("--level", "-l", help="Content level (default: conversion level).")
+    ] = None,
+    reference_voice: Annotated[
+        str | None,
+        typer.Option(help="Convert into this corpus voice given only by reference clips (enrolment)."),
+    ] = None,
+    reference_seconds: Annotated[
+        float, typer.Option(min=0.5, help="Seconds of reference audio to enrol.")
+    ] = 10.0,
+    labels: Annotated[
+        Path | None, typer.Option(help="Phone labels (folder, matched by stem) to measure content kept.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write all scores as JSON here.")
+    ] = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Measure conversion: speaker similarity to target vs source (Resemblyzer, optional) and MCD."""
+    import json
+
+    from vqaudio.audio import atomic_write, audio_info
+    from vqaudio.checkpoint import load_model
+    from vqaudio.data import scan_manifest
+    from vqaudio.evaluate_conversion import evaluate_conversion
+    from vqaudio.train.distributed import resolve_device
+    from vqaudio.voices import reference_embedding
+
+    net = load_model(model, resolve_device(device))
+    utts = scan_manifest(data)
+    present = sorted({u.speaker for u in utts})
+    chosen = [v.strip() for v in voices.split(",")] if voices else [v for v in present if v in net.speakers]
+    if reference_voice is not None and reference_voice not in chosen:
+        chosen.append(reference_voice)
+    missing = [v for v in chosen if v not in present]
+    if missing:
+        raise UserError(f"voices not in {data}: {', '.join(missing)}")
+    if reference_voice is None:
+        for v in chosen:
+            net.speaker_index(v)
+    pool = [u for u in utts if split is None or u.split == split]
+    ids = sorted({u.utt_id.rsplit("/", 1)[-1] for u in pool})[:sentences]
+    ref = None
+    if reference_voice is not None:
+        clips, total = [], 0.0
+        for u in sorted(
+            (u for u in utts if u.speaker == reference_voice and u.split == "train"), key=lambda u: u.utt_id
+        ):
+            clips.append(u.path)
+            total += audio_info(u.path).duration
+            if total >= reference_seconds:
+                break
+        ref = (reference_voice, reference_embedding(net, clips))
+        err_console.print(
+            f"enrolled {reference_voice} from {len(clips)} clips ({total:.1f} s)", highlight=False
+        )
+    phone_labels = None
+    if labels is not None:
+        from vqaudio.analysis import read_labels
+        from vqaudio.analyze import find_pairs
+
+        found, _ = find_pairs(data, labels)
+        phone_labels = {
+            (p.speaker, p.utt_id.rsplit("/", 1)[-1]): read_labels(p.labels)
+            for p in found
+            if p.utt_id.rsplit("/", 1)[-1] in ids
+        }
+    with progress_bar(True) as bar:
+        task = bar.add_task("converting", total=None)
+        scores = evaluate_conversion(
+            net,
+            utts,
+            ids,
+            chosen,
+            level,
+            ref,
+            labels=phone_labels,
+            progress=lambda d, t: bar.update(task, completed=d, total=t),
+        )
+
+    def fmt(v: float | None, spec: str) -> str:
+        return "n/a (pip install vqaudio[eval])" if v is None else format(v, spec)
+
+    out_console.print(
+        f"{scores.conversions} conversions at level {scores.level}: cosine to target "
+        f"{fmt(scores.similarity_to_target, '.3f')}, to source {fmt(scores.similarity_to_source, '.3f')}, "
+        f"closer to target {fmt(scores.closer_to_target, '.1%')}; MCD {scores.mcd_converted:.2f} dB "
+        f"(source vs target {scores.mcd_source_baseline:.2f} dB)",
+        highlight=False,
+    )
+    if scores.phone_accuracy_converted is not None:
+        out_console.print(
+            f"content: phone accuracy of the converted audio's codes {scores.phone_accuracy_converted:.1%} "
+            f"(source audio {fmt(scores.phone_accuracy_source, '.1%')})",
+            highlight=False,
+        )
+    if json_out is not None:
+        with atomic_write(json_out) as tmp:
+            tmp.write_text(json.dumps(scores.as_dict(), indent=1) + "\n")
