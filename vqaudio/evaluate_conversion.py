@@ -128,11 +128,17 @@ def evaluate_conversion(
     rows: list[dict[str, Any]] = []
     total = len(pairs) * len(sentences)
     for sid in sentences:
+        # each voice's rendition of this sentence is read once, and scored once as a source
+        audio = {v: read_audio(by_key[(v, sid)].path, sr) for v in {*sources, *targets} if (v, sid) in by_key}
+        source_phones = {
+            v: content.accuracy(audio[v], v, sid)
+            for v in sources
+            if content is not None and v in audio and (v, sid) in content.phones
+        }
         for src, tgt in pairs:
-            if (src, sid) not in by_key or (tgt, sid) not in by_key:
+            if src not in audio or tgt not in audio:
                 continue
-            x = read_audio(by_key[(src, sid)].path, sr)
-            ref = read_audio(by_key[(tgt, sid)].path, sr)
+            x, ref = audio[src], audio[tgt]
             target = reference[1] if reference is not None else tgt
             y = convert(model, x, sr, target, level=lv)
             row: dict[str, Any] = {
@@ -147,9 +153,9 @@ def evaluate_conversion(
                 e = e / np.linalg.norm(e)
                 row["sim_target"] = float(e @ centroid[tgt])
                 row["sim_source"] = float(e @ centroid[src])
-            if content is not None and (src, sid) in content.phones:
+            if content is not None and src in source_phones:
                 row["phones_converted"] = content.accuracy(y, src, sid)
-                row["phones_source"] = content.accuracy(x, src, sid)
+                row["phones_source"] = source_phones[src]
             rows.append(row)
             if progress is not None:
                 progress(len(rows), total)
@@ -190,12 +196,14 @@ class _ContentProbe:
         self.hop_s = model.hops[level] / model.sample_rate
         self.vocab: dict[str, int] = {}
         self.phones: dict[tuple[str, str], np.ndarray] = {}
+        self.codes: dict[tuple[str, str], np.ndarray] = {}
         codes, phones = [], []
         for key, intervals in labels.items():
             if key[1] not in sentences or key not in by_key:
                 continue
             c = self._codes(read_audio(by_key[key].path, model.sample_rate))
             self.phones[key] = label_frames(intervals, c.size, self.hop_s, self.vocab)
+            self.codes[key] = c
             codes.append(c)
             phones.append(self.phones[key])
         if not codes:
@@ -207,9 +215,15 @@ class _ContentProbe:
     def _codes(self, wav: np.ndarray) -> np.ndarray:
         return self.model.encode(torch.from_numpy(wav), level=self.level)[0].cpu().numpy()
 
+    def original_accuracy(self, speaker: str, sentence: str) -> float:
+        """The same accuracy for the original rendition (its codes were computed when fitting)."""
+        return self._score(self.codes[(speaker, sentence)], speaker, sentence)
+
     def accuracy(self, wav: np.ndarray, speaker: str, sentence: str) -> float:
         """Phone accuracy of ``wav``'s codes against the labels of ``speaker``'s ``sentence``."""
-        codes = self._codes(wav)
+        return self._score(self._codes(wav), speaker, sentence)
+
+    def _score(self, codes: np.ndarray, speaker: str, sentence: str) -> float:
         phones = self.phones[(speaker, sentence)]
         n = min(codes.size, phones.size)
         return mapping_accuracy(self.mapping, codes[:n], phones[:n])
