@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from vqaudio.codec.compress import decode_file, encode_file
+from vqaudio.codec.compress import decode_file, encode_file, output_format
 from vqaudio.models import VQVAE
 
 __all__ = ["conversion_level", "convert", "convert_file"]
@@ -42,6 +42,8 @@ def convert_file(
     """
     if not isinstance(speaker, torch.Tensor):
         model.speaker_index(speaker)  # unknown names fail before any work, with close matches
+    if isinstance(target, (str, Path)):
+        output_format(Path(target))  # so does an output format we cannot write
     lv = conversion_level(model) if level is None else level
     codes = io.BytesIO()
     encode_file(model, source, codes, [lv], chunk_seconds=chunk_seconds)

@@ -77,11 +77,6 @@ def convert(
 
     if str(out) == "-":
         raise UserError("convert writes files: give an output path, not -")
-    single = len(inputs) == 1 and not inputs[0].is_dir() and not out.is_dir()
-    if single and out.suffix.lower() not in (".wav", ".flac", ".ogg"):
-        raise UserError(
-            f"{out}: unsupported output format '{out.suffix or '(none)'}' (use .wav, .flac or .ogg)"
-        )
     plan, many = plan_files(inputs, out, (".wav", ".flac", ".ogg", ".mp3"), ".wav", force)
     if (speaker is None) == (not reference):
         raise UserError("give either --speaker NAME or --reference CLIP (one or more), not both")

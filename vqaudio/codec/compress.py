@@ -41,6 +41,7 @@ __all__ = [
     "decode_file",
     "receptive_field",
     "model_sha256",
+    "output_format",
 ]
 
 log = logging.getLogger(__name__)
@@ -452,7 +453,7 @@ def decode_file(
     ``sample_rate`` resamples the output (``0`` = the original file's rate); a path target is written
     atomically, and the output never exceeds [-1, 1].
     """
-    fmt = _format_for(Path(target)) if isinstance(target, (str, Path)) else {}
+    fmt = output_format(Path(target)) if isinstance(target, (str, Path)) else {}
     if isinstance(source, (str, Path)):
         if not Path(source).is_file():
             raise UserError(f"{source}: no such file")
@@ -487,7 +488,7 @@ def decode_file(
             f.close()
 
 
-def _format_for(path: Path) -> dict[str, str]:
+def output_format(path: Path) -> dict[str, str]:
     ext = path.suffix.lower()
     formats = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
     if ext not in formats:
