@@ -245,3 +245,42 @@ def test_unknown_voice(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"no voice nosuchvoice; available voices: .*kal16"):
         make_demo_corpus(tmp_path, voices=("awb", "nosuchvoice"), num_sentences=1)
     assert not list(tmp_path.rglob("*.wav"))
+
+
+def test_split_variant_names() -> None:
+    assert demo.split_variant("awb") == ("awb", None)
+    assert demo.split_variant("awb-v2") == ("awb", demo.VOICE_VARIANTS[1])
+    assert demo.split_variant("my-voice-v1")[0] == "my-voice"
+    # out of the table or not a variant tag: a plain voice name
+    assert demo.split_variant(f"awb-v{len(demo.VOICE_VARIANTS) + 1}")[1] is None
+    assert demo.split_variant("awb-vx") == ("awb-vx", None)
+
+
+@needs_flite
+def test_variant_voices_shift_pitch_and_spectrum_but_keep_timing(tmp_path: Path) -> None:
+    import librosa
+    import numpy as np
+
+    corpus = make_demo_corpus(tmp_path, voices=["awb"], num_sentences=1, variants=3, jobs=2)
+    assert corpus.voices == ("awb", "awb-v1", "awb-v2", "awb-v3")
+    assert "derived from a flite voice" in (tmp_path / "README.txt").read_text()
+    utt = "arctic_a0001"
+    stats = {}
+    for voice in corpus.voices:
+        audio, sr = sf.read(tmp_path / "wavs" / voice / f"{utt}.wav", dtype="float32")
+        labels = demo.read_labels(tmp_path / "labels" / voice / f"{utt}.tsv")
+        assert abs(labels[-1][1] - len(audio) / sr) < 1e-3
+        f0, _, _ = librosa.pyin(audio, fmin=60, fmax=400, sr=sr)
+        centroid = librosa.feature.spectral_centroid(y=audio, sr=sr).mean()
+        stats[voice] = (len(audio) / sr, float(np.nanmedian(f0)), float(centroid))
+    base_len, base_f0, base_centroid = stats["awb"]
+    for k, (scale, f0) in enumerate(demo.VOICE_VARIANTS[:3], start=1):
+        length, pitch, centroid = stats[f"awb-v{k}"]
+        assert abs(length - base_len) < 0.05 * base_len  # durations come back after resampling
+        assert abs(np.log2(pitch / f0)) < 0.25  # within a quarter octave of the asked mean f0
+        assert (centroid > base_centroid) == (scale > 1.0)  # the spectrum moves with the scale
+
+
+def test_variants_out_of_range(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="variants must be between"):
+        make_demo_corpus(tmp_path, voices=["awb"], num_sentences=1, variants=len(demo.VOICE_VARIANTS) + 1)

@@ -128,3 +128,79 @@ def test_time_jitter_moves_frames_to_neighbours_only() -> None:
     assert set(moved.unique().tolist()) <= {-1.0, 0.0, 1.0}
     assert 0.3 < (moved != 0).float().mean() < 0.7
     assert torch.equal(j[:, 0], j[:, 2])  # all channels of a frame move together
+
+
+def test_grad_reverse_negates_and_scales_the_gradient() -> None:
+    from vqaudio.models.speaker import grad_reverse
+
+    x = torch.randn(5, requires_grad=True)
+    y = grad_reverse(x, 0.3)
+    assert torch.equal(y, x)
+    (y * torch.arange(5.0)).sum().backward()
+    assert torch.allclose(x.grad, -0.3 * torch.arange(5.0))
+
+
+def test_speaker_adversary_pulls_the_encoder_against_the_classifier() -> None:
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    net = build_model(replace(tiny_model_config(), speaker_adversary=1.0), ["alice", "bob", "carol"])
+    assert net.speaker_adversary is not None and len(net.speaker_adversary) == net.num_levels
+    wav, spk = torch.randn(3, 1, 800) * 0.1, torch.tensor([0, 1, 2])
+    out = net(wav, spk)  # training mode: initialises the codebooks
+    net.eval()  # deterministic from here (no EMA updates), so two passes can be compared
+    out = net(wav, spk)
+    assert out.adversary_loss is not None and out.adversary_accuracy is not None
+    assert len(out.adversary_loss) == net.num_levels
+    assert all(0.0 <= float(a) <= 1.0 for a in out.adversary_accuracy)
+    # the classifier's own gradient descends its loss; the encoder gets the reversed gradient
+    enc = net.levels[0].encoder
+    enc_params = [p for p in enc.parameters() if p.requires_grad]
+    adv_params = list(net.speaker_adversary[0].parameters())
+    grads_rev = torch.autograd.grad(out.adversary_loss[0], enc_params + adv_params, allow_unused=True)
+    net.speaker_adversary[0].scale = -1.0  # no reversal: plain gradient of the same loss
+    out2 = net(wav, spk)
+    grads_plain = torch.autograd.grad(out2.adversary_loss[0], enc_params + adv_params, allow_unused=True)
+    n = len(enc_params)
+    enc_pairs = [(a, b) for a, b in zip(grads_rev[:n], grads_plain[:n], strict=True) if a is not None]
+    assert enc_pairs and all(torch.allclose(a, -b, atol=1e-6) for a, b in enc_pairs)
+    for a, b in zip(grads_rev[n:], grads_plain[n:], strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    # no adversary without speaker labels (inference) or with a single speaker
+    assert net(wav).adversary_loss is None
+    single = build_model(replace(tiny_model_config(), speaker_adversary=1.0), ["alice"])
+    assert single.speaker_adversary is None
+
+
+def test_speaker_encoder_mix_trains_the_encoder_through_the_decoder() -> None:
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    cfg = replace(tiny_model_config(), speaker_encoder=True, speaker_encoder_mix=1.0)
+    net = build_model(cfg, ["alice", "bob"])
+    out = net(torch.randn(2, 1, 800) * 0.1, torch.tensor([0, 1]))
+    params = [p for p in net.speaker_encoder.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(sum(r.sum() for r in out.recon), params, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    # with mix 0 the reconstruction does not depend on the speaker encoder
+    net.config = replace(cfg, speaker_encoder_mix=0.0)
+    out = net(torch.randn(2, 1, 800) * 0.1, torch.tensor([0, 1]))
+    grads = torch.autograd.grad(sum(r.sum() for r in out.recon), params, allow_unused=True)
+    assert all(g is None for g in grads)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"speaker_encoder_mix": 0.5}, "needs model.speaker_encoder"),
+        ({"speaker_encoder": True, "speaker_encoder_mix": 1.5}, "speaker_encoder_mix must be in"),
+        ({"speaker_adversary": -1.0}, "speaker_adversary must be >= 0"),
+    ],
+)
+def test_speaker_options_are_checked(changes: dict, message: str) -> None:
+    from dataclasses import replace
+
+    from vqaudio.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        replace(tiny_model_config(), **changes)

@@ -529,3 +529,22 @@ def test_training_with_a_speaker_encoder(tmp_path: Path, cfg_for: CfgFor, one_th
     events = EventAccumulator(str(out / "tb"))
     events.Reload()
     assert len(events.Scalars("loss/speaker_encoder")) == 2
+
+
+def test_training_with_a_speaker_adversary(tmp_path: Path, cfg_for: CfgFor, one_thread) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    overrides = {
+        "model.speaker_adversary": "0.5",
+        "model.speaker_encoder": "true",
+        "model.speaker_encoder_mix": "0.5",
+        "train.log_every": 1,
+    }
+    train(cfg_for(2, **overrides), out)
+    model = vqaudio.load_model(out)  # strict load: the classifier's weights are in the checkpoint
+    assert model.speaker_adversary is not None
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    assert len(events.Scalars("adversary/0/accuracy")) == 2
+    assert all(e.value > 0 for e in events.Scalars("adversary/0/loss"))

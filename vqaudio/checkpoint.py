@@ -194,4 +194,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> VQVAE:
         raise CheckpointError(f"{path}: weights do not fit the model its config describes ({err})") from None
     model.checkpoint = meta
     model.speaker_info = meta.speaker_info
+    torch.set_flush_denormal(True)  # subnormal floats slow CPU convolutions several-fold
     return model.to(device).eval()

@@ -135,6 +135,8 @@ class ModelConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     speaker_dim: int = 64
     speaker_encoder: bool = False
+    speaker_encoder_mix: float = 0.0
+    speaker_adversary: float = 0.0
     time_jitter: float = 0.0
     conversion_level: int = -1
 
@@ -142,6 +144,18 @@ class ModelConfig:
         _check(self.sample_rate >= 1000, f"model.sample_rate must be >= 1000, got {self.sample_rate}")
         _check(0.0 <= self.time_jitter < 1.0, f"model.time_jitter must be in [0, 1), got {self.time_jitter}")
         _check(len(self.levels) >= 1, "model.levels must hold at least one level")
+        _check(
+            0.0 <= self.speaker_encoder_mix <= 1.0,
+            f"model.speaker_encoder_mix must be in [0, 1], got {self.speaker_encoder_mix}",
+        )
+        _check(
+            self.speaker_encoder_mix == 0.0 or self.speaker_encoder,
+            "model.speaker_encoder_mix needs model.speaker_encoder=true",
+        )
+        _check(
+            self.speaker_adversary >= 0.0,
+            f"model.speaker_adversary must be >= 0, got {self.speaker_adversary}",
+        )
         _check(self.speaker_dim >= 0, "model.speaker_dim must be >= 0 (0 = no speaker conditioning)")
         _check(
             not self.speaker_encoder or self.speaker_dim > 0,

@@ -127,6 +127,10 @@ def demo_corpus(
     ] = None,
     voices: Annotated[str, typer.Option(help="Comma-separated flite voices.")] = "kal16,awb,rms,slt",
     jobs: Annotated[int, typer.Option(min=1, help="Parallel flite processes.")] = 2,
+    variants: Annotated[
+        int,
+        typer.Option(min=0, help="Also derive this many pitch/formant-shifted voices from each voice (0-6)."),
+    ] = 0,
 ) -> None:
     """Make the parallel, phone-labelled demo corpus with flite (4 voices x CMU ARCTIC prompts)."""
     from vqaudio.data.demo import make_demo_corpus
@@ -136,6 +140,7 @@ def demo_corpus(
         voices=tuple(v.strip() for v in voices.split(",") if v.strip()),
         num_sentences=sentences,
         jobs=jobs,
+        variants=variants,
     )
     err_console.print(
         f"{corpus.num_utterances} utterances, {corpus.duration_s / 60:.1f} min of audio in {corpus.root}"

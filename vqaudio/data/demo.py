@@ -37,6 +37,7 @@ from vqaudio.errors import UserError
 __all__ = [
     "DEMO_VOICES",
     "SPLITS",
+    "VOICE_VARIANTS",
     "DemoCorpus",
     "FliteError",
     "check_flite",
@@ -53,6 +54,20 @@ DEMO_VOICES: tuple[str, ...] = ("kal16", "awb", "rms", "slt")
 rms (US male), slt (US female); the last three are clustergen voices."""
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+VOICE_VARIANTS: tuple[tuple[float, float], ...] = (
+    (1.12, 190.0),
+    (0.90, 100.0),
+    (1.20, 230.0),
+    (1.05, 150.0),
+    (0.94, 120.0),
+    (1.16, 210.0),
+)
+"""Derived voices ``<voice>-v<k>`` (k = 1, 2, ...): (spectral scale, mean f0 in Hz).  A variant is
+synthesised with its durations stretched and its pitch lowered by the scale, then played faster by
+the same scale (resampling): durations come back, while formants and the whole spectrum move by the
+scale (a vocal-tract-length change) and the pitch lands on the given mean.  They give a speaker
+encoder many more voices to learn from than flite's four."""
 
 PROMPTS_PATH = Path(__file__).parent / "cmuarctic_a.data"
 """The packaged CMU ARCTIC "a" prompt list (593 sentences, public domain)."""
@@ -220,9 +235,19 @@ def _fit_labels(
     return out
 
 
-def _run_flite(flite: str, voice: str, text: str, wav_path: Path) -> str:
-    """Synthesise ``text`` with ``voice`` into ``wav_path``; return flite's ``-psdur`` stdout."""
-    cmd = [flite, "-voice", voice, "-psdur", "-t", text, "-o", str(wav_path)]
+def _run_flite(
+    flite: str, voice: str, text: str, wav_path: Path, variant: tuple[float, float] | None = None
+) -> str:
+    """Synthesise ``text`` with ``voice`` into ``wav_path``; return flite's ``-psdur`` stdout.
+
+    ``variant`` = (scale, f0): durations stretched and the mean f0 set to ``f0 / scale``, ready to be
+    resampled by ``scale`` (see :data:`VOICE_VARIANTS`).
+    """
+    cmd = [flite, "-voice", voice, "-psdur"]
+    if variant is not None:
+        scale, f0 = variant
+        cmd += ["--setf", f"duration_stretch={scale:g}", "--setf", f"int_f0_target_mean={f0 / scale:.1f}"]
+    cmd += ["-t", text, "-o", str(wav_path)]
     try:
         proc = subprocess.run(
             cmd,
@@ -294,16 +319,28 @@ def _existing_duration(wav_path: Path, label_path: Path, sample_rate: int) -> fl
     return duration
 
 
+def split_variant(speaker: str) -> tuple[str, tuple[float, float] | None]:
+    """``"awb-v2"`` -> ``("awb", VOICE_VARIANTS[1])``; a plain voice -> ``(voice, None)``."""
+    base, sep, tag = speaker.rpartition("-v")
+    if sep and base and tag.isdigit() and 1 <= int(tag) <= len(VOICE_VARIANTS):
+        return base, VOICE_VARIANTS[int(tag) - 1]
+    return speaker, None
+
+
 def _make_utterance(
-    flite: str, voice: str, text: str, wav_path: Path, label_path: Path, sample_rate: int, scratch: Path
+    flite: str, speaker: str, text: str, wav_path: Path, label_path: Path, sample_rate: int, scratch: Path
 ) -> float:
-    """Generate one (voice, sentence) wav + labels unless valid ones exist; return its duration (s)."""
+    """Generate one (speaker, sentence) wav + labels unless valid ones exist; return its duration (s).
+
+    ``speaker`` is a flite voice or a derived voice ``<voice>-v<k>`` (:data:`VOICE_VARIANTS`).
+    """
     existing = _existing_duration(wav_path, label_path, sample_rate)
     if existing is not None:
         return existing
-    raw_path = scratch / f"{voice}-{wav_path.stem}-{threading.get_ident()}.wav"
+    voice, variant = split_variant(speaker)
+    raw_path = scratch / f"{speaker}-{wav_path.stem}-{threading.get_ident()}.wav"
     try:
-        stdout = _run_flite(flite, voice, text, raw_path)
+        stdout = _run_flite(flite, voice, text, raw_path, variant)
         try:
             audio, flite_rate = sf.read(str(raw_path), dtype="float32", always_2d=True)
         except (OSError, RuntimeError) as exc:
@@ -313,11 +350,13 @@ def _make_utterance(
     audio = audio.mean(axis=1)
     if audio.size == 0:
         raise FliteError(f"flite -voice {voice} wrote an empty wav for {wav_path.stem}")
-    if flite_rate != sample_rate:
-        audio = soxr.resample(audio, flite_rate, sample_rate, quality="HQ")
+    scale = 1.0 if variant is None else variant[0]
+    if flite_rate * scale != sample_rate:  # a variant plays ``scale`` times faster
+        audio = soxr.resample(audio, flite_rate * scale, sample_rate, quality="HQ")
     duration = audio.shape[0] / sample_rate
     try:
-        labels = _fit_labels(parse_psdur(stdout), duration)
+        phones = [(a / scale, b / scale, p) for a, b, p in parse_psdur(stdout)]
+        labels = _fit_labels(phones, duration)
     except (ValueError, FliteError) as exc:
         raise FliteError(f"{voice}/{wav_path.stem}: {exc}") from exc
     write_audio(wav_path, audio, sample_rate, subtype="PCM_16")
@@ -328,6 +367,13 @@ def _make_utterance(
 def _clean_text(text: str) -> str:
     """One line, no tabs: safe for the TSV manifest."""
     return " ".join(text.split())
+
+
+_VARIANT_NOTE = """
+Voices named <voice>-v<k> are derived from a flite voice: synthesised with stretched durations and a
+changed pitch, then resampled faster, so that the spectrum (formants) moves by a scale factor and the
+mean pitch changes (vqaudio.data.demo.VOICE_VARIANTS lists the factors).
+"""
 
 
 def _readme(
@@ -342,7 +388,7 @@ Synthetic English speech made with flite (http://cmuflite.org, Debian package `f
 CMU ARCTIC "a" prompts (public domain): {num_sentences} sentences x {len(voices)} voices
 ({", ".join(voices)}), parallel (every voice says every sentence), with phone labels from
 `flite -psdur`. Regenerate with vqaudio.data.demo.make_demo_corpus (re-runs skip finished files).
-
+{_VARIANT_NOTE if any(split_variant(v)[1] for v in voices) else ""}
 Layout
   wavs/<voice>/<utt_id>.wav     mono 16-bit PCM, {sample_rate} Hz
   labels/<voice>/<utt_id>.tsv   start<TAB>end<TAB>phone, seconds (Audacity labels); silence is `pau`;
@@ -367,12 +413,15 @@ def _check_arguments(
     jobs: int,
     valid_fraction: float,
     test_fraction: float,
+    variants: int = 0,
 ) -> tuple[str, ...]:
     voice_tuple = (voices,) if isinstance(voices, str) else tuple(voices)
     if not voice_tuple:
         raise UserError("no voices given")
     if len(set(voice_tuple)) != len(voice_tuple):
         raise UserError(f"repeated voice in {', '.join(voice_tuple)}")
+    if not 0 <= variants <= len(VOICE_VARIANTS):
+        raise UserError(f"variants must be between 0 and {len(VOICE_VARIANTS)}, got {variants}")
     if num_sentences is not None and not 1 <= num_sentences <= num_prompts:
         raise UserError(f"num_sentences must be between 1 and {num_prompts}, got {num_sentences}")
     if sample_rate <= 0:
@@ -398,6 +447,7 @@ def make_demo_corpus(
     jobs: int = 2,
     valid_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    variants: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> DemoCorpus:
     """Synthesise the demo corpus into ``out_dir`` (see the module docstring for the layout).
@@ -414,6 +464,8 @@ def make_demo_corpus(
         jobs: number of concurrent flite processes.
         valid_fraction, test_fraction: expected share of sentences per split (hash based, so
             approximate; a small corpus may have empty valid/test splits).
+        variants: also make this many derived voices ``<voice>-v1`` ... of every voice (pitch and
+            vocal-tract-length changes, :data:`VOICE_VARIANTS`) as extra speakers.
         progress: called as ``progress(done, total)`` after each utterance, from the calling thread.
 
     Raises:
@@ -423,7 +475,7 @@ def make_demo_corpus(
     root = Path(out_dir)
     prompts = read_arctic_prompts()
     voice_tuple = _check_arguments(
-        voices, num_sentences, len(prompts), sample_rate, jobs, valid_fraction, test_fraction
+        voices, num_sentences, len(prompts), sample_rate, jobs, valid_fraction, test_fraction, variants
     )
     flite = check_flite()
     available = flite_voices(flite)
@@ -431,6 +483,7 @@ def make_demo_corpus(
     if missing:
         raise UserError(f"flite has no voice {', '.join(missing)}; available voices: {', '.join(available)}")
     prompts = prompts[:num_sentences] if num_sentences is not None else prompts
+    voice_tuple += tuple(f"{v}-v{k}" for v in voice_tuple for k in range(1, variants + 1))
 
     for sub in ["text", "splits", *(f"{kind}/{v}" for kind in ("wavs", "labels") for v in voice_tuple)]:
         (root / sub).mkdir(parents=True, exist_ok=True)

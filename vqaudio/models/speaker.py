@@ -12,7 +12,7 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-__all__ = ["SpeakerEncoder"]
+__all__ = ["SpeakerAdversary", "SpeakerEncoder", "grad_reverse"]
 
 
 class SpeakerEncoder(nn.Module):
@@ -56,3 +56,54 @@ class SpeakerEncoder(nn.Module):
         h = self.frames(feats)
         stats = torch.cat([h.mean(dim=-1), h.std(dim=-1, unbiased=False)], dim=1)
         return self.project(stats)
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return -ctx.scale * grad, None
+
+
+def grad_reverse(x: Tensor, scale: float) -> Tensor:
+    """Identity forward; the gradient is multiplied by ``-scale`` backwards (Ganin & Lempitsky, 2015)."""
+    return _GradReverse.apply(x, scale)  # type: ignore[no-any-return]
+
+
+class SpeakerAdversary(nn.Module):
+    """Speaker classifier on a level's quantised latents, trained through gradient reversal.
+
+    The classifier learns to name the speaker of a segment from its codes' vectors ``[B, D, frames]``
+    (frame-level convolutions, logits averaged over time); the reversed gradient pushes the encoder to
+    make that impossible, i.e. to keep the speaker out of the codes (domain-adversarial training as used
+    for speaker-invariant content codes, e.g. Chou et al., 2018).  Training only: conversion never
+    calls it.
+
+    Args:
+        code_dim: the level's code dimension.
+        num_speakers: classes.
+        scale: gradient-reversal strength (``model.speaker_adversary``).
+        channels: hidden width.
+    """
+
+    def __init__(self, code_dim: int, num_speakers: int, scale: float, channels: int = 128) -> None:
+        super().__init__()
+        self.scale = scale
+        self.net = nn.Sequential(
+            nn.Conv1d(code_dim, channels, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv1d(channels, channels, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv1d(channels, num_speakers, 1),
+        )
+
+    def forward(self, z: Tensor, speaker: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-entropy loss and accuracy (both scalars) of predicting ``speaker`` ``[B]`` from ``z``."""
+        logits = self.net(grad_reverse(z.float(), self.scale)).mean(dim=-1)
+        loss = nn.functional.cross_entropy(logits, speaker)
+        accuracy = (logits.argmax(dim=-1) == speaker).float().mean()
+        return loss, accuracy.detach()

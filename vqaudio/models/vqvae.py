@@ -20,7 +20,7 @@ from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig
 from vqaudio.errors import UserError
 from vqaudio.models.decoder import Decoder
 from vqaudio.models.encoder import Encoder
-from vqaudio.models.speaker import SpeakerEncoder
+from vqaudio.models.speaker import SpeakerAdversary, SpeakerEncoder
 from vqaudio.quantize import QuantizerOutput, VectorQuantizer
 
 if TYPE_CHECKING:
@@ -137,11 +137,14 @@ class LevelModel(nn.Module):
 @dataclass
 class VQVAEOutput:
     """Training forward pass: one reconstruction ``[B, 1, T]`` and quantiser output per level, and the
-    speaker encoder's regression loss onto the speaker table (when the model has one)."""
+    speaker encoder's regression loss onto the speaker table (when the model has one), and per level the
+    speaker adversary's classification loss and accuracy (when ``model.speaker_adversary > 0``)."""
 
     recon: list[Tensor]
     quantizer: list[QuantizerOutput]
     speaker_loss: Tensor | None = None
+    adversary_loss: list[Tensor] | None = None
+    adversary_accuracy: list[Tensor] | None = None
 
 
 class VQVAE(nn.Module):
@@ -165,6 +168,14 @@ class VQVAE(nn.Module):
             SpeakerEncoder(config.sample_rate, cond_dim) if config.speaker_encoder and cond_dim > 0 else None
         )
         self.levels = nn.ModuleList(LevelModel(lv, config.quantizer, cond_dim) for lv in config.levels)
+        self.speaker_adversary = (
+            nn.ModuleList(
+                SpeakerAdversary(lv.code_dim, len(self.speakers), config.speaker_adversary)
+                for lv in config.levels
+            )
+            if config.speaker_adversary > 0 and len(self.speakers) > 1
+            else None
+        )
 
     @property
     def sample_rate(self) -> int:
@@ -236,17 +247,32 @@ class VQVAE(nn.Module):
         wav = as_batch(wav)
         t = wav.shape[-1]
         cond = self.speaker_vector(speaker, wav.shape[0], wav.device)
-        recon, qouts = [], []
+        speaker_loss = None
+        if self.speaker_encoder is not None and cond is not None:
+            embedded = self.speaker_encoder(wav)
+            speaker_loss = F.mse_loss(embedded.float(), cond.detach().float())
+            mix = self.config.speaker_encoder_mix
+            if self.training and mix > 0:
+                # condition some items on their own reference embedding, so the decoder learns the
+                # encoder's continuous space rather than only the table's points (any-to-any conversion)
+                use = torch.rand(wav.shape[0], 1, device=wav.device) < mix
+                cond = torch.where(use, embedded.to(cond.dtype), cond)
+        adversary = self.speaker_adversary if torch.is_tensor(speaker) else None
+        recon, qouts, adv_loss, adv_acc = [], [], [], []
         for i in range(self.num_levels):
             level = self._level(i)
             q = level.quantizer(level.encoder(level.pad(wav)))
+            if adversary is not None:
+                assert speaker is not None
+                loss, acc = adversary[i](q.quantized, speaker.to(wav.device, torch.long).reshape(-1))
+                adv_loss.append(loss)
+                adv_acc.append(acc)
             z = time_jitter(q.quantized, self.config.time_jitter) if self.training else q.quantized
             recon.append(level.decoder(z, cond)[..., :t])
             qouts.append(q)
-        speaker_loss = None
-        if self.speaker_encoder is not None and cond is not None:
-            speaker_loss = F.mse_loss(self.speaker_encoder(wav).float(), cond.detach().float())
-        return VQVAEOutput(recon, qouts, speaker_loss)
+        if adversary is None:
+            return VQVAEOutput(recon, qouts, speaker_loss)
+        return VQVAEOutput(recon, qouts, speaker_loss, adv_loss, adv_acc)
 
     @torch.no_grad()
     def encode(self, wav: Tensor, level: int = 0) -> Codes:

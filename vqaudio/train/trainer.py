@@ -179,6 +179,8 @@ class Trainer:
         self.info, self.device = init_distributed(cfg.train.device)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        # subnormal activations made CPU steps up to 100x slower in a run; flushing them to zero is harmless
+        torch.set_flush_denormal(True)
         self.run = RunDir(out_dir)
         latest = self.run.latest() if resume else None
         if resume:
@@ -320,6 +322,12 @@ class Trainer:
         if out.speaker_loss is not None:
             total = total + cfg.loss.speaker_encoder_weight * out.speaker_loss
             scalars["loss/speaker_encoder"] = out.speaker_loss.detach()
+        if out.adversary_loss is not None and out.adversary_accuracy is not None:
+            # the classifier minimises this; gradient reversal makes the encoders maximise it
+            for i, (loss, acc) in enumerate(zip(out.adversary_loss, out.adversary_accuracy, strict=True)):
+                total = total + loss
+                scalars[f"adversary/{i}/loss"] = loss.detach()
+                scalars[f"adversary/{i}/accuracy"] = acc
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip or float("inf"))
