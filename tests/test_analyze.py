@@ -71,6 +71,8 @@ def test_analyze_writes_metrics_report_and_figures(corpus) -> None:
         "perplexity",
         "speaker_probe_accuracy",
         "speaker_chance",
+        "speaker_frame_accuracy",
+        "speaker_frame_chance",
     }
     for level in metrics["levels"].values():
         assert keys <= set(level)

@@ -347,3 +347,14 @@ def test_manifest_split_column_is_respected_by_split_utterances(tmp_path: Path) 
     bad.write_text("a/0.wav\ta\ttext\tbogus\n")
     with pytest.raises(UserError, match="split must be one of"):
         scan_manifest(bad)
+
+
+def test_tsv_manifest_takes_speaker_info_lying_next_to_it(vctk092: Path, tmp_path: Path) -> None:
+    from vqaudio.data import corpus_speaker_info
+
+    manifest = text(tmp_path / "manifest.tsv", "a.wav\tp225\n")
+    assert corpus_speaker_info("tsv", manifest) == {}
+    (tmp_path / "speaker-info.txt").symlink_to(vctk092 / "speaker-info.txt")
+    info = corpus_speaker_info("tsv", manifest)
+    assert info["p225"] == SpeakerInfo("p225", "23", "F", "English", "Southern England")
+    assert corpus_speaker_info("folder", tmp_path) == {}

@@ -212,6 +212,8 @@ def test_analyze_level_end_to_end() -> None:
     assert res.mean_code_run_seconds == pytest.approx(0.022)
     assert res.mean_phone_seconds == pytest.approx((4 * 0.05 + 4 * 0.06) / 20)
     assert res.speaker_probe_accuracy == 1.0  # the speakers use disjoint codes here
+    assert res.speaker_frame_accuracy == 1.0  # ... so every single code names its speaker
+    assert 0.0 <= res.speaker_frame_chance <= 1.0
     d = res.to_json_dict()
     assert "joint" not in d and "mapping" not in d
     assert json.loads(json.dumps(d)) == d
@@ -243,3 +245,15 @@ def test_plots_write_png(tmp_path: Path) -> None:
         assert path.parent.is_dir() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
     leftovers = [p.name for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".png"]
     assert leftovers == []
+
+
+def test_frame_speaker_leakage_is_chance_for_shared_codes() -> None:
+    rng = np.random.default_rng(0)
+    utts = []
+    for i in range(40):
+        phones = rng.integers(0, 5, size=50)
+        codes = phones * 2 + rng.integers(0, 2, size=50)  # codes carry phones and noise, no speaker
+        utts.append(UttCodes(f"u{i}", f"s{i % 2}", codes, phones, np.full(5, 0.05)))
+    res = analyze_level(utts, num_codes=10, num_phones=5, frame_seconds=0.01)
+    assert abs(res.speaker_frame_accuracy - res.speaker_frame_chance) < 0.1
+    assert res.mapping_accuracy == 1.0

@@ -195,6 +195,7 @@ def test_speaker_encoder_mix_trains_the_encoder_through_the_decoder() -> None:
         ({"speaker_encoder_mix": 0.5}, "needs model.speaker_encoder"),
         ({"speaker_encoder": True, "speaker_encoder_mix": 1.5}, "speaker_encoder_mix must be in"),
         ({"speaker_adversary": -1.0}, "speaker_adversary must be >= 0"),
+        ({"voice_perturbation": 1.5}, "voice_perturbation must be in"),
     ],
 )
 def test_speaker_options_are_checked(changes: dict, message: str) -> None:
@@ -204,3 +205,39 @@ def test_speaker_options_are_checked(changes: dict, message: str) -> None:
 
     with pytest.raises(ConfigError, match=message):
         replace(tiny_model_config(), **changes)
+
+
+@pytest.mark.parametrize(("up", "down"), [(5, 4), (4, 5), (10, 9)])
+def test_shift_voice_scales_frequencies_and_keeps_timing(up: int, down: int) -> None:
+    from vqaudio.models.perturb import shift_voice
+
+    sr, t = 16000, 16000
+    time = torch.arange(t) / sr
+    gate = (time > 0.4) & (time < 0.6)  # a tone burst: where it is must not move
+    wav = (torch.sin(2 * torch.pi * 1000.0 * time) * gate)[None]
+    out = shift_voice(wav, up, down)
+    assert out.shape == wav.shape
+    spectrum = torch.fft.rfft(out[0]).abs()
+    peak_hz = float(spectrum.argmax()) * sr / t
+    assert abs(peak_hz - 1000.0 * up / down) < 15.0
+    energy = out[0] ** 2
+    centre = float((energy * time).sum() / energy.sum())
+    assert abs(centre - 0.5) < 0.01
+
+
+def test_voice_perturbation_is_training_only() -> None:
+    from dataclasses import replace
+
+    from vqaudio.models.perturb import perturb_voices
+
+    wav = torch.randn(6, 1, 2000) * 0.1
+    assert perturb_voices(wav, 0.0) is wav
+    moved = perturb_voices(wav, 1.0)
+    assert moved.shape == wav.shape and not torch.allclose(moved, wav)
+    torch.manual_seed(0)
+    net = build_model(replace(tiny_model_config(), voice_perturbation=1.0), ["alice", "bob"])
+    net(wav[:2], torch.tensor([0, 1]))  # training pass (initialises the codebooks)
+    net.eval()
+    out = net(wav[:2], torch.tensor([0, 1]))
+    decoded = net.decode(net.encode(wav[:2], level=0), level=0, speaker=torch.tensor([0, 1]))
+    assert torch.allclose(out.recon[0], decoded, atol=1e-5)

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment in .venv and install vqaudio into it.
 # Also installs the Debian packages the demo needs (flite, sox, codec2, opus-tools) when missing and possible.
-# Usage: bash tools/setup.sh [--no-apt]
+# Usage: bash tools/setup.sh [--no-apt] [--extras eval[,metrics...]]
+#   --no-apt        do not try apt-get
+#   --extras LIST   also install these optional extras of pyproject.toml (e.g. eval: Resemblyzer, for the
+#                   speaker similarity of vqaudio eval-convert); a failure is a warning, not an error
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+apt=1
+extras=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-apt) apt=0; shift ;;
+    --extras) extras=${2:?--extras needs a list, e.g. eval}; shift 2 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "[setup] unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
 missing=""
 for tool in flite sox c2enc opusenc; do command -v $tool >/dev/null 2>&1 || missing="$missing $tool"; done
-if [ "${1:-}" != "--no-apt" ] && [ -n "$missing" ]; then
+if [ "$apt" = 1 ] && [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "[setup] installing flite, sox, codec2 and opus-tools with apt-get (missing:$missing)" >&2
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite sox codec2 opus-tools >/dev/null) \
@@ -31,3 +44,23 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e ".[test]"
   touch "$stamp"
 fi
+for extra in ${extras//,/ }; do
+  # the extra's requirements as pyproject.toml lists them; pip needs no network when they are satisfied
+  reqs=$(.venv/bin/python -c '
+import re, sys
+from importlib.metadata import requires
+for r in requires("vqaudio") or []:
+    spec, _, marker = r.partition(";")
+    if re.search(r"extra\s*==\s*.%s." % re.escape(sys.argv[1]), marker):
+        print(spec.strip())' "$extra")
+  if [ -z "$reqs" ]; then
+    echo "[setup] warning: vqaudio has no optional extra '$extra'" >&2
+    continue
+  fi
+  echo "[setup] optional extra vqaudio[$extra]: $(echo $reqs)" >&2
+  # shellcheck disable=SC2086
+  if ! .venv/bin/python -m pip install -q --retries 1 --timeout 30 $reqs; then
+    echo "[setup] warning: could not install vqaudio[$extra]; going on without it" \
+      "(for eval: eval-convert reports speaker similarity as n/a)" >&2
+  fi
+done

@@ -195,11 +195,14 @@ def write_report(result: AnalysisResult, out_dir: Path, model: VQVAE, source: st
         f"{result.num_utterances} utterances from `{source}`, {len(result.phones)} phone labels. "
         "Mapping accuracy: each code mapped to its most frequent phone on a training half of the "
         "utterances, scored on the other half (VQ-VAE paper: 49.3% vs 7.2% for random codes). "
-        "Purity and PNMI as in HuBERT, on all frames.",
+        "Purity and PNMI as in HuBERT, on all frames. Speaker leakage (lower is better for conversion): "
+        "a linear probe on each held-out utterance's code histogram, and per frame a code -> speaker "
+        "mapping (how often one code alone names its speaker), each next to guessing the commonest speaker.",
         "",
         "| level | bit/s | mapping acc. | random codes | majority | phone purity | cluster purity | PNMI "
-        "| perplexity | code usage | code run (ms) | phone (ms) | speaker probe | chance |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| perplexity | code usage | code run (ms) | phone (ms) | speaker probe | chance "
+        "| speaker per frame | chance |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for lv, r in result.levels.items():
         lines.append(
@@ -207,7 +210,8 @@ def write_report(result: AnalysisResult, out_dir: Path, model: VQVAE, source: st
             f"| {r.random_baseline_accuracy:.1%} | {r.majority_baseline_accuracy:.1%} "
             f"| {r.phone_purity:.3f} | {r.cluster_purity:.3f} | {r.pnmi:.3f} "
             f"| {r.perplexity:.1f} | {r.code_usage:.1%} | {1000 * r.mean_code_run_seconds:.0f} "
-            f"| {1000 * r.mean_phone_seconds:.0f} | {r.speaker_probe_accuracy:.1%} | {r.speaker_chance:.1%} |"
+            f"| {1000 * r.mean_phone_seconds:.0f} | {r.speaker_probe_accuracy:.1%} | {r.speaker_chance:.1%} "
+            f"| {r.speaker_frame_accuracy:.1%} | {r.speaker_frame_chance:.1%} |"
         )
     lines += ["", "Figures:", ""] + [f"![{p.stem}]({p.name})" for p in figures]
     if result.problems:

@@ -137,11 +137,16 @@ class ModelConfig:
     speaker_encoder: bool = False
     speaker_encoder_mix: float = 0.0
     speaker_adversary: float = 0.0
+    voice_perturbation: float = 0.0
     time_jitter: float = 0.0
     conversion_level: int = -1
 
     def __post_init__(self) -> None:
         _check(self.sample_rate >= 1000, f"model.sample_rate must be >= 1000, got {self.sample_rate}")
+        _check(
+            0.0 <= self.voice_perturbation <= 1.0,
+            f"model.voice_perturbation must be in [0, 1], got {self.voice_perturbation}",
+        )
         _check(0.0 <= self.time_jitter < 1.0, f"model.time_jitter must be in [0, 1), got {self.time_jitter}")
         _check(len(self.levels) >= 1, "model.levels must hold at least one level")
         _check(

@@ -1,23 +1,40 @@
 #!/usr/bin/env bash
 # The whole vqaudio job on the built-in demo corpus, on a CPU, in stages (Kaldi/ESPnet style).
 #
-#   bash egs/mini/run.sh                      # everything: setup, data, train (15 min), evaluate, analyse, report
+#   bash egs/mini/run.sh                      # everything (about 25 min on 2 cores, 15 of them training)
 #   bash egs/mini/run.sh --minutes 5          # a shorter training budget
-#   bash egs/mini/run.sh --stage 3            # re-run from stage 3 on; finished stages are skipped anyway
+#   bash egs/mini/run.sh --stage 3            # re-run from stage 3 on (finished work is skipped anyway)
 #
-# Stages: 0 setup (.venv, flite) | 1 demo corpus (flite x CMU ARCTIC) | 2 train recipes/mini.yaml
-#         3 encode/decode the test sentences at every level | 4 codes vs phones on the test sentences
-#         5 write exp/mini/report.md
+# Stages (outputs):
+#   0 setup      .venv with vqaudio, flite/codec2/opus-tools (apt), Resemblyzer (optional eval extra)
+#   1 corpus     $data: 4 flite voices x CMU ARCTIC prompts, phone labels, manifest.tsv with a test split
+#   2 train      $exp/train: recipes/mini.yaml for --minutes (TensorBoard in $exp/train/tb)
+#   3 evaluate   $exp/eval.json: test sentences encoded/decoded at every level, next to Codec2 and Opus
+#   4 convert    $exp/convert/: one test sentence of each voice in every voice (wav files to listen to);
+#                $exp/convert.json: --conv-sentences test sentences converted between all voices, scored
+#                (speaker similarity needs Resemblyzer, else n/a; MCD; phone accuracy of the codes)
+#   5 analyse    $exp/analysis/: codes vs phones on the test sentences (metrics.json, report.md, PNGs)
+#   6 report     $exp/report.md: all of the above on one page (vqaudio report $exp)
+#
+# Re-running skips finished work: corpus files that exist, a training run with finished.json (an
+# interrupted one is resumed), and stages 3-5 whose output is newer than both the finished run and
+# the manifest (--force re-runs them). Stage 0's optional install may fail: the run goes on.
+#
+# Options: --stage N --stop-stage N --minutes M (training budget, default 15) --sentences N (ARCTIC
+#   prompts, default all 593) --conv-sentences N (default 54, all test sentences: 2 min on 2 cores)
+#   --data DIR (default data/demo) --exp DIR (default exp/mini) --threads N (default 2) --force
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 stage=0
-stop_stage=5
+stop_stage=6
 minutes=15
 sentences=""          # empty = all 593 prompts
+conv_sentences=54       # all test sentences of the full demo
 data=data/demo
 exp=exp/mini
 threads=2
+force=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -25,23 +42,25 @@ while [ $# -gt 0 ]; do
     --stop-stage) stop_stage=$2; shift 2 ;;
     --minutes) minutes=$2; shift 2 ;;
     --sentences) sentences=$2; shift 2 ;;
+    --conv-sentences) conv_sentences=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --exp) exp=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --force) force=1; shift ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
 say() { echo "[egs/mini] $*" >&2; }
 VQAUDIO=${VQAUDIO:-.venv/bin/vqaudio}   # override to use another installation
-PYTHON=${PYTHON:-.venv/bin/python}
-vq() { $VQAUDIO "$@"; }
+vq() { OMP_NUM_THREADS=$threads $VQAUDIO "$@"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+source egs/common.sh   # up_to_date, manifest_path, convert_examples
 
 if run_stage 0; then
-  say "stage 0: environment (.venv, flite)"
-  bash tools/setup.sh
+  say "stage 0: environment (.venv, flite, codec2, opus-tools; Resemblyzer for speaker similarity)"
+  bash tools/setup.sh --extras eval
 fi
 
 if run_stage 1; then
@@ -63,47 +82,38 @@ if run_stage 2; then
 fi
 
 if run_stage 3; then
-  say "stage 3: encode/decode the test sentences at every level -> $exp/eval.json"
-  OMP_NUM_THREADS=$threads vq evaluate --model "$exp/train" --data "$data/manifest.tsv" --split test \
-    --baselines --json "$exp/eval.json"
+  if up_to_date "$exp/eval.json"; then
+    say "stage 3: $exp/eval.json is up to date; skipping"
+  else
+    say "stage 3: encode/decode the test sentences at every level (and Codec2/Opus if installed) -> $exp/eval.json"
+    vq evaluate --model "$exp/train" --data "$data/manifest.tsv" --split test --baselines --json "$exp/eval.json"
+  fi
 fi
 
 if run_stage 4; then
-  say "stage 4: codes vs phones on the test sentences -> $exp/analysis/report.md"
-  OMP_NUM_THREADS=$threads vq analyze --model "$exp/train" --audio "$data/manifest.tsv" --split test \
-    --labels "$data/labels" --format tsv -o "$exp/analysis"
+  if up_to_date "$exp/convert.json"; then
+    say "stage 4: $exp/convert.json is up to date; skipping"
+  else
+    voices=$(awk -F'\t' '!/^#/ && $4 == "test" { print $2 }' "$data/manifest.tsv" | sort -u | paste -sd, -)
+    say "stage 4: example conversions between $voices -> $exp/convert/"
+    convert_examples "$voices"
+    say "stage 4: $conv_sentences test sentences converted between all voices and scored -> $exp/convert.json"
+    vq eval-convert --model "$exp/train" --data "$data/manifest.tsv" --split test \
+      --sentences "$conv_sentences" --labels "$data/labels" --json "$exp/convert.json"
+  fi
 fi
 
 if run_stage 5; then
-  say "stage 5: report -> $exp/report.md"
-  $PYTHON - "$exp" <<'PY'
-import json, sys
-from pathlib import Path
-exp = Path(sys.argv[1])
-ev = json.loads((exp / "eval.json").read_text())
-fin = json.loads((exp / "train" / "finished.json").read_text())
-fmt = lambda v, s: "n/a" if v is None else format(v, s)
-lines = [
-    "# vqaudio mini demo report", "",
-    f"Model: `{exp}/train` (recipes/mini.yaml), {fin['step']} training steps ({fin['reason']}), "
-    f"best validation mel distance {fmt(fin['best_valid_mel'], '.3f')}.", "",
-    f"Reconstruction of {ev['utterances']} held-out test utterances (4 flite voices):", "",
-    "| codec | bitrate (bit/s) | mel distance | SI-SDR (dB) | PESQ-WB | STOI |",
-    "| --- | --- | --- | --- | --- | --- |",
-]
-for s in ev["levels"]:
-    lines.append(f"| {s['name']} | {s['bitrate']:.0f} | {s['mel_distance']:.3f} | {s['si_sdr']:.2f} | "
-                 f"{fmt(s['pesq'], '.2f')} | {fmt(s['stoi'], '.3f')} |")
-an = json.loads((exp / "analysis" / "metrics.json").read_text())
-lines += ["", f"Codes vs phones on {an['utterances']} test utterances (details: analysis/report.md):", "",
-          "| level | mapping acc. | random codes | majority | PNMI | speaker probe | chance |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
-for lv, m in an["levels"].items():
-    lines.append(f"| {lv} | {m['mapping_accuracy']:.1%} | {m['random_baseline_accuracy']:.1%} | "
-                 f"{m['majority_baseline_accuracy']:.1%} | {m['pnmi']:.3f} | {m['speaker_probe_accuracy']:.1%} | "
-                 f"{m['speaker_chance']:.1%} |")
-lines += ["", "![codes vs phones](analysis/cooccurrence_level1.png)"]
-(exp / "report.md").write_text("\n".join(lines) + "\n")
-print("\n".join(lines))
-PY
+  if up_to_date "$exp/analysis/metrics.json"; then
+    say "stage 5: $exp/analysis/metrics.json is up to date; skipping"
+  else
+    say "stage 5: codes vs phones on the test sentences -> $exp/analysis/ (report.md, metrics.json, PNGs)"
+    vq analyze --model "$exp/train" --audio "$data/manifest.tsv" --split test \
+      --labels "$data/labels" --format tsv -o "$exp/analysis"
+  fi
+fi
+
+if run_stage 6; then
+  say "stage 6: report -> $exp/report.md"
+  vq report "$exp" --title "vqaudio mini demo report"
 fi

@@ -395,6 +395,8 @@ _JSON_FIELDS = (
     "mean_phone_seconds",
     "speaker_probe_accuracy",
     "speaker_chance",
+    "speaker_frame_accuracy",
+    "speaker_frame_chance",
     "num_frames",
     "num_utterances",
 )
@@ -422,6 +424,8 @@ class LevelAnalysis:
     mean_phone_seconds: float
     speaker_probe_accuracy: float
     speaker_chance: float
+    speaker_frame_accuracy: float
+    speaker_frame_chance: float
     num_frames: int
     num_utterances: int
     joint: np.ndarray = field(repr=False)
@@ -497,6 +501,11 @@ def analyze_level(
     histograms = np.bincount(uid[labelled] * num_codes + codes[labelled], minlength=n * num_codes)
     speakers = np.unique([u.speaker for u, _, _ in kept], return_inverse=True)[1]
     probe_acc, chance = speaker_probe(histograms.reshape(n, num_codes), speakers, train_idx, test_idx)
+    # frame level: how often one code alone names its speaker (a many-to-one code -> speaker mapping)
+    frame_spk = speakers[uid]
+    num_spk = int(speakers.max()) + 1
+    spk_mapping = fit_mapping(cooccurrence(train_codes, frame_spk[tr], num_codes, num_spk))
+    spk_test = frame_spk[te]
 
     return LevelAnalysis(
         mapping_accuracy=mapping_accuracy(mapping, test_codes, test_phones),
@@ -513,6 +522,8 @@ def analyze_level(
         mean_phone_seconds=float(phone_seconds.mean()) if phone_seconds.size else math.nan,
         speaker_probe_accuracy=probe_acc,
         speaker_chance=chance,
+        speaker_frame_accuracy=mapping_accuracy(spk_mapping, test_codes, spk_test),
+        speaker_frame_chance=majority_baseline(frame_spk[tr], spk_test),
         num_frames=int(np.count_nonzero(labelled)),
         num_utterances=n,
         joint=joint,

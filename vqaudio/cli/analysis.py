@@ -90,6 +90,8 @@ def analyze(
         "PNMI",
         "speaker",
         "chance",
+        "spk/frame",
+        "chance",
     ):
         table.add_column(col, justify="right")
     for lv, r in result.levels.items():
@@ -103,6 +105,8 @@ def analyze(
             f"{r.pnmi:.3f}",
             f"{r.speaker_probe_accuracy:.1%}",
             f"{r.speaker_chance:.1%}",
+            f"{r.speaker_frame_accuracy:.1%}",
+            f"{r.speaker_frame_chance:.1%}",
         )
     out_console.print(table)
     err_console.print(f"report: {out / 'report.md'}", highlight=False)

@@ -272,11 +272,18 @@ def evaluate(
         if not utts:
             raise UserError(f"{data}: no utterances in split '{split}'")
     utts = sorted(utts, key=lambda u: (u.utt_id, u.speaker))[:max_utts]
-    scores = evaluate_reconstruction(net, utts)
-    if baselines:
-        from vqaudio.evaluate import evaluate_baselines
+    with progress_bar(True) as bar:
+        task = bar.add_task("vqaudio levels", total=len(utts))
+        scores = evaluate_reconstruction(
+            net, utts, progress=lambda d, t: bar.update(task, completed=d, total=t)
+        )
+        if baselines:
+            from vqaudio.evaluate import evaluate_baselines
 
-        scores += evaluate_baselines(utts, net.sample_rate)
+            task = bar.add_task("Codec2 / Opus", total=len(utts))
+            scores += evaluate_baselines(
+                utts, net.sample_rate, progress=lambda d, t: bar.update(task, completed=d, total=t)
+            )
     table = Table(title=f"reconstruction on {len(utts)} utterances", title_justify="left")
     for col in ("codec", "bit/s", "mel dist", "SI-SDR dB", "PESQ-WB", "STOI"):
         table.add_column(col, justify="right")

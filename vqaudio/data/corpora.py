@@ -406,7 +406,13 @@ def split_utterances(
 
 
 def corpus_speaker_info(kind: str, root: str | os.PathLike[str] | None) -> dict[str, SpeakerInfo]:
-    """Per-speaker facts the corpus ships (VCTK's ``speaker-info.txt``); empty for other kinds."""
+    """Per-speaker facts the corpus ships (VCTK's ``speaker-info.txt``); empty for other kinds.
+
+    A TSV manifest gets them from a VCTK-style ``speaker-info.txt`` next to it (egs/vctk writes one).
+    """
+    if kind == "tsv" and root is not None:
+        path = Path(root).expanduser().parent / "speaker-info.txt"
+        return read_vctk_speaker_info(path) if path.is_file() else {}
     if kind != "vctk" or root is None:
         return {}
     try:

@@ -20,6 +20,7 @@ from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig
 from vqaudio.errors import UserError
 from vqaudio.models.decoder import Decoder
 from vqaudio.models.encoder import Encoder
+from vqaudio.models.perturb import perturb_voices
 from vqaudio.models.speaker import SpeakerAdversary, SpeakerEncoder
 from vqaudio.quantize import QuantizerOutput, VectorQuantizer
 
@@ -258,10 +259,11 @@ class VQVAE(nn.Module):
                 use = torch.rand(wav.shape[0], 1, device=wav.device) < mix
                 cond = torch.where(use, embedded.to(cond.dtype), cond)
         adversary = self.speaker_adversary if torch.is_tensor(speaker) else None
+        heard = perturb_voices(wav, self.config.voice_perturbation) if self.training else wav
         recon, qouts, adv_loss, adv_acc = [], [], [], []
         for i in range(self.num_levels):
             level = self._level(i)
-            q = level.quantizer(level.encoder(level.pad(wav)))
+            q = level.quantizer(level.encoder(level.pad(heard)))
             if adversary is not None:
                 assert speaker is not None
                 loss, acc = adversary[i](q.quantized, speaker.to(wav.device, torch.long).reshape(-1))

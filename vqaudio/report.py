@@ -1,0 +1,195 @@
+"""One markdown page summing up an experiment folder (``vqaudio report``), as the ``egs/*/run.sh`` recipes
+write it at the end.
+
+An experiment folder ``EXP`` holds what the recipe stages wrote; only ``eval.json`` is required::
+
+    EXP/train/                 run directory (finished.json, config.yaml)      vqaudio train
+    EXP/eval.json              reconstruction per level and baseline            vqaudio evaluate --json
+    EXP/convert.json           voice-conversion scores                          vqaudio eval-convert --json
+    EXP/convert/               example conversions: originals/<voice>.*, to_<target>/<voice>.wav
+    EXP/analysis/metrics.json  codes vs phones (and the PNG figures next to it) vqaudio analyze
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from vqaudio.errors import UserError
+
+__all__ = ["experiment_report"]
+
+NO_SIMILARITY = "n/a (pip install vqaudio[eval])"
+
+
+def _fmt(value: float | None, spec: str, missing: str = "n/a") -> str:
+    """``value`` formatted, or ``missing`` for ``None`` / NaN (json writes NaN for an undefined mean)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    return format(value, spec)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read ({err})") from None
+
+
+def _optional_json(path: Path) -> Any | None:
+    return _read_json(path) if path.is_file() else None
+
+
+def _link(target: Path, base: Path) -> str:
+    """``target`` as a markdown link relative to the folder ``base`` the report is written into."""
+    return Path(os.path.relpath(target, base)).as_posix()
+
+
+def _training(exp: Path) -> list[str]:
+    run = exp / "train"
+    fin = _optional_json(run / "finished.json")
+    data = None
+    if (run / "config.yaml").is_file():
+        import yaml
+
+        cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+        data = (cfg.get("data") or {}).get("root")
+    trained_on = f", trained on `{data}`" if data else ""
+    if fin is None:
+        return [f"Model: `{run}`{trained_on}; training has not finished (no finished.json).", ""]
+    return [
+        f"Model: `{run}`{trained_on}: {fin['step']} training steps ({fin['reason']}), "
+        f"best validation mel distance {_fmt(fin.get('best_valid_mel'), '.3f')}.",
+        "",
+    ]
+
+
+def _reconstruction(ev: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Reconstruction of {ev['utterances']} held-out test utterances (`vqaudio evaluate`; baselines "
+        "at their measured payload bitrate):",
+        "",
+        "| codec | bitrate (bit/s) | mel distance | SI-SDR (dB) | PESQ-WB | STOI |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in ev["levels"]:
+        lines.append(
+            f"| {s['name']} | {_fmt(s['bitrate'], '.0f')} | {_fmt(s['mel_distance'], '.3f')} "
+            f"| {_fmt(s['si_sdr'], '.2f')} | {_fmt(s.get('pesq'), '.2f')} | {_fmt(s.get('stoi'), '.3f')} |"
+        )
+    return lines + [""]
+
+
+def _examples(folder: Path, base: Path) -> list[str]:
+    """A source x target table of links to the example conversions, if the folder holds any."""
+    originals = {p.stem: p for p in sorted((folder / "originals").glob("*")) if p.is_file()}
+    targets = sorted(p.name.removeprefix("to_") for p in folder.glob("to_*") if p.is_dir())
+    if not originals or not targets:
+        return []
+    lines = [
+        f"Listen (`{_link(folder, base)}/`): the original recording of each voice, and the same recording "
+        "converted into each target voice.",
+        "",
+        "| source | original | " + " | ".join(f"as {t}" for t in targets) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in targets) + " |",
+    ]
+    for voice, path in originals.items():
+        cells = []
+        for t in targets:
+            wav = folder / f"to_{t}" / f"{voice}.wav"
+            cells.append(f"[wav]({_link(wav, base)})" if wav.is_file() else "")
+        lines.append(f"| {voice} | [{path.suffix[1:]}]({_link(path, base)}) | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _conversion(conv: dict[str, Any]) -> list[str]:
+    pairs = conv.get("pairs") or []
+    sentences = len({p["sentence"] for p in pairs})
+    voices = sorted({p["source"] for p in pairs} | {p["target"] for p in pairs})
+    sim = conv.get("similarity_to_target")
+    acc = conv.get("phone_accuracy_converted")
+    lines = [
+        f"Voice conversion (`vqaudio eval-convert`): {conv['conversions']} conversions of {sentences} "
+        f"test sentence(s) between {len(voices)} voices ({', '.join(voices)}), content from level "
+        f"{conv['level']}:",
+        "",
+        "| measure | converted | reference |",
+        "| --- | --- | --- |",
+        f"| speaker cosine to target (Resemblyzer) | {_fmt(sim, '.3f', NO_SIMILARITY)} "
+        f"| to source: {_fmt(conv.get('similarity_to_source'), '.3f', NO_SIMILARITY)} |",
+        f"| closer to target than to source | {_fmt(conv.get('closer_to_target'), '.1%', NO_SIMILARITY)} "
+        "| chance: 50% |",
+        f"| MCD to the target's rendition (dB) | {_fmt(conv.get('mcd_converted'), '.2f')} "
+        f"| source vs target: {_fmt(conv.get('mcd_source_baseline'), '.2f')} |",
+    ]
+    if acc is not None:
+        lines.append(
+            f"| phone accuracy of the codes | {_fmt(acc, '.1%')} "
+            f"| source audio: {_fmt(conv.get('phone_accuracy_source'), '.1%')} |"
+        )
+    else:
+        lines.append("| phone accuracy of the codes | n/a (no phone labels) | |")
+    return lines + [""]
+
+
+def _phones(an: dict[str, Any], folder: Path, base: Path) -> list[str]:
+    lines = [
+        f"Codes vs phones on {an['utterances']} test utterances (`vqaudio analyze`; details: "
+        f"{_link(folder / 'report.md', base)}):",
+        "",
+        "| level | mapping acc. | random codes | majority | PNMI | speaker probe | chance "
+        "| speaker per frame | chance |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for lv, m in an["levels"].items():
+        lines.append(
+            f"| {lv} | {m['mapping_accuracy']:.1%} | {m['random_baseline_accuracy']:.1%} "
+            f"| {m['majority_baseline_accuracy']:.1%} | {m['pnmi']:.3f} | {m['speaker_probe_accuracy']:.1%} "
+            f"| {m['speaker_chance']:.1%} | {_fmt(m.get('speaker_frame_accuracy'), '.1%')} "
+            f"| {_fmt(m.get('speaker_frame_chance'), '.1%')} |"
+        )
+    figures = [
+        (f"codes vs phones, level {lv}", folder / f"cooccurrence_level{lv}.png") for lv in an["levels"]
+    ]
+    figures.append(("code usage", folder / "code_usage.png"))
+    shown = [f"![{alt}]({_link(path, base)})" for alt, path in figures if path.is_file()]
+    return lines + ([""] + shown if shown else []) + [""]
+
+
+def experiment_report(exp: Path, title: str | None = None, base: Path | None = None) -> str:
+    """The markdown report of the experiment folder ``exp`` (layout in the module docstring).
+
+    Sections: training summary, reconstruction table per level (and Codec2 / Opus baselines when
+    ``eval.json`` has them), voice conversion (when ``convert.json`` exists), codes vs phones with
+    figures (when ``analysis/metrics.json`` exists). Links are relative to ``base``, the folder the
+    report will be written into (default ``exp``).
+
+    Raises:
+        UserError: ``exp`` is not a folder, ``eval.json`` is missing, or a json file is unreadable.
+    """
+    if not exp.is_dir():
+        raise UserError(f"{exp}: experiment folder does not exist")
+    if not (exp / "eval.json").is_file():
+        raise UserError(
+            f"{exp}: no eval.json (write it with vqaudio evaluate ... --json {exp / 'eval.json'})"
+        )
+    base = exp if base is None else base
+    lines = [f"# {title or f'vqaudio report: {exp.name}'}", ""]
+    try:
+        lines += _training(exp)
+        lines += _reconstruction(_read_json(exp / "eval.json"))
+        conv = _optional_json(exp / "convert.json")
+        if conv is not None:
+            lines += _conversion(conv)
+        lines += _examples(exp / "convert", base)
+        an = _optional_json(exp / "analysis" / "metrics.json")
+        if an is not None:
+            lines += _phones(an, exp / "analysis", base)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise UserError(
+            f"{exp}: a json file lacks what the report needs ({type(err).__name__}: {err})"
+        ) from None
+    return "\n".join(lines).rstrip() + "\n"
