@@ -179,8 +179,21 @@ def test_mcd_is_zero_for_identical_and_small_for_time_stretched() -> None:
     )
 
 
-def test_eval_convert_on_a_parallel_corpus(ckpt_with_encoder: Path, tmp_path: Path) -> None:
+def test_eval_convert_on_a_parallel_corpus(
+    ckpt_with_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import json
+
+    from vqaudio import evaluate_conversion
+
+    # a stand-in speaker embedding (Resemblyzer is optional): level and brightness of the audio
+    def fake_embedder():  # type: ignore[no-untyped-def]
+        def embed(wav: np.ndarray, sr: int) -> np.ndarray:
+            return np.array([wav.std() + 1e-3, np.abs(np.diff(wav)).mean() + 1e-3, 0.01])
+
+        return embed
+
+    monkeypatch.setattr(evaluate_conversion, "_speaker_embedder", fake_embedder)
 
     rows = []
     for spk, f0 in (("ann", 110.0), ("bob", 200.0)):
@@ -220,8 +233,11 @@ def test_eval_convert_on_a_parallel_corpus(ckpt_with_encoder: Path, tmp_path: Pa
     assert scores["mcd_converted"] > 0 and scores["mcd_source_baseline"] > 0
     assert 0.0 <= scores["phone_accuracy_converted"] <= 1.0
     assert 0.0 <= scores["phone_accuracy_source"] <= 1.0
-    if scores["closer_to_target"] is not None:  # with the optional speaker-verification package
-        assert 0.0 <= scores["closer_to_target"] <= 1.0
+    assert 0.0 <= scores["closer_to_target"] <= 1.0
+    for key in ("similarity_to_target", "similarity_to_source", "unconverted_similarity_to_target"):
+        assert -1.0 <= scores[key] <= 1.0
+    row = scores["pairs"][0]
+    assert row["sim_target"] != row["sim_target_unconverted"]  # the output is embedded, not the source
     result = runner.invoke(
         app,
         [

@@ -32,6 +32,7 @@ CONVERT = {
     "similarity_to_target": 0.6512,
     "similarity_to_source": 0.5321,
     "closer_to_target": 0.75,
+    "unconverted_similarity_to_target": 0.4123,
     "mcd_converted": 7.891,
     "mcd_source_baseline": 9.012,
     "phone_accuracy_converted": 0.3125,
@@ -106,20 +107,23 @@ def test_conversion_section(exp: Path) -> None:
     assert "4 conversions of 2 test sentence(s) between 2 voices (awb, slt), content from level 1" in text
     rows = table_rows(text, "| measure | converted")
     assert rows[0][1:] == ["0.651", "to source: 0.532"]
-    assert rows[1][1] == "75.0%"
-    assert rows[2][1:] == ["7.89", "source vs target: 9.01"]
-    assert rows[3][1:] == ["31.2%", "source audio: 50.0%"]
+    assert rows[1][1:] == ["0.412", "(doing nothing)"]
+    assert rows[2][1] == "75.0%"
+    assert rows[3][1:] == ["7.89", "source vs target: 9.01"]
+    assert rows[4][1:] == ["31.2%", "source audio: 50.0%"]
 
 
 def test_conversion_without_resemblyzer_or_labels(exp: Path) -> None:
     conv = dict(CONVERT, similarity_to_target=None, similarity_to_source=None, closer_to_target=None)
+    del conv["unconverted_similarity_to_target"]  # written by older versions
     conv.update(phone_accuracy_converted=None, phone_accuracy_source=None, mcd_converted=math.nan)
     write(exp / "convert.json", json.dumps(conv))  # NaN as json.dumps writes it
     rows = table_rows(experiment_report(exp), "| measure | converted")
     assert rows[0][1:] == ["n/a (pip install vqaudio[eval])", "to source: n/a (pip install vqaudio[eval])"]
     assert rows[1][1] == "n/a (pip install vqaudio[eval])"
-    assert rows[2][1] == "n/a"
-    assert rows[3][1] == "n/a (no phone labels)"
+    assert rows[2][1] == "n/a (pip install vqaudio[eval])"
+    assert rows[3][1] == "n/a"
+    assert rows[4][1] == "n/a (no phone labels)"
 
 
 def test_examples_and_phones_with_links_relative_to_the_report(exp: Path, tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ For N source sentences and every ordered pair of voices (source != target):
   extra ``vqaudio[eval]``, weights ship with the package, nothing is downloaded).  Each speaker is
   represented by the mean embedding of up to ``ref_utts`` of their *other* utterances, so matching
   words cannot inflate the score.  Reported: mean cosine to target and to source, and the fraction of
-  outputs closer to the target than to the source.
+  outputs closer to the target than to the source; next to it, the unconverted source's cosine to the
+  target (what doing nothing scores).
 - mel-cepstral distortion (MCD, dB) after DTW alignment against the target speaker's own rendition of
   the same sentence, next to the source-vs-target MCD (what doing nothing scores).
 - with phone labels: content kept, as the phone accuracy of the converted audio's codes (re-encoded at
@@ -48,6 +49,7 @@ class ConversionScores:
     similarity_to_target: float | None
     similarity_to_source: float | None
     closer_to_target: float | None
+    unconverted_similarity_to_target: float | None
     mcd_converted: float
     mcd_source_baseline: float
     phone_accuracy_converted: float | None
@@ -131,10 +133,16 @@ def evaluate_conversion(
         # each voice's rendition of this sentence is read once, and scored once as a source
         audio = {v: read_audio(by_key[(v, sid)].path, sr) for v in {*sources, *targets} if (v, sid) in by_key}
         source_phones = {
-            v: content.accuracy(audio[v], v, sid)
+            v: content.original_accuracy(v, sid)
             for v in sources
             if content is not None and v in audio and (v, sid) in content.phones
         }
+        source_emb = {}
+        if embed is not None:  # the do-nothing baseline: how close the source already is to each target
+            for v in sources:
+                if v in audio:
+                    e = embed(audio[v], sr)
+                    source_emb[v] = e / np.linalg.norm(e)
         for src, tgt in pairs:
             if src not in audio or tgt not in audio:
                 continue
@@ -153,6 +161,7 @@ def evaluate_conversion(
                 e = e / np.linalg.norm(e)
                 row["sim_target"] = float(e @ centroid[tgt])
                 row["sim_source"] = float(e @ centroid[src])
+                row["sim_target_unconverted"] = float(source_emb[src] @ centroid[tgt])
             if content is not None and src in source_phones:
                 row["phones_converted"] = content.accuracy(y, src, sid)
                 row["phones_source"] = source_phones[src]
@@ -173,6 +182,7 @@ def evaluate_conversion(
         mean("sim_target"),
         mean("sim_source"),
         float(np.mean(closer)) if closer else None,
+        mean("sim_target_unconverted"),
         mean("mcd") or math.nan,
         mean("mcd_source") or math.nan,
         mean("phones_converted"),

@@ -120,6 +120,8 @@ def _conversion(conv: dict[str, Any]) -> list[str]:
         "| --- | --- | --- |",
         f"| speaker cosine to target (Resemblyzer) | {_fmt(sim, '.3f', NO_SIMILARITY)} "
         f"| to source: {_fmt(conv.get('similarity_to_source'), '.3f', NO_SIMILARITY)} |",
+        f"| unconverted source's cosine to target | "
+        f"{_fmt(conv.get('unconverted_similarity_to_target'), '.3f', NO_SIMILARITY)} | (doing nothing) |",
         f"| closer to target than to source | {_fmt(conv.get('closer_to_target'), '.1%', NO_SIMILARITY)} "
         "| chance: 50% |",
         f"| MCD to the target's rendition (dB) | {_fmt(conv.get('mcd_converted'), '.2f')} "

@@ -219,7 +219,9 @@ def eval_convert(
 
     out_console.print(
         f"{scores.conversions} conversions at level {scores.level}: cosine to target "
-        f"{fmt(scores.similarity_to_target, '.3f')}, to source {fmt(scores.similarity_to_source, '.3f')}, "
+        f"{fmt(scores.similarity_to_target, '.3f')} (unconverted source: "
+        f"{fmt(scores.unconverted_similarity_to_target, '.3f')}), to source "
+        f"{fmt(scores.similarity_to_source, '.3f')}, "
         f"closer to target {fmt(scores.closer_to_target, '.1%')}; MCD {scores.mcd_converted:.2f} dB "
         f"(source vs target {scores.mcd_source_baseline:.2f} dB)",
         highlight=False,
