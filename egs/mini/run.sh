@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole vqaudio job on the built-in demo corpus, on a CPU, in stages (Kaldi/ESPnet style).
 #
-#   bash egs/mini/run.sh                      # everything (about 25 min on 2 cores, 15 of them training)
+#   bash egs/mini/run.sh                      # everything (about 22 min on 2 cores, 15 of them training)
 #   bash egs/mini/run.sh --minutes 5          # a shorter training budget
 #   bash egs/mini/run.sh --stage 3            # re-run from stage 3 on (finished work is skipped anyway)
 #

@@ -461,6 +461,9 @@ class Trainer:
                     break
         if self.step >= cfg.max_steps and self.info.is_main:
             self.run.mark_finished(self.step, "max_steps", self.best)
+        # every rank leaves together, after rank 0 has written the checkpoint: a rank tearing its
+        # process group down while rank 0 was still saving aborted now and then (SIGABRT under gloo)
+        all_reduce_flag(True, self.device)
         self.log.close()
         return TrainResult(
             self.step, self.run.root, last_saved, self.best, interrupted, self.skipped, self.history
