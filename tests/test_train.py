@@ -282,6 +282,17 @@ def test_non_finite_steps_are_skipped(
         assert state["disc"] and all(torch.isfinite(v).all() for v in state["disc"].values())
 
 
+def test_best_checkpoint_comes_from_the_adversarial_stage_once_it_runs(
+    tmp_path: Path, cfg_for: CfgFor
+) -> None:
+    extra = {**TINY_ADVERSARIAL, "adversarial.start_step": 2, "train.eval_every": 1}
+    train(cfg_for(4, **extra), tmp_path / "run")
+    _, meta = vqaudio.read_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert meta.step > 2  # even if the mel distance was lower before the discriminators joined
+    state = torch.load(tmp_path / "run" / "checkpoints" / "step_00000004.state.pt", weights_only=True)
+    assert state["best_step"] == meta.step
+
+
 def test_too_many_bad_steps_stop_training(
     tmp_path: Path, cfg_for: CfgFor, monkeypatch: pytest.MonkeyPatch
 ) -> None:

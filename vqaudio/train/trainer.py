@@ -238,6 +238,7 @@ class Trainer:
             )
             self.disc_opt = torch.optim.AdamW(disc.parameters(), lr=adv.lr, betas=(t.betas[0], t.betas[1]))
         self.best: float | None = None
+        self.best_step: int | None = None
         self.skipped = 0
         self.bad_streak = 0
         self.loader_iter = iter(self.data.loader)  # created before restoring RNG: see module doc
@@ -248,6 +249,7 @@ class Trainer:
                 assert self.disc_opt is not None
                 self.disc_opt.load_state_dict(state["disc_optimizer"])
             self.best = state.get("best")
+            self.best_step = state.get("best_step")
             self.skipped = int(state.get("skipped", 0))
             _set_rng_state(state["rng"], self.device)
         if self.info.is_main:
@@ -388,6 +390,7 @@ class Trainer:
             "optimizer": self.opt.state_dict(),
             "rng": _rng_state(self.device),
             "best": self.best,
+            "best_step": self.best_step,
             "skipped": self.skipped,
         }
         if self.disc is not None and self.disc_opt is not None:
@@ -418,8 +421,12 @@ class Trainer:
         self.history.append(metrics)
         per_level = "  ".join(f"L{i}={metrics[f'valid/mel/{i}']:.3f}" for i in range(len(self.model.levels)))
         self.log.print(f"step {self.step}: valid mel {metrics['valid/mel']:.4f} ({per_level})")
-        if self.best is None or metrics["valid/mel"] < self.best:
-            self.best = metrics["valid/mel"]
+        # the adversarial stage trades mel distance for realism (PESQ up, mel down): once it has run,
+        # a model from before it is no longer "best", whatever its mel distance
+        start = self.cfg.adversarial.start_step
+        before_gan = self.disc is not None and self.step > start and (self.best_step or 0) <= start
+        if self.best is None or before_gan or metrics["valid/mel"] < self.best:
+            self.best, self.best_step = metrics["valid/mel"], self.step
             self.run.save_best(self.model, self.cfg, self.step, {"valid_mel": self.best})
 
     # ------------------------------------------------------------------ loop
