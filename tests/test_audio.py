@@ -267,3 +267,17 @@ def test_atomic_write_replaces_on_success_only(tmp_path: Path) -> None:
 
     with pytest.raises(UserError, match="does not exist"), atomic_write(tmp_path / "missing" / "x.bin"):
         pass
+
+
+def test_atomic_write_text_leaves_an_unchanged_file_alone(tmp_path) -> None:
+    import os
+
+    from vqaudio.audio import atomic_write_text
+
+    path = tmp_path / "a.txt"
+    atomic_write_text(path, "one\n")
+    os.utime(path, (1_000_000, 1_000_000))
+    atomic_write_text(path, "one\n")
+    assert path.stat().st_mtime == 1_000_000  # same text: not rewritten
+    atomic_write_text(path, "two\n")
+    assert path.read_text() == "two\n" and path.stat().st_mtime != 1_000_000

@@ -32,6 +32,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "AudioInfo",
     "atomic_write",
+    "atomic_write_text",
     "audio_info",
     "read_audio",
     "write_audio",
@@ -188,6 +189,21 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically; leave the file and its mtime alone if it matches.
+
+    Re-running a pipeline then rewrites nothing that did not change, so mtime-based "up to date" checks hold.
+    """
+    target = Path(path)
+    try:
+        if target.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    with atomic_write(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _to_numpy(wav: np.ndarray | torch.Tensor) -> np.ndarray:

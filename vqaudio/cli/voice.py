@@ -159,6 +159,7 @@ def eval_convert(
     from vqaudio.checkpoint import load_model
     from vqaudio.data import scan_manifest
     from vqaudio.evaluate_conversion import evaluate_conversion
+    from vqaudio.report import NO_SIMILARITY
     from vqaudio.train.distributed import resolve_device
     from vqaudio.voices import reference_embedding
 
@@ -215,7 +216,7 @@ def eval_convert(
         )
 
     def fmt(v: float | None, spec: str) -> str:
-        return "n/a (pip install vqaudio[eval])" if v is None else format(v, spec)
+        return NO_SIMILARITY if v is None else format(v, spec)
 
     out_console.print(
         f"{scores.conversions} conversions at level {scores.level}: cosine to target "

@@ -31,7 +31,7 @@ from pathlib import Path
 import soundfile as sf
 import soxr
 
-from vqaudio.audio import atomic_write, write_audio
+from vqaudio.audio import atomic_write_text, write_audio
 from vqaudio.errors import UserError
 
 __all__ = [
@@ -267,17 +267,6 @@ def _run_flite(
 # --------------------------------------------------------------------------------------------- writing
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically; leave the file (and its mtime) alone if it already matches."""
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return
-    except (OSError, UnicodeDecodeError):
-        pass
-    with atomic_write(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def _format_labels(intervals: Iterable[tuple[float, float, str]]) -> str:
     return "".join(f"{start:.6f}\t{end:.6f}\t{label}\n" for start, end, label in intervals)
 
@@ -360,7 +349,7 @@ def _make_utterance(
     except (ValueError, FliteError) as exc:
         raise FliteError(f"{voice}/{wav_path.stem}: {exc}") from exc
     write_audio(wav_path, audio, sample_rate, subtype="PCM_16")
-    _write_text_atomic(label_path, _format_labels(labels))
+    atomic_write_text(label_path, _format_labels(labels))
     return duration
 
 
@@ -491,7 +480,7 @@ def make_demo_corpus(
             stale.unlink(missing_ok=True)
 
     for utt_id, text in prompts:
-        _write_text_atomic(root / "text" / f"{utt_id}.txt", text + "\n")
+        atomic_write_text(root / "text" / f"{utt_id}.txt", text + "\n")
 
     tasks = [(voice, utt_id, text) for voice in voice_tuple for utt_id, text in prompts]
     durations: dict[tuple[str, str], float] = {}
@@ -528,14 +517,14 @@ def make_demo_corpus(
         split_by_id[utt_id] = split_of(utt_id, valid_fraction, test_fraction)
         splits[split_by_id[utt_id]].append(utt_id)
     for name, ids in splits.items():
-        _write_text_atomic(root / "splits" / f"{name}.txt", "".join(f"{i}\n" for i in ids))
+        atomic_write_text(root / "splits" / f"{name}.txt", "".join(f"{i}\n" for i in ids))
 
     rows = ["# path\tspeaker\ttext\tsplit\n"]
     for voice in voice_tuple:
         for utt_id, text in prompts:
             rows.append(f"wavs/{voice}/{utt_id}.wav\t{voice}\t{_clean_text(text)}\t{split_by_id[utt_id]}\n")
-    _write_text_atomic(root / "manifest.tsv", "".join(rows))
-    _write_text_atomic(
+    atomic_write_text(root / "manifest.tsv", "".join(rows))
+    atomic_write_text(
         root / "README.txt", _readme(voice_tuple, len(prompts), sample_rate, (valid_fraction, test_fraction))
     )
     return DemoCorpus(

@@ -258,15 +258,15 @@ class VQVAE(nn.Module):
                 # encoder's continuous space rather than only the table's points (any-to-any conversion)
                 use = torch.rand(wav.shape[0], 1, device=wav.device) < mix
                 cond = torch.where(use, embedded.to(cond.dtype), cond)
-        adversary = self.speaker_adversary if torch.is_tensor(speaker) else None
+        labels = speaker.to(wav.device, torch.long).reshape(-1) if torch.is_tensor(speaker) else None
+        adversary = self.speaker_adversary if labels is not None else None
         heard = perturb_voices(wav, self.config.voice_perturbation) if self.training else wav
         recon, qouts, adv_loss, adv_acc = [], [], [], []
         for i in range(self.num_levels):
             level = self._level(i)
             q = level.quantizer(level.encoder(level.pad(heard)))
-            if adversary is not None:
-                assert speaker is not None
-                loss, acc = adversary[i](q.quantized, speaker.to(wav.device, torch.long).reshape(-1))
+            if adversary is not None and labels is not None:
+                loss, acc = adversary[i](q.quantized, labels)
                 adv_loss.append(loss)
                 adv_acc.append(acc)
             z = time_jitter(q.quantized, self.config.time_jitter) if self.training else q.quantized

@@ -30,7 +30,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from vqaudio.audio import atomic_write
+from vqaudio.audio import atomic_write_text
 from vqaudio.data import SpeakerInfo, Utterance, corpus_speaker_info, scan_vctk, split_utterances
 from vqaudio.errors import UserError
 
@@ -103,13 +103,6 @@ def conversion_voices(speakers: list[str], info: dict[str, SpeakerInfo], count: 
     return sorted(chosen)
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return
-    with atomic_write(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def _link(link: Path, target: Path) -> None:
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() and Path(os.readlink(link)) == target:
@@ -179,13 +172,13 @@ def prepare(
     rows.sort(key=lambda r: (r[0].speaker, r[0].utt_id))
     header = f"# path\tspeaker\ttext\tsplit  (made by egs/vctk/local/prepare.py from {vctk})\n"
     lines = [f"{path}\t{u.speaker}\t{_clean(u.text)}\t{split}\n" for u, path, split in rows]
-    _write_if_changed(out / "manifest.tsv", header + "".join(lines))
+    atomic_write_text(out / "manifest.tsv", header + "".join(lines))
     speakers = sorted({u.speaker for u, _ in test} & {u.speaker for u in train})
     voices = conversion_voices(speakers, corpus_speaker_info("vctk", vctk))
     info = next(iter(sorted(Path(vctk).glob("**/speaker-info.txt"))), None)
     if info is not None:  # next to the manifest, training keeps gender/accent for `vqaudio speakers`
         _link(out / "speaker-info.txt", info.resolve())
-    _write_if_changed(out / "voices.txt", "\n".join(voices) + "\n")
+    atomic_write_text(out / "voices.txt", "\n".join(voices) + "\n")
     _say(
         f"{len(train)} train, {len(valid)} valid, {len(test)} test utterances of "
         f"{len({u.speaker for u in utts})} speakers -> {out / 'manifest.tsv'}"
