@@ -93,6 +93,8 @@ def test_shipped_recipes_load() -> None:
         ("data.kind=mp3", "data.kind"),
         ("model.levels=3", "model.levels"),
         ("train.max_steps=0", "train.max_steps"),
+        ("model.levels.0.istft_strides=4", "istft_strides"),
+        ("loss.phase_weight=-1", "loss weights"),
     ],
 )
 def test_bad_values_are_config_errors(override: str, key: str) -> None:

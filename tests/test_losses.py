@@ -7,6 +7,7 @@ import torch
 
 from vqaudio.train import (
     MultiResolutionMelLoss,
+    PhaseLoss,
     discriminator_loss,
     feature_matching_loss,
     generator_adv_loss,
@@ -195,3 +196,42 @@ def test_feature_matching_values_and_normalisation() -> None:
         feature_matching_loss(real, fake[:2])
     with pytest.raises(ValueError):
         feature_matching_loss([[torch.zeros(2, 3)]], [[torch.zeros(2, 4)]])
+
+
+# --- phase loss -----------------------------------------------------------------------------------------
+
+
+def test_phase_loss_is_near_zero_for_identical_and_grows_with_phase_error() -> None:
+    loss_fn = PhaseLoss()
+    target = _speechlike(2, 8000)
+    assert loss_fn(target, target.clone()).item() == pytest.approx(0.0, abs=1e-3)
+    shifted = [loss_fn(torch.roll(target, k, dims=-1), target).item() for k in (1, 3, 10)]
+    assert 0 < shifted[0] < shifted[1] < shifted[2], shifted
+    # the sign flip keeps every magnitude but turns each phase by pi
+    assert loss_fn(-target, target).item() == pytest.approx(2.0, abs=1e-2)
+
+
+def test_phase_loss_ignores_loudness_and_silent_bins() -> None:
+    loss_fn = PhaseLoss()
+    target = _speechlike(1, 8000)
+    assert loss_fn(3.0 * target, target).item() == pytest.approx(0.0, abs=1e-3)
+    # silence in the target carries no weight: whatever the prediction does there costs nothing
+    silent = torch.zeros(1, 1, 8000)
+    assert loss_fn(torch.randn(1, 1, 8000), silent).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_phase_loss_gradients_are_finite_even_for_a_silent_prediction(device: str) -> None:
+    loss_fn = PhaseLoss()
+    target = _speechlike(2, 4000).to(device)
+    for pred in (target + 0.1 * torch.randn_like(target), torch.zeros_like(target)):
+        pred = pred.clone().requires_grad_()
+        loss_fn(pred, target).backward()
+        assert pred.grad is not None and torch.isfinite(pred.grad).all()
+
+
+def test_phase_loss_rejects_bad_config() -> None:
+    with pytest.raises(ValueError, match="fft_sizes"):
+        PhaseLoss(fft_sizes=())
+    with pytest.raises(ValueError, match="shapes differ"):
+        PhaseLoss()(torch.zeros(1, 1, 100), torch.zeros(1, 1, 99))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig
 from vqaudio.errors import UserError
 from vqaudio.models import Codes, build_model
+from vqaudio.models.decoder import ISTFTHead
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -15,7 +18,11 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def tiny_model_config() -> ModelConfig:
     small = dict(codebook_size=32, code_dim=4, channels=4, max_channels=8, bottleneck_blocks=1)
     return ModelConfig(
-        levels=[LevelConfig(strides=[2, 5], **small), LevelConfig(strides=[4, 5, 2], **small)],
+        # level 1 ends in an inverse-STFT head (hop 20) after one upsampling: both decoder kinds are tested
+        levels=[
+            LevelConfig(strides=[2, 5], **small),
+            LevelConfig(strides=[4, 5, 2], istft_strides=2, **small),
+        ],
         quantizer=QuantizerConfig(kmeans_iters=2),
         speaker_dim=4,
     )
@@ -241,3 +248,36 @@ def test_voice_perturbation_is_training_only() -> None:
     out = net(wav[:2], torch.tensor([0, 1]))
     decoded = net.decode(net.encode(wav[:2], level=0), level=0, speaker=torch.tensor([0, 1]))
     assert torch.allclose(out.recon[0], decoded, atol=1e-5)
+
+
+@pytest.mark.parametrize("istft_strides", [1, 2, 3])
+def test_istft_head_replaces_the_waveform_end_upsampling(istft_strides: int) -> None:
+    """Any number of strides may go to the inverse STFT; length is kept and the head is differentiable."""
+    torch.manual_seed(0)
+    cfg = tiny_model_config()
+    cfg.levels[1].istft_strides = istft_strides
+    m = build_model(cfg, ["alice"])
+    dec = m.levels[1].decoder
+    assert dec.out.hop == math.prod(cfg.levels[1].strides[:istft_strides])
+    assert len(dec.ups) == 3 - istft_strides
+    x = (0.1 * torch.randn(2, 1, 1234)).requires_grad_()
+    out = m(x, torch.tensor([0, 0]))
+    assert out.recon[1].shape == x.shape
+    out.recon[1].square().mean().backward()
+    assert dec.out.proj.weight.grad is not None and torch.isfinite(dec.out.proj.weight.grad).all()
+
+
+def test_istft_head_makes_the_inverse_of_its_spectrum() -> None:
+    """A head whose projection yields a signal's log-magnitude and phase returns that signal."""
+    head = ISTFTHead(channels=2 * 41, hop=20)
+    with torch.no_grad():
+        head.proj.weight.copy_(torch.eye(82)[:, :, None])
+        head.proj.bias.zero_()
+    t = torch.arange(20 * 50) / 16000
+    x = torch.sin(2 * torch.pi * 440 * t) * 0.5
+    spec = torch.stft(x, 80, 20, window=torch.hann_window(80), center=True, return_complex=True)
+    frames = torch.cat([spec.abs().clamp(min=1e-9).log(), spec.angle()])[None, :, :50]  # [1, 82, 51 -> 50]
+    y = head(frames)[0, 0]
+    assert y.shape == x.shape
+    # the head pads the last frame by repeating it, so the very end differs slightly
+    torch.testing.assert_close(y[:-40], x[:-40], atol=1e-4, rtol=0)

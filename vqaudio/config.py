@@ -49,6 +49,8 @@ class LevelConfig:
     The encoder downsamples by ``strides`` (hop = their product); channels start at ``channels``
     at the full sample rate and double after each stride, capped at ``max_channels``: narrow where
     the time resolution is high, wide where it is low (that is where the compute budget goes).
+    ``istft_strides = j`` ends the decoder in an inverse STFT with hop ``prod(strides[:j])`` instead of
+    upsampling through the first ``j`` strides (0: the decoder makes the waveform with convolutions).
     """
 
     strides: list[int] = field(default_factory=lambda: [4, 4, 5])
@@ -60,8 +62,14 @@ class LevelConfig:
     bottleneck_blocks: int = 6
     dilations: list[int] = field(default_factory=lambda: [1, 3, 9])
     kernel_size: int = 3
+    istft_strides: int = 0
 
     def __post_init__(self) -> None:
+        _check(
+            0 <= self.istft_strides <= len(self.strides),
+            f"istft_strides must be in [0, {len(self.strides)}] (the number of strides), "
+            f"got {self.istft_strides}",
+        )
         _check(len(self.strides) >= 1, "strides must hold at least one stride")
         _check(all(s >= 1 for s in self.strides), f"strides must be >= 1, got {self.strides}")
         _check(self.codebook_size >= 2, f"codebook_size must be >= 2, got {self.codebook_size}")
@@ -212,9 +220,18 @@ class LossConfig:
     mel_weight: float = 1.0
     stft_weight: float = 1.0
     fft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
+    phase_weight: float = 0.0
+    phase_fft_sizes: list[int] = field(default_factory=lambda: [256, 512])
 
     def __post_init__(self) -> None:
-        _check(min(self.l1_weight, self.mel_weight, self.stft_weight) >= 0, "loss weights must be >= 0")
+        _check(
+            min(self.l1_weight, self.mel_weight, self.stft_weight, self.phase_weight) >= 0,
+            "loss weights must be >= 0",
+        )
+        _check(
+            len(self.phase_fft_sizes) >= 1 and all(n >= 16 for n in self.phase_fft_sizes),
+            "loss.phase_fft_sizes: >= 16",
+        )
         _check(len(self.fft_sizes) >= 1 and all(n >= 16 for n in self.fft_sizes), "loss.fft_sizes: >= 16")
 
 

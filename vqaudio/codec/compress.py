@@ -84,11 +84,14 @@ def receptive_field(cfg: LevelConfig) -> tuple[int, int]:
     reach += stack(cfg.bottleneck_blocks) * cfg.hop
     frames = cfg.kernel_size // 2 + stack(cfg.bottleneck_blocks)
     up = 1
-    for s in reversed(cfg.strides):
+    for s in reversed(cfg.strides[cfg.istft_strides :]):
         frames += 2 / up  # a transposed conv of kernel 2s reaches one input frame of its scale each side
         up *= s
         frames += stack(cfg.blocks_per_scale) / up
-    frames += 3 / cfg.hop
+    if cfg.istft_strides:
+        frames += 3 / up  # the inverse STFT's window spans 4 head frames, plus the padded last frame
+    else:
+        frames += 3 / cfg.hop
     return (math.ceil(reach / cfg.hop) + 1) * cfg.hop, math.ceil(frames) + 1
 
 

@@ -127,7 +127,7 @@ class LevelModel(nn.Module):
             standardize=quantizer.standardize,
             stats_momentum=quantizer.stats_momentum,
         )
-        self.decoder = Decoder(**common, cond_dim=cond_dim)  # type: ignore[arg-type]
+        self.decoder = Decoder(**common, cond_dim=cond_dim, istft_strides=level.istft_strides)  # type: ignore[arg-type]
 
     def pad(self, wav: Tensor) -> Tensor:
         """Right-pad ``[B, 1, T]`` with zeros to a whole number of frames."""

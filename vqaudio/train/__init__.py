@@ -10,6 +10,7 @@ from vqaudio.train.discriminators import (
 )
 from vqaudio.train.losses import (
     MultiResolutionMelLoss,
+    PhaseLoss,
     discriminator_loss,
     feature_matching_loss,
     generator_adv_loss,
@@ -24,6 +25,7 @@ __all__ = [
     "MultiPeriodDiscriminator",
     "MultiResolutionMelLoss",
     "MultiScaleSTFTDiscriminator",
+    "PhaseLoss",
     "RunDir",
     "TrainResult",
     "TrainingError",

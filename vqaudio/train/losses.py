@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "MultiResolutionMelLoss",
+    "PhaseLoss",
     "default_n_mels",
     "discriminator_loss",
     "feature_matching_loss",
@@ -197,6 +198,50 @@ class MultiResolutionMelLoss(nn.Module):
                     lin_l1 = F.l1_loss(mag_p, mag_t) / res.window.float().square().sum().sqrt()
                     total = total + self.stft_weight * (log_l1 + lin_l1)
             return total / len(self.resolutions)
+
+
+class PhaseLoss(nn.Module):
+    """Magnitude-weighted phase loss at several STFT resolutions (after APNet, Ai & Ling 2023).
+
+    APNet's three anti-wrapping phase terms -- instantaneous phase, group delay (phase difference
+    between neighbouring bins) and instantaneous frequency (difference between neighbouring frames) --
+    written as cosine distances ``1 - cos(phi_pred - phi_target)`` of unit phasors, so no ``angle`` is
+    taken and nothing wraps. Each bin counts in proportion to the target's magnitude there: the phase of
+    silence is noise and is not learnt. Identical inputs give 0; each term lies in ``[0, 2]`` and the loss
+    is their sum, averaged over resolutions.
+    """
+
+    def __init__(self, fft_sizes: Sequence[int] = (256, 512), eps: float = 1e-8) -> None:
+        super().__init__()
+        if not fft_sizes or any(n < 4 for n in fft_sizes):
+            raise ValueError(f"fft_sizes must be a non-empty list of sizes >= 4, got {list(fft_sizes)}")
+        self.fft_sizes = [int(n) for n in fft_sizes]
+        self.eps = eps
+
+    def _spec(self, x: Tensor, n_fft: int) -> Tensor:
+        window = torch.hann_window(n_fft, device=x.device)
+        mode = "reflect" if x.shape[-1] > n_fft // 2 else "constant"
+        return torch.stft(
+            x, n_fft, n_fft // 4, window=window, center=True, pad_mode=mode, return_complex=True
+        )
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        """``pred``, ``target``: ``[B, 1, T]`` or ``[B, T]``, same shape -> float32 ``[]``."""
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            p, t = _check_pair(pred, target)
+            total = p.new_zeros(())
+            for n_fft in self.fft_sizes:
+                sp, st = self._spec(p, n_fft), self._spec(t, n_fft)
+                w = st.abs()
+                # e^{i (phi_p - phi_t)}; the floor only matters in bins with (almost) no energy
+                rel = sp * st.conj() / (sp.abs() * w).clamp(min=self.eps)
+                ip = ((1 - rel.real) * w).sum() / w.sum().clamp(min=1e-8)
+                wf = torch.minimum(w[:, 1:], w[:, :-1])
+                gd = ((1 - (rel[:, 1:] * rel[:, :-1].conj()).real) * wf).sum() / wf.sum().clamp(min=1e-8)
+                wt = torch.minimum(w[..., 1:], w[..., :-1])
+                iaf = ((1 - (rel[..., 1:] * rel[..., :-1].conj()).real) * wt).sum() / wt.sum().clamp(min=1e-8)
+                total = total + ip + gd + iaf
+            return total / len(self.fft_sizes)
 
 
 @functools.lru_cache(maxsize=8)

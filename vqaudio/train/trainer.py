@@ -40,6 +40,7 @@ from vqaudio.train.discriminators import CombinedDiscriminator
 from vqaudio.train.distributed import DistInfo, all_reduce_flag, cleanup_distributed, init_distributed
 from vqaudio.train.losses import (
     MultiResolutionMelLoss,
+    PhaseLoss,
     discriminator_loss,
     feature_matching_loss,
     generator_adv_loss,
@@ -225,6 +226,7 @@ class Trainer:
             mel_weight=cfg.loss.mel_weight,
             stft_weight=cfg.loss.stft_weight,
         ).to(self.device)
+        self.phase_loss = PhaseLoss(cfg.loss.phase_fft_sizes) if cfg.loss.phase_weight > 0 else None
         adv = cfg.adversarial
         self.disc: nn.Module | None = None
         self.disc_opt: torch.optim.Optimizer | None = None
@@ -304,6 +306,10 @@ class Trainer:
             l1 = (recon.float() - wav).abs().mean()
             spec = self.recon_loss(recon.float(), wav)
             level_loss = cfg.loss.l1_weight * l1 + spec + q.loss
+            if self.phase_loss is not None:
+                phase = self.phase_loss(recon.float(), wav)
+                level_loss = level_loss + cfg.loss.phase_weight * phase
+                scalars[f"loss/phase/{i}"] = phase.detach()
             if adv_on:
                 assert self.disc is not None
                 with self.autocast():
