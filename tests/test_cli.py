@@ -120,9 +120,11 @@ def test_config_prints_bitrates() -> None:
     result = runner.invoke(app, ["config", str(REPO / "recipes" / "vctk.yaml")])
     assert result.exit_code == 0, result.output
     assert "kind: vctk" in result.stdout
-    rows = [line.split() for line in result.stdout.splitlines() if line.count("│") >= 6]
-    bitrates = [row[-2] for row in rows if row[1].isdigit()]
-    assert bitrates == ["2000", "500", "250"], result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.count("│") >= 7]
+    rows = [[c.strip() for c in line.split("│")] for line in lines]
+    rows = [row for row in rows if row[1].isdigit()]
+    assert [row[6] for row in rows] == ["2000", "500", "250"], result.stdout
+    assert [row[7] for row in rows] == ["iSTFT/80"] * 3, result.stdout
     result = runner.invoke(
         app, ["config", str(REPO / "recipes" / "vctk.yaml"), "--set", "model.levels.0.codebook_size=256"]
     )

@@ -559,3 +559,21 @@ def test_training_with_a_speaker_adversary(tmp_path: Path, cfg_for: CfgFor, one_
     events.Reload()
     assert len(events.Scalars("adversary/0/accuracy")) == 2
     assert all(e.value > 0 for e in events.Scalars("adversary/0/loss"))
+
+
+def test_training_with_the_phase_loss_on_chosen_levels(tmp_path: Path, cfg_for: CfgFor, one_thread) -> None:
+    out = tmp_path / "run"
+    overrides = {
+        "loss.phase_weight": "1.0",
+        "loss.phase_levels": "[1]",
+        "model.levels.1.istft_strides": "2",
+        "train.log_every": 1,
+    }
+    train(cfg_for(2, **overrides), out)
+    phase = _scalars(out, "loss/phase/1")
+    assert len(phase) == 2 and all(0 < e.value <= 6 for e in phase)
+    assert _scalars(out, "loss/phase/0") == []  # level 0 is not in phase_levels
+    model = vqaudio.load_model(out)
+    assert model.config.levels[1].istft_strides == 2
+    with pytest.raises(ConfigError, match="phase_levels"):
+        cfg_for(2, **{"loss.phase_levels": "[5]"})

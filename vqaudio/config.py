@@ -222,6 +222,7 @@ class LossConfig:
     fft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048])
     phase_weight: float = 0.0
     phase_fft_sizes: list[int] = field(default_factory=lambda: [256, 512])
+    phase_levels: list[int] | None = None  # levels the phase loss trains; None = every level
 
     def __post_init__(self) -> None:
         _check(
@@ -231,6 +232,10 @@ class LossConfig:
         _check(
             len(self.phase_fft_sizes) >= 1 and all(n >= 16 for n in self.phase_fft_sizes),
             "loss.phase_fft_sizes: >= 16",
+        )
+        _check(
+            self.phase_levels is None or all(i >= 0 for i in self.phase_levels),
+            "loss.phase_levels: level indices >= 0",
         )
         _check(len(self.fft_sizes) >= 1 and all(n >= 16 for n in self.fft_sizes), "loss.fft_sizes: >= 16")
 
@@ -302,6 +307,14 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        n = self.model.num_levels
+        levels = self.loss.phase_levels
+        _check(
+            levels is None or all(i < n for i in levels),
+            f"loss.phase_levels: the model has levels 0-{n - 1}, got {levels}",
+        )
 
 
 # --------------------------------------------------------------------------- dict <-> dataclass

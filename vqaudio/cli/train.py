@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,10 +22,12 @@ from vqaudio.cli.common import (
 
 def _bitrate_table(cfg: Any) -> Table:
     table = Table(title="levels", title_justify="left")
-    for col in ("level", "hop", "frame rate (Hz)", "codebook K", "bits/code", "bitrate (bit/s)"):
+    cols = ("level", "hop", "frame rate (Hz)", "codebook K", "bits/code", "bitrate (bit/s)", "decoder head")
+    for col in cols:
         table.add_column(col, justify="right")
     m = cfg.model
     for i, lv in enumerate(m.levels):
+        head_hop = math.prod(lv.strides[: lv.istft_strides])
         table.add_row(
             str(i),
             str(lv.hop),
@@ -32,6 +35,7 @@ def _bitrate_table(cfg: Any) -> Table:
             str(lv.codebook_size),
             f"{lv.bits_per_code:.2f}",
             f"{m.bitrate(i):.0f}",
+            f"iSTFT/{head_hop}" if lv.istft_strides else "waveform",
         )
     return table
 

@@ -306,7 +306,8 @@ class Trainer:
             l1 = (recon.float() - wav).abs().mean()
             spec = self.recon_loss(recon.float(), wav)
             level_loss = cfg.loss.l1_weight * l1 + spec + q.loss
-            if self.phase_loss is not None:
+            phase_levels = cfg.loss.phase_levels
+            if self.phase_loss is not None and (phase_levels is None or i in phase_levels):
                 phase = self.phase_loss(recon.float(), wav)
                 level_loss = level_loss + cfg.loss.phase_weight * phase
                 scalars[f"loss/phase/{i}"] = phase.detach()
