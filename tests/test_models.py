@@ -281,3 +281,14 @@ def test_istft_head_makes_the_inverse_of_its_spectrum() -> None:
     assert y.shape == x.shape
     # the head pads the last frame by repeating it, so the very end differs slightly
     torch.testing.assert_close(y[:-40], x[:-40], atol=1e-4, rtol=0)
+
+
+def test_istft_head_runs_in_float32_under_autocast() -> None:
+    torch.manual_seed(0)
+    head = ISTFTHead(channels=8, hop=20)
+    x = torch.randn(2, 8, 30)
+    plain = head(x)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        mixed = head(x)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain)

@@ -23,7 +23,7 @@ class ISTFTHead(nn.Module):
     A 1x1 convolution predicts, per frame, a log magnitude and a phase for each of the ``n_fft // 2 + 1``
     bins (``n_fft = 4 * hop``, Hann window); ``torch.istft`` overlap-adds them. The network then only
     runs at the frame rate, and harmonics are placed as spectral peaks rather than built sample by
-    sample. The inverse transform runs in float32 with autocast off.
+    sample. The projection and the inverse transform run in float32 with autocast off.
     """
 
     window: Tensor
@@ -40,8 +40,9 @@ class ISTFTHead(nn.Module):
         n = x.shape[-1]
         # torch.istft (centred) turns n + 1 frames into exactly n * hop samples
         x = F.pad(x, (0, 1), mode="replicate")
-        log_mag, phase = self.proj(x).float().chunk(2, dim=1)
+        # float32 from the projection on: a phase of tens of radians in bfloat16 is off by a quarter radian
         with torch.autocast(device_type=x.device.type, enabled=False):
+            log_mag, phase = self.proj(x.float()).chunk(2, dim=1)
             mag = torch.exp(log_mag.clamp(max=_MAX_LOG_MAGNITUDE))
             spec = torch.polar(mag, phase)
             wav = torch.istft(

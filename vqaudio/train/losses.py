@@ -205,10 +205,10 @@ class PhaseLoss(nn.Module):
 
     APNet's three anti-wrapping phase terms -- instantaneous phase, group delay (phase difference
     between neighbouring bins) and instantaneous frequency (difference between neighbouring frames) --
-    written as cosine distances ``1 - cos(phi_pred - phi_target)`` of unit phasors, so no ``angle`` is
-    taken and nothing wraps. Each bin counts in proportion to the target's magnitude there: the phase of
-    silence is noise and is not learnt. Identical inputs give 0; each term lies in ``[0, 2]`` and the loss
-    is their sum, averaged over resolutions.
+    written as cosine distances ``1 - cos(phi_pred - phi_target)`` computed from the complex STFTs, so
+    no ``angle`` is taken and nothing wraps. Each bin counts in proportion to the target's magnitude
+    there: the phase of silence is noise and is not learnt. Identical inputs give 0; each term lies in
+    ``[0, 2]`` and the loss is their sum, averaged over resolutions.
     """
 
     def __init__(self, fft_sizes: Sequence[int] = (256, 512), eps: float = 1e-8) -> None:
