@@ -90,6 +90,11 @@ def test_training_and_reconstruction(exp: Path) -> None:
     text = experiment_report(exp, title="demo")
     assert text.startswith("# demo\n")
     assert "2848 training steps (time_budget)" in text and "mel distance 0.601" in text
+    # a run that recorded its speed (and, on a GPU, its peak memory) has them in the report
+    fin = exp / "train" / "finished.json"
+    write(fin, {**json.loads(fin.read_text()), "steps_per_second": 3.94, "peak_memory_gib": 1.5})
+    text = experiment_report(exp, title="demo")
+    assert "2848 training steps (time_budget, 3.94 steps/s, peak GPU memory 1.50 GiB)" in text
     assert "`data/demo/manifest.tsv`" in text and "Reconstruction of 12 held-out test utterances" in text
     assert table_rows(text, "| codec | bitrate") == [
         ["vqaudio level 0", "1800", "0.615", "-3.46", "1.14", "0.749"],

@@ -515,6 +515,7 @@ def test_time_budget_stops_cleanly_and_marks_the_run_finished(
     assert not result.interrupted and result.step < 10_000
     done = json.loads((out / "finished.json").read_text())
     assert done["reason"] == "time_budget" and done["step"] == result.step
+    assert done["steps_per_second"] > 0 and done["peak_memory_gib"] is None  # no GPU memory on a CPU run
     assert (out / "latest.txt").is_file()
     # resuming (e.g. with a larger budget) clears the mark until the run ends again
     result = train(cfg_for(result.step + 1), out, resume=True)

@@ -60,8 +60,13 @@ def _training(exp: Path) -> list[str]:
     trained_on = f", trained on `{data}`" if data else ""
     if fin is None:
         return [f"Model: `{run}`{trained_on}; training has not finished (no finished.json).", ""]
+    speed = []
+    if fin.get("steps_per_second") is not None:
+        speed.append(f"{fin['steps_per_second']:.2f} steps/s")
+    if fin.get("peak_memory_gib") is not None:
+        speed.append(f"peak GPU memory {fin['peak_memory_gib']:.2f} GiB")
     return [
-        f"Model: `{run}`{trained_on}: {fin['step']} training steps ({fin['reason']}), "
+        f"Model: `{run}`{trained_on}: {fin['step']} training steps ({', '.join([fin['reason'], *speed])}), "
         f"best validation mel distance {_fmt(fin.get('best_valid_mel'), '.3f')}.",
         "",
     ]

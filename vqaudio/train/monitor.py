@@ -92,9 +92,11 @@ class Monitor:
                 usage = " ".join(
                     f"use{k.split('/')[1]}={v:.2f}" for k, v in scalars.items() if k.endswith("/usage")
                 )
+                mem = scalars.get("system/peak_memory_gib")
                 self.print(
                     f"step {step}/{self.total}  loss {loss:.4f}  {usage}  {rate:.2f} steps/s  "
-                    f"ETA {eta / 60:.1f} min"
+                    + (f"peak {mem:.2f} GiB  " if mem is not None else "")
+                    + f"ETA {eta / 60:.1f} min"
                 )
 
     def scalars(self, values: dict[str, float], step: int) -> None:

@@ -98,12 +98,16 @@ class RunDir:
     def finished_path(self) -> Path:
         return self.root / "finished.json"
 
-    def mark_finished(self, step: int, reason: str, best: float | None) -> None:
-        """Record that the run ended on its own (``max_steps`` or ``time_budget``), not by a signal."""
+    def mark_finished(
+        self, step: int, reason: str, best: float | None, stats: dict[str, float | None] | None = None
+    ) -> None:
+        """Record that the run ended on its own (``max_steps`` or ``time_budget``), not by a signal;
+        ``stats`` (e.g. steps per second, peak GPU memory) are stored next to the step and reason."""
         import json
 
+        record = {"step": step, "reason": reason, "best_valid_mel": best, **(stats or {})}
         with atomic_write(self.finished_path) as tmp:
-            tmp.write_text(json.dumps({"step": step, "reason": reason, "best_valid_mel": best}) + "\n")
+            tmp.write_text(json.dumps(record) + "\n")
 
     def steps(self) -> list[int]:
         if not self.ckpt_dir.is_dir():

@@ -438,6 +438,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
+    def _peak_memory_gib(self) -> float:
+        return torch.cuda.max_memory_allocated(self.device) / 2**30
+
+    def _run_stats(self) -> dict[str, float | None]:
+        """Speed of this session of the run (since start or resume) and peak GPU memory, for finished.json."""
+        return {
+            "steps_per_second": round(self.log.steps_per_second(self.step), 3),
+            "peak_memory_gib": round(self._peak_memory_gib(), 3) if self.device.type == "cuda" else None,
+        }
+
     def fit(self, stop_after: int | None = None) -> TrainResult:
         cfg = self.cfg.train
         interrupted = False
@@ -453,6 +463,8 @@ class Trainer:
                 loss, scalars = self._train_step(wav, spk)
                 self.step += 1
                 log = self.step % cfg.log_every == 0 or self.step == cfg.max_steps
+                if log and self.device.type == "cuda":
+                    scalars["system/peak_memory_gib"] = self._peak_memory_gib()
                 self.log.step(self.step, loss, scalars, log)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
                     self.evaluate_and_maybe_save_best()
@@ -471,10 +483,10 @@ class Trainer:
                     if interrupted:
                         self.log.print(f"stopped at step {self.step}; resume with --resume")
                     elif out_of_time and self.info.is_main:
-                        self.run.mark_finished(self.step, "time_budget", self.best)
+                        self.run.mark_finished(self.step, "time_budget", self.best, self._run_stats())
                     break
         if self.step >= cfg.max_steps and self.info.is_main:
-            self.run.mark_finished(self.step, "max_steps", self.best)
+            self.run.mark_finished(self.step, "max_steps", self.best, self._run_stats())
         # every rank leaves together, after rank 0 has written the checkpoint: a rank tearing its
         # process group down while rank 0 was still saving aborted now and then (SIGABRT under gloo)
         all_reduce_flag(True, self.device)
