@@ -78,14 +78,14 @@ def _check_pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return _as_batch(pred, "pred"), _as_batch(target, "target")
 
 
-def _stft_magnitude(x: Tensor, n_fft: int, hop_length: int, window: Tensor) -> Tensor:
-    """Centred STFT magnitude of ``x`` ``[B, T]`` -> ``[B, n_fft // 2 + 1, frames]`` (float32).
+def _stft(x: Tensor, n_fft: int, hop_length: int, window: Tensor) -> Tensor:
+    """Centred complex STFT of ``x`` ``[B, T]`` -> ``[B, n_fft // 2 + 1, frames]`` (complex64).
 
     Frames are centred with reflect padding when the signal is long enough (``T > n_fft // 2``) and with
     zeros otherwise, so any ``T >= 1`` gives at least one frame.
     """
     mode = "reflect" if x.shape[-1] > n_fft // 2 else "constant"
-    spec = torch.stft(
+    return torch.stft(
         x.float(),
         n_fft,
         hop_length=hop_length,
@@ -95,7 +95,11 @@ def _stft_magnitude(x: Tensor, n_fft: int, hop_length: int, window: Tensor) -> T
         pad_mode=mode,
         return_complex=True,
     )
-    return spec.abs()
+
+
+def _stft_magnitude(x: Tensor, n_fft: int, hop_length: int, window: Tensor) -> Tensor:
+    """Magnitude of :func:`_stft`: ``[B, n_fft // 2 + 1, frames]`` (float32)."""
+    return _stft(x, n_fft, hop_length, window).abs()
 
 
 def _log_mel(mag: Tensor, filters: Tensor) -> Tensor:
@@ -217,13 +221,8 @@ class PhaseLoss(nn.Module):
             raise ValueError(f"fft_sizes must be a non-empty list of sizes >= 4, got {list(fft_sizes)}")
         self.fft_sizes = [int(n) for n in fft_sizes]
         self.eps = eps
-
-    def _spec(self, x: Tensor, n_fft: int) -> Tensor:
-        window = torch.hann_window(n_fft, device=x.device)
-        mode = "reflect" if x.shape[-1] > n_fft // 2 else "constant"
-        return torch.stft(
-            x, n_fft, n_fft // 4, window=window, center=True, pad_mode=mode, return_complex=True
-        )
+        for n in self.fft_sizes:  # non-persistent buffers: they move with ``.to``, as the mel loss's do
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """``pred``, ``target``: ``[B, 1, T]`` or ``[B, T]``, same shape -> float32 ``[]``."""
@@ -231,7 +230,8 @@ class PhaseLoss(nn.Module):
             p, t = _check_pair(pred, target)
             total = p.new_zeros(())
             for n_fft in self.fft_sizes:
-                sp, st = self._spec(p, n_fft), self._spec(t, n_fft)
+                window = getattr(self, f"window_{n_fft}")
+                sp, st = _stft(p, n_fft, n_fft // 4, window), _stft(t, n_fft, n_fft // 4, window)
                 w = st.abs()
                 # e^{i (phi_p - phi_t)}; the floor only matters in bins with (almost) no energy
                 rel = sp * st.conj() / (sp.abs() * w).clamp(min=self.eps)

@@ -226,7 +226,14 @@ class Trainer:
             mel_weight=cfg.loss.mel_weight,
             stft_weight=cfg.loss.stft_weight,
         ).to(self.device)
-        self.phase_loss = PhaseLoss(cfg.loss.phase_fft_sizes) if cfg.loss.phase_weight > 0 else None
+        self.phase_loss = (
+            PhaseLoss(cfg.loss.phase_fft_sizes).to(self.device) if cfg.loss.phase_weight > 0 else None
+        )
+        phase_levels = cfg.loss.phase_levels
+        self.phase_on = [
+            self.phase_loss is not None and (phase_levels is None or i in phase_levels)
+            for i in range(cfg.model.num_levels)
+        ]
         adv = cfg.adversarial
         self.disc: nn.Module | None = None
         self.disc_opt: torch.optim.Optimizer | None = None
@@ -306,8 +313,7 @@ class Trainer:
             l1 = (recon.float() - wav).abs().mean()
             spec = self.recon_loss(recon.float(), wav)
             level_loss = cfg.loss.l1_weight * l1 + spec + q.loss
-            phase_levels = cfg.loss.phase_levels
-            if self.phase_loss is not None and (phase_levels is None or i in phase_levels):
+            if self.phase_loss is not None and self.phase_on[i]:
                 phase = self.phase_loss(recon.float(), wav)
                 level_loss = level_loss + cfg.loss.phase_weight * phase
                 scalars[f"loss/phase/{i}"] = phase.detach()
