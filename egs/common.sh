@@ -1,6 +1,43 @@
 # Shell helpers shared by the egs/*/run.sh recipes (sourced; expects $data, $exp, $force and a `vq` and
 # `say` function from the recipe; $device is optional).
 
+_stage_log=""
+stage_begin() {  # $1 = stage number, $2 = name: starts the stage's clock
+  _stage_num=$1 _stage_name=$2 _stage_t0=$SECONDS
+}
+
+stage_end() {  # prints the stage's wall time and keeps it for stage_times
+  local d=$((SECONDS - _stage_t0))
+  local t
+  t=$(printf '%dm%02ds' $((d / 60)) $((d % 60)))
+  say "stage $_stage_num ($_stage_name) took $t"
+  _stage_log="$_stage_log  stage $_stage_num ($_stage_name): $t\n"
+}
+
+stage_times() {  # the wall time of every stage that ran, and their sum
+  [ -n "$_stage_log" ] || return 0
+  local d=$SECONDS
+  say "wall time per stage:"
+  printf "$_stage_log" >&2
+  say "  total: $(printf '%dm%02ds' $((d / 60)) $((d % 60)))"
+}
+
+training_summary() {  # $1 = run directory: how training ended, and a warning when the budget cut it short
+  [ -f "$1/finished.json" ] || return 0
+  python3 - "$1/finished.json" <<'PY' >&2 || true
+import json, sys
+f = json.load(open(sys.argv[1]))
+rate = f.get("steps_per_second")
+speed = f" at {rate:.2f} steps/s" if rate else ""
+threads = f" on {f['threads']} threads" if f.get("threads") else ""
+print(f"[egs] training: {f['step']} steps{speed}{threads} ({f['reason']})")
+if f["reason"] == "time_budget" and f.get("max_steps") and f["step"] < f["max_steps"]:
+    print(f"[egs] NOTE: the {f.get('max_minutes', 0):g}-min budget ended training at step {f['step']} of "
+          f"the recipe's {f['max_steps']}, at {rate or 0:.2f} steps/s: compare scores with runs of as many "
+          "steps (the README states its steps and steps/s); a longer budget trains further")
+PY
+}
+
 up_to_date() {  # $1 exists and is newer than the finished training run and the manifest
   [ "$force" = 0 ] && [ -f "$1" ] && [ -f "$exp/train/finished.json" ] \
     && [ "$1" -nt "$exp/train/finished.json" ] && [ "$1" -nt "$data/manifest.tsv" ]

@@ -124,7 +124,11 @@ def test_config_prints_bitrates() -> None:
     rows = [[c.strip() for c in line.split("│")] for line in lines]
     rows = [row for row in rows if row[1].isdigit()]
     assert [row[6] for row in rows] == ["2000", "500", "250"], result.stdout
-    assert [row[7] for row in rows] == ["iSTFT/80"] * 3, result.stdout
+    assert [row[7] for row in rows] == ["waveform"] * 3, result.stdout  # every encoder reads the audio
+    assert [row[8] for row in rows] == ["iSTFT/80"] * 3, result.stdout
+    mini = runner.invoke(app, ["config", str(REPO / "recipes" / "mini.yaml")])
+    rows = [[c.strip() for c in line.split("│")] for line in mini.stdout.splitlines() if line.count("│") >= 8]
+    assert [row[7] for row in rows if row[1].isdigit()] == ["waveform", "L0 front", "L0 front"]
     result = runner.invoke(
         app, ["config", str(REPO / "recipes" / "vctk.yaml"), "--set", "model.levels.0.codebook_size=256"]
     )
@@ -184,7 +188,7 @@ def test_train_resume_and_refusals(
     result = runner.invoke(app, ["train", str(tiny_recipe), "--out", "run", *tiny_args(2)])
     assert result.exit_code == 0, result.output
     assert "finished at step 2" in result.stderr
-    assert "bitrate" in result.stderr  # the resolved config and the bitrate table come first
+    assert "bit/s" in result.stderr  # the resolved config and the bitrate table come first
     assert vqaudio.load_model(tmp_path / "run").speakers == ["spk0", "spk1", "spk2"]
 
     result = runner.invoke(app, ["train", str(tiny_recipe), "--out", "run", *tiny_args(3)])

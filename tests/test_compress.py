@@ -20,7 +20,7 @@ from vqaudio.checkpoint import save_checkpoint
 from vqaudio.cli import app
 from vqaudio.codec.bitstream import StreamError, decode_stream, read_header
 from vqaudio.codec.compress import compress, decompress, encode_file, receptive_field
-from vqaudio.config import RunConfig
+from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig, RunConfig
 from vqaudio.data.synthetic import toy_utterance
 
 SR = 16000
@@ -323,3 +323,42 @@ def test_export_keeps_the_sha_and_adds_code_tables(tmp_path: Path, ckpt: Path, m
     assert again.checkpoint.weights_sha256 == model.checkpoint.weights_sha256
     assert sorted(again.checkpoint.code_tables) == [0, 1]
     assert _cli("export", ckpt, "-o", out).exit_code == 2  # exists, no --force
+
+
+def test_receptive_field_follows_the_encoder_blocks() -> None:
+    """Without per-scale encoder blocks the context shrinks, and it is still enough."""
+    torch.manual_seed(0)
+    small = dict(strides=[2, 5], codebook_size=32, code_dim=4, channels=4, max_channels=8, blocks_per_scale=3)
+    cfg = ModelConfig(levels=[LevelConfig(**small)], quantizer=QuantizerConfig(kmeans_iters=2), speaker_dim=4)
+    with_blocks = receptive_field(cfg.levels[0])
+    cfg.levels[0].encoder_blocks_per_scale = 0
+    ctx, frames = receptive_field(cfg.levels[0])
+    assert ctx < with_blocks[0] and frames == with_blocks[1]  # the decoder's context is unchanged
+    m = vqaudio.build_model(cfg, ["ann"]).eval()
+    x = torch.from_numpy(_speech(1.0))
+    codes = m.encode(x, level=0)
+    far = x.clone()
+    far[8000 + ctx :] = torch.randn(far.numel() - 8000 - ctx)
+    assert torch.equal(codes[0, :800], m.encode(far, level=0)[0, :800])
+
+
+def test_shared_front_streams_in_chunks_with_whole_file_codes(tmp_path: Path) -> None:
+    """A shared-front model pads every encoder input to the lcm of the hops; chunked encoding with the
+    receptive-field context still gives exactly the whole-file codes at every level, and decodes."""
+    from test_models import shared_front_config
+
+    from vqaudio.codec.compress import encoder_context
+
+    torch.manual_seed(0)
+    model = vqaudio.build_model(shared_front_config(), ["ann"]).eval()
+    for level in range(3):
+        assert encoder_context(model, level) % model.input_multiple(level) == 0
+    x = _speech(2.3, seed=4)
+    data = compress(model, x, SR, levels=[0, 1, 2], chunk_seconds=0.3)
+    header, streamed = decode_stream(data)
+    assert header.num_chunks > 3
+    for lv in range(3):
+        whole = model.encode(torch.from_numpy(x), level=lv)[0].numpy()
+        assert np.array_equal(streamed[lv], whole), lv
+        y, _ = decompress(model, data, level=lv)
+        assert y.shape == x.shape and np.isfinite(y).all()

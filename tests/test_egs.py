@@ -16,6 +16,7 @@ import soundfile as sf
 from vqaudio.data.synthetic import toy_utterance
 
 REPO = Path(__file__).resolve().parents[1]
+STAGES = ["setup", "corpus", "train", "evaluate", "convert", "analyse", "report"]
 
 
 @pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
@@ -44,11 +45,17 @@ def test_mini_recipe_stages_run_and_skip_when_done(tmp_path: Path, subprocess_en
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (data / "manifest.tsv").is_file()
     finished = json.loads((exp / "train" / "finished.json").read_text())
-    assert finished["reason"] in ("time_budget", "max_steps")
+    assert finished["reason"] == "time_budget" and finished["step"] < finished["max_steps"] == 6000
+    # every stage says how long it took; a budget that ends training early is said, in the log and report
+    assert all(f"stage {n} ({name}) took " in proc.stderr for n, name in enumerate(STAGES) if n >= 1)
+    assert "wall time per stage:" in proc.stderr and "  total: " in proc.stderr
+    assert f"budget ended training at step {finished['step']} of the recipe's 6000" in proc.stderr
+    assert f"training: {finished['step']} steps at " in proc.stderr
     scores = json.loads((exp / "eval.json").read_text())
     assert scores["utterances"] > 0 and [s["level"] for s in scores["levels"]][:3] == [0, 1, 2]
     assert (exp / "analysis" / "metrics.json").is_file()
     report = (exp / "report.md").read_text()
+    assert f"ended training at step {finished['step']} of the recipe's 6000" in report
     assert "Codes vs phones" in report
     assert "| codec | bitrate" in report and report.count("\n| ") >= 5
     if shutil.which("c2enc") and shutil.which("opusenc"):  # the classical baselines run on the same files

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig
-from vqaudio.errors import UserError
+from vqaudio.errors import ConfigError, UserError
 from vqaudio.models import Codes, build_model
 from vqaudio.models.decoder import ISTFTHead
 
@@ -292,3 +292,87 @@ def test_istft_head_runs_in_float32_under_autocast() -> None:
         mixed = head(x)
     assert mixed.dtype == torch.float32
     torch.testing.assert_close(mixed, plain)
+
+
+def test_encoder_blocks_per_scale_only_changes_the_encoder() -> None:
+    """``encoder_blocks_per_scale: 0`` leaves the encoder strided convolutions up to its bottleneck; the
+    decoder keeps ``blocks_per_scale``, lengths are kept, and old configs (None) build as before."""
+    cfg = tiny_model_config()
+    cfg.levels[1].blocks_per_scale = 2
+    before = build_model(cfg, ["alice"])
+    assert cfg.levels[1].encoder_blocks == 2
+    cfg.levels[1].encoder_blocks_per_scale = 0
+    after = build_model(cfg, ["alice"])
+
+    def keys(module: torch.nn.Module, part: str) -> set[str]:
+        return {k for k in module.state_dict() if k.startswith(f"levels.1.{part}.")}
+
+    assert keys(after, "decoder") == keys(before, "decoder")
+    assert keys(after, "encoder") < keys(before, "encoder")
+    assert not any(".blocks." in k for k in keys(after, "encoder") if ".down." in k)
+    assert {k for k in after.state_dict() if k.startswith("levels.0.")} == {
+        k for k in before.state_dict() if k.startswith("levels.0.")
+    }
+    x = 0.1 * torch.randn(2, 1, 777)
+    out = after(x, torch.tensor([0, 0]))
+    assert all(r.shape == x.shape for r in out.recon)
+    with pytest.raises(ConfigError, match="block counts"):
+        LevelConfig(encoder_blocks_per_scale=-1)
+
+
+def shared_front_config() -> ModelConfig:
+    """Three levels reading level 0's encoder features (hops 10 / 20 / 40); level 2 ends in an iSTFT head."""
+    small = dict(codebook_size=32, code_dim=4, channels=4, max_channels=8, bottleneck_blocks=1)
+    return ModelConfig(
+        levels=[
+            LevelConfig(strides=[2, 5], **small),
+            LevelConfig(strides=[2, 5, 2], **small),
+            LevelConfig(strides=[2, 5, 4], istft_strides=2, **small),
+        ],
+        quantizer=QuantizerConfig(kmeans_iters=2),
+        speaker_dim=4,
+        shared_front=True,
+    )
+
+
+def test_shared_front_levels_read_level_0_features() -> None:
+    torch.manual_seed(0)
+    m = build_model(shared_front_config(), ["alice", "bob"])
+    assert m.input_multiple(0) == m.input_multiple(2) == 40  # lcm of the hops: one padding for all
+    assert m.levels[1].encoder.inp.weight.shape == (8, 8, 1)  # 1x1 from level 0's 8 feature channels
+    assert len(m.levels[1].encoder.down) == 2 and len(m.levels[0].encoder.down) == 4  # its own stride only
+    for length in (1, 7, 40, 333, 1601):
+        x = 0.1 * torch.randn(2, 1, length)
+        m.train()
+        out = m(x, torch.tensor([0, 1]))
+        assert all(r.shape == x.shape for r in out.recon)
+        m.eval()
+        with torch.no_grad():
+            ref = m(x, torch.tensor([0, 1]))
+        for level in range(3):
+            codes = m.encode(x, level=level)
+            assert codes.shape == (2, math.ceil(length / m.hops[level]))
+            assert torch.equal(codes.as_subclass(torch.Tensor), ref.quantizer[level].codes)
+            y = m.decode(codes, level=level, speaker=torch.tensor([0, 1]))
+            assert torch.allclose(y, ref.recon[level], atol=1e-5)
+
+
+def test_shared_front_gradients_reach_the_front_from_every_level() -> None:
+    torch.manual_seed(0)
+    m = build_model(shared_front_config(), ["alice"])
+    front = m.levels[0].encoder.inp.weight
+    grads = []
+    for level in range(3):
+        m.zero_grad()
+        out = m(0.1 * torch.randn(2, 1, 400), torch.tensor([0, 0]))
+        out.recon[level].square().mean().backward()
+        assert front.grad is not None and front.grad.abs().sum() > 0
+        grads.append(front.grad.clone())
+    assert not torch.allclose(grads[1], grads[2])
+
+
+def test_shared_front_needs_strides_that_begin_with_level_0s() -> None:
+    cfg = shared_front_config()
+    with pytest.raises(ConfigError, match="strides of level 1 .* must begin with level 0's"):
+        ModelConfig(levels=[cfg.levels[0], LevelConfig(strides=[5, 2, 2])], shared_front=True)
+    ModelConfig(levels=[cfg.levels[0], LevelConfig(strides=[5, 2, 2])])  # fine without sharing

@@ -96,6 +96,16 @@ def test_training_and_reconstruction(exp: Path) -> None:
     text = experiment_report(exp, title="demo")
     assert "2848 training steps (time_budget, 3.94 steps/s, peak GPU memory 1.50 GiB)" in text
     assert "`data/demo/manifest.tsv`" in text and "Reconstruction of 12 held-out test utterances" in text
+    assert "time budget" not in text.lower().replace("(time_budget", "")  # no limits recorded: no warning
+    # a run whose budget ended it before the recipe's steps says so, with its speed and threads
+    limits = {"max_steps": 6000, "max_minutes": 15, "train_minutes": 15.02, "threads": 2}
+    write(fin, {**json.loads(fin.read_text()), **limits})
+    text = experiment_report(exp, title="demo")
+    assert "2848 training steps (time_budget, 3.94 steps/s on 2 threads, 15.0 min, peak GPU" in text
+    budget = "**The time budget (15 min) ended training at step 2848 of the recipe's 6000** (3.94 steps/s"
+    assert budget in text
+    write(fin, {**json.loads(fin.read_text()), "max_steps": 2848, "reason": "max_steps"})
+    assert "ended training" not in experiment_report(exp, title="demo")
     assert table_rows(text, "| codec | bitrate") == [
         ["vqaudio level 0", "1800", "0.615", "-3.46", "1.14", "0.749"],
         ["vqaudio level 1", "450", "0.606", "-5.00", "n/a", "n/a"],

@@ -323,6 +323,17 @@ def test_lr_schedule() -> None:
     assert {lr_at(s, const) for s in (0, 1, 500, 10**6)} == {0.5}
     no_warmup = load_config(None, ["train.lr=0.5", "train.warmup_steps=0", "train.max_steps=10"])
     assert lr_at(0, no_warmup) == pytest.approx(0.5)
+    # warm-up, stable, decay: constant until the last 25% of the steps, then the cosine down to the floor
+    wsd = load_config(
+        None,
+        ["train.lr=1.0", "train.warmup_steps=0", "train.max_steps=200", "train.min_lr_ratio=0.1"]
+        + ["train.schedule=wsd", "train.decay_fraction=0.25"],
+    )
+    assert {lr_at(s, wsd) for s in (0, 80, 150)} == {1.0}
+    assert lr_at(175, wsd) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_at(200, wsd) == pytest.approx(0.1) and lr_at(180, wsd) < lr_at(160, wsd) < 1.0
+    with pytest.raises(ConfigError, match="decay_fraction"):
+        load_config(None, ["train.decay_fraction=0"])
 
 
 # --------------------------------------------------------------------------------------- VCTK trees
@@ -578,3 +589,60 @@ def test_training_with_the_phase_loss_on_chosen_levels(tmp_path: Path, cfg_for: 
     assert model.config.levels[1].istft_strides == 2
     with pytest.raises(ConfigError, match="phase_levels"):
         cfg_for(2, **{"loss.phase_levels": "[5]"})
+
+
+def test_budget_schedule_anneals_by_the_time_budget() -> None:
+    from vqaudio.train.trainer import schedule_progress
+
+    sets = ["train.lr=1.0", "train.warmup_steps=0", "train.max_steps=1000", "train.min_lr_ratio=0.1"]
+    steps_only = load_config(None, [*sets, "train.max_minutes=10"])
+    budget = load_config(None, [*sets, "train.max_minutes=10", "train.schedule_by=budget"])
+    no_budget = load_config(None, [*sets, "train.schedule_by=budget"])  # no max_minutes: by steps
+    # a slow machine: 100 of 1000 steps when 5 of 10 minutes have gone
+    assert schedule_progress(100, steps_only, 5.0) == pytest.approx(0.1)
+    assert schedule_progress(100, budget, 5.0) == pytest.approx(0.5)
+    assert schedule_progress(100, no_budget, 5.0) == pytest.approx(0.1)
+    assert lr_at(100, budget, 10.0) == pytest.approx(0.1)  # annealed when the budget ends
+    assert lr_at(100, budget, 12.0) == pytest.approx(0.1)
+    # a fast machine: the steps end first, as without a budget
+    assert schedule_progress(900, budget, 1.0) == pytest.approx(0.9)
+    with pytest.raises(ConfigError, match="train.schedule_by"):
+        load_config(None, ["train.schedule_by=epochs"])
+
+
+def test_training_time_accumulates_across_resumes(tmp_path: Path, cfg_for: CfgFor, one_thread) -> None:
+    import json
+
+    out = tmp_path / "run"
+    cfg = cfg_for(4, **{"train.schedule_by": "budget", "train.max_minutes": 60, "train.warmup_steps": 0})
+    train(cfg, out, stop_after=2)
+    first = torch.load(out / "checkpoints" / "step_00000002.state.pt", weights_only=True)["train_seconds"]
+    assert first > 0
+    train(cfg, out, resume=True)
+    second = torch.load(out / "checkpoints" / "step_00000004.state.pt", weights_only=True)["train_seconds"]
+    assert second > first
+    done = json.loads((out / "finished.json").read_text())
+    assert done["max_steps"] == 4 and done["max_minutes"] == 60 and done["threads"] == 1
+    assert done["train_minutes"] == pytest.approx(second / 60, abs=0.01)
+    lrs = [e.value for e in _scalars(out, "train/lr")]
+    assert len(lrs) == 4 and all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_compile_switch_compiles_each_level_in_place(tmp_path: Path, cfg_for: CfgFor) -> None:
+    """``train.compile`` wraps every level's encoder and decoder (nn.Module.compile) without changing the
+    state-dict keys; the compilation itself runs on the first step (measured by bench/train_speed.py)."""
+    from vqaudio.train.trainer import Trainer
+
+    plain = Trainer(cfg_for(2), tmp_path / "plain", False, None)
+    compiled = Trainer(cfg_for(2, **{"train.compile": True}), tmp_path / "compiled", False, None)
+    try:
+        for level in compiled.model.levels:
+            assert level.encoder.down._compiled_call_impl is not None
+            assert level.encoder.bottleneck._compiled_call_impl is not None
+            assert level.decoder._compiled_call_impl is not None
+            assert level.quantizer._compiled_call_impl is None  # data-dependent bookkeeping stays eager
+        assert all(lv.encoder.down._compiled_call_impl is None for lv in plain.model.levels)
+        assert compiled.model.state_dict().keys() == plain.model.state_dict().keys()
+    finally:
+        plain.close()
+        compiled.close()

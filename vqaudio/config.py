@@ -59,6 +59,10 @@ class LevelConfig:
     channels: int = 16
     max_channels: int = 256
     blocks_per_scale: int = 1
+    # residual blocks per time scale in the encoder only (None: blocks_per_scale). 0 leaves the encoder
+    # strided convolutions up to its bottleneck: on the demo model that saves a third of a CPU step but
+    # costs more quality per step than the time buys back (issue #11's measurements)
+    encoder_blocks_per_scale: int | None = None
     bottleneck_blocks: int = 6
     dilations: list[int] = field(default_factory=lambda: [1, 3, 9])
     kernel_size: int = 3
@@ -78,10 +82,20 @@ class LevelConfig:
         _check(
             self.channels >= 1 and self.max_channels >= self.channels, "need 1 <= channels <= max_channels"
         )
-        _check(self.blocks_per_scale >= 0 and self.bottleneck_blocks >= 0, "block counts must be >= 0")
+        _check(
+            min(self.blocks_per_scale, self.bottleneck_blocks, self.encoder_blocks_per_scale or 0) >= 0,
+            "block counts must be >= 0",
+        )
         _check(len(self.dilations) >= 1 and all(d >= 1 for d in self.dilations), "dilations must be >= 1")
         _check(
             self.kernel_size % 2 == 1, f"kernel_size must be odd (non-causal 'same'), got {self.kernel_size}"
+        )
+
+    @property
+    def encoder_blocks(self) -> int:
+        """Residual blocks per time scale in the encoder."""
+        return (
+            self.blocks_per_scale if self.encoder_blocks_per_scale is None else self.encoder_blocks_per_scale
         )
 
     @property
@@ -148,6 +162,10 @@ class ModelConfig:
     voice_perturbation: float = 0.0
     time_jitter: float = 0.0
     conversion_level: int = -1
+    # levels 1.. encode from level 0's encoder features (their strides must begin with level 0's): the
+    # waveform-rate part of the encoders runs once instead of once per level; each level keeps its own
+    # deeper encoder, quantiser and decoder and still decodes from its own codes alone
+    shared_front: bool = False
 
     def __post_init__(self) -> None:
         _check(self.sample_rate >= 1000, f"model.sample_rate must be >= 1000, got {self.sample_rate}")
@@ -176,6 +194,13 @@ class ModelConfig:
         )
         n = len(self.levels)
         _check(-n <= self.conversion_level < n, f"model.conversion_level must index one of {n} levels")
+        first = self.levels[0].strides
+        for i, lv in enumerate(self.levels[1:], start=1):
+            _check(
+                not self.shared_front or lv.strides[: len(first)] == first,
+                f"model.shared_front: the strides of level {i} ({lv.strides}) must begin with level 0's "
+                f"({first})",
+            )
 
     @property
     def num_levels(self) -> int:
@@ -267,7 +292,12 @@ class TrainConfig:
     betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
     weight_decay: float = 0.01
     warmup_steps: int = 1000
-    schedule: Literal["cosine", "constant"] = "cosine"
+    # cosine: decay from the end of warm-up on; wsd (warm-up, stable, decay): constant, then a cosine decay
+    # over the last decay_fraction of the schedule, which suits short and open-ended budgets
+    schedule: Literal["cosine", "constant", "wsd"] = "cosine"
+    decay_fraction: float = 0.2
+    # "budget": the cosine decay ends at max_minutes if that comes before max_steps (see lr_at)
+    schedule_by: Literal["steps", "budget"] = "steps"
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     amp: Literal["auto", "bf16", "off"] = "auto"
@@ -280,9 +310,14 @@ class TrainConfig:
     max_bad_steps: int = 10
     audio_examples: int = 2
     threads: int = 0
+    compile: bool = False  # torch.compile each level's encoder and decoder (nn.Module.compile)
 
     def __post_init__(self) -> None:
         _check(self.max_steps >= 1, "train.max_steps must be >= 1")
+        _check(
+            self.schedule_by in ("steps", "budget"),
+            f"train.schedule_by: steps|budget, got {self.schedule_by!r}",
+        )
         _check(self.max_minutes >= 0, "train.max_minutes must be >= 0 (0 = no time limit)")
         _check(self.lr > 0, "train.lr must be > 0")
         _check(
@@ -290,8 +325,10 @@ class TrainConfig:
         )
         _check(self.warmup_steps >= 0, "train.warmup_steps must be >= 0")
         _check(
-            self.schedule in ("cosine", "constant"), f"train.schedule: cosine|constant, got {self.schedule!r}"
+            self.schedule in ("cosine", "constant", "wsd"),
+            f"train.schedule: cosine|constant|wsd, got {self.schedule!r}",
         )
+        _check(0 < self.decay_fraction <= 1, "train.decay_fraction must be in (0, 1]")
         _check(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio must be in [0, 1]")
         _check(self.grad_clip >= 0, "train.grad_clip must be >= 0 (0 = off)")
         _check(self.amp in ("auto", "bf16", "off"), f"train.amp must be auto|bf16|off, got {self.amp!r}")

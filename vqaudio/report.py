@@ -62,14 +62,26 @@ def _training(exp: Path) -> list[str]:
         return [f"Model: `{run}`{trained_on}; training has not finished (no finished.json).", ""]
     speed = []
     if fin.get("steps_per_second") is not None:
-        speed.append(f"{fin['steps_per_second']:.2f} steps/s")
+        threads = f" on {fin['threads']} threads" if fin.get("threads") else ""
+        speed.append(f"{fin['steps_per_second']:.2f} steps/s{threads}")
+    if fin.get("train_minutes") is not None:
+        speed.append(f"{fin['train_minutes']:.1f} min")
     if fin.get("peak_memory_gib") is not None:
         speed.append(f"peak GPU memory {fin['peak_memory_gib']:.2f} GiB")
-    return [
+    lines = [
         f"Model: `{run}`{trained_on}: {fin['step']} training steps ({', '.join([fin['reason'], *speed])}), "
         f"best validation mel distance {_fmt(fin.get('best_valid_mel'), '.3f')}.",
         "",
     ]
+    max_steps = fin.get("max_steps")
+    if fin.get("reason") == "time_budget" and max_steps and fin["step"] < max_steps:
+        lines += [
+            f"**The time budget ({fin.get('max_minutes', 0):g} min) ended training at step {fin['step']} of "
+            f"the recipe's {max_steps}** ({fin.get('steps_per_second', 0):.2f} steps/s on this machine); "
+            "the numbers below are those of a shorter run than the recipe's.",
+            "",
+        ]
+    return lines
 
 
 def _reconstruction(ev: dict[str, Any]) -> list[str]:

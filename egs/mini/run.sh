@@ -56,19 +56,24 @@ say() { echo "[egs/mini] $*" >&2; }
 VQAUDIO=${VQAUDIO:-.venv/bin/vqaudio}   # override to use another installation
 vq() { OMP_NUM_THREADS=$threads $VQAUDIO "$@"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-source egs/common.sh   # up_to_date, manifest_path, convert_examples
+source egs/common.sh   # up_to_date, manifest_path, convert_examples, stage_begin/stage_end, training_summary
 
 if run_stage 0; then
+  stage_begin 0 setup
   say "stage 0: environment (.venv, flite, codec2, opus-tools; Resemblyzer for speaker similarity)"
   bash tools/setup.sh --extras eval
+  stage_end
 fi
 
 if run_stage 1; then
+  stage_begin 1 corpus
   say "stage 1: demo corpus -> $data (flite voices kal16, awb, rms, slt; CMU ARCTIC prompts)"
   vq demo-corpus "$data" ${sentences:+--sentences "$sentences"} --jobs 2
+  stage_end
 fi
 
 if run_stage 2; then
+  stage_begin 2 train
   mkdir -p "$exp"
   if [ -f "$exp/train/finished.json" ]; then
     say "stage 2: training already finished ($exp/train/finished.json); skipping"
@@ -79,18 +84,23 @@ if run_stage 2; then
     vq train recipes/mini.yaml --out "$exp/train" $resume \
       --set "data.root=$data/manifest.tsv" --set "train.max_minutes=$minutes" --set "train.threads=$threads"
   fi
+  training_summary "$exp/train"
+  stage_end
 fi
 
 if run_stage 3; then
+  stage_begin 3 evaluate
   if up_to_date "$exp/eval.json"; then
     say "stage 3: $exp/eval.json is up to date; skipping"
   else
     say "stage 3: encode/decode the test sentences at every level (and Codec2/Opus if installed) -> $exp/eval.json"
     vq evaluate --model "$exp/train" --data "$data/manifest.tsv" --split test --baselines --json "$exp/eval.json"
   fi
+  stage_end
 fi
 
 if run_stage 4; then
+  stage_begin 4 convert
   if up_to_date "$exp/convert.json"; then
     say "stage 4: $exp/convert.json is up to date; skipping"
   else
@@ -101,9 +111,11 @@ if run_stage 4; then
     vq eval-convert --model "$exp/train" --data "$data/manifest.tsv" --split test \
       --sentences "$conv_sentences" --labels "$data/labels" --json "$exp/convert.json"
   fi
+  stage_end
 fi
 
 if run_stage 5; then
+  stage_begin 5 analyse
   if up_to_date "$exp/analysis/metrics.json"; then
     say "stage 5: $exp/analysis/metrics.json is up to date; skipping"
   else
@@ -111,9 +123,14 @@ if run_stage 5; then
     vq analyze --model "$exp/train" --audio "$data/manifest.tsv" --split test \
       --labels "$data/labels" --format tsv -o "$exp/analysis"
   fi
+  stage_end
 fi
 
 if run_stage 6; then
+  stage_begin 6 report
   say "stage 6: report -> $exp/report.md"
   vq report "$exp" --title "vqaudio mini demo report"
+  stage_end
 fi
+
+stage_times

@@ -91,20 +91,25 @@ if [ -n "$threads" ]; then
   sets=(--set "train.threads=$threads" "${sets[@]}")
 fi
 vq() { $VQAUDIO "$@"; }
-source egs/common.sh   # up_to_date, manifest_path, convert_examples
+source egs/common.sh   # up_to_date, manifest_path, convert_examples, stage_begin/stage_end, training_summary
 
 if run_stage 0; then
+  stage_begin 0 setup
   say "stage 0: environment (.venv, codec2, opus-tools; Resemblyzer for speaker similarity)"
   bash tools/setup.sh --extras eval
+  stage_end
 fi
 
 if run_stage 1; then
+  stage_begin 1 manifest
   say "stage 1: manifest of $vctk ($mic) with $test_sentences shared sentences held out -> $data/manifest.tsv"
   $PYTHON egs/vctk/local/prepare.py --vctk "$vctk" --out "$data" --mic "$mic" \
     --test-sentences "$test_sentences" ${textgrids:+--textgrids "$textgrids"}
+  stage_end
 fi
 
 if run_stage 2; then
+  stage_begin 2 train
   mkdir -p "$exp"
   if [ -f "$exp/train/finished.json" ]; then
     say "stage 2: training already finished ($exp/train/finished.json); skipping"
@@ -121,9 +126,12 @@ if run_stage 2; then
       vq "${args[@]}"
     fi
   fi
+  training_summary "$exp/train"
+  stage_end
 fi
 
 if run_stage 3; then
+  stage_begin 3 evaluate
   if up_to_date "$exp/eval.json"; then
     say "stage 3: $exp/eval.json is up to date; skipping"
   else
@@ -131,9 +139,11 @@ if run_stage 3; then
     vq evaluate --model "$exp/train" --data "$data/manifest.tsv" --split test --baselines \
       --json "$exp/eval.json" --device "$device"
   fi
+  stage_end
 fi
 
 if run_stage 4; then
+  stage_begin 4 convert
   if up_to_date "$exp/convert.json"; then
     say "stage 4: $exp/convert.json is up to date; skipping"
   else
@@ -146,9 +156,11 @@ if run_stage 4; then
     vq eval-convert --model "$exp/train" --data "$data/manifest.tsv" --split test --voices "$conv_voices" \
       --sentences "$test_sentences" "${labels[@]}" --json "$exp/convert.json" --device "$device"
   fi
+  stage_end
 fi
 
 if run_stage 5; then
+  stage_begin 5 analyse
   if [ -z "$textgrids" ]; then
     say "stage 5: skipped: no phone labels (give --textgrids DIR, MFA TextGrids of VCTK, and re-run from stage 1)"
   elif up_to_date "$exp/analysis/metrics.json"; then
@@ -158,9 +170,14 @@ if run_stage 5; then
     vq analyze --model "$exp/train" --audio "$data/manifest.tsv" --split test \
       --labels "$data/labels" --format textgrid -o "$exp/analysis" --device "$device"
   fi
+  stage_end
 fi
 
 if run_stage 6; then
+  stage_begin 6 report
   say "stage 6: report -> $exp/report.md"
   vq report "$exp" --title "vqaudio on VCTK 0.92"
+  stage_end
 fi
+
+stage_times

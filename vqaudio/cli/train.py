@@ -22,7 +22,7 @@ from vqaudio.cli.common import (
 
 def _bitrate_table(cfg: Any) -> Table:
     table = Table(title="levels", title_justify="left")
-    cols = ("level", "hop", "frame rate (Hz)", "codebook K", "bits/code", "bitrate (bit/s)", "decoder head")
+    cols = ("level", "hop", "frames/s", "K", "bits/code", "bit/s", "encoder input", "decoder head")
     for col in cols:
         table.add_column(col, justify="right")
     m = cfg.model
@@ -35,6 +35,7 @@ def _bitrate_table(cfg: Any) -> Table:
             str(lv.codebook_size),
             f"{lv.bits_per_code:.2f}",
             f"{m.bitrate(i):.0f}",
+            "L0 front" if m.shared_front and i > 0 else "waveform",
             f"iSTFT/{head_hop}" if lv.istft_strides else "waveform",
         )
     return table

@@ -39,6 +39,7 @@ __all__ = [
     "decompress",
     "encode_file",
     "decode_file",
+    "encoder_context",
     "receptive_field",
     "model_sha256",
     "output_format",
@@ -64,30 +65,31 @@ def model_sha256(model: VQVAE) -> str:
     return weights_sha256(model.state_dict())
 
 
-def receptive_field(cfg: LevelConfig) -> tuple[int, int]:
+def receptive_field(cfg: LevelConfig, front: LevelConfig | None = None) -> tuple[int, int]:
     """One-sided context a chunk needs: (encoder in samples, decoder in frames), rounded up generously.
 
     Sums every convolution's reach (dilated stacks, strided and transposed convolutions) at its time
     scale, from the level's config; the encoder's is a whole number of hops, and both include one
-    frame of margin.
+    frame of margin. ``front``: the config of the level whose encoder features this level reads
+    (``model.shared_front``): its strides run with its own blocks, the rest with this level's.
     """
 
-    def stack(blocks: int) -> float:
-        return float(
-            sum(cfg.dilations[b % len(cfg.dilations)] * (cfg.kernel_size - 1) // 2 for b in range(blocks))
-        )
+    def stack(c: LevelConfig, blocks: int) -> float:
+        return float(sum(c.dilations[b % len(c.dilations)] * (c.kernel_size - 1) // 2 for b in range(blocks)))
 
     reach, scale = 3.0, 1  # input conv, kernel 7
-    for s in cfg.strides:
-        reach += stack(cfg.blocks_per_scale) * scale + 2 * s * scale
+    shared = len(front.strides) if front is not None else 0
+    for i, s in enumerate(cfg.strides):
+        owner = front if front is not None and i < shared else cfg
+        reach += stack(owner, owner.encoder_blocks) * scale + 2 * s * scale
         scale *= s
-    reach += stack(cfg.bottleneck_blocks) * cfg.hop
-    frames = cfg.kernel_size // 2 + stack(cfg.bottleneck_blocks)
+    reach += stack(cfg, cfg.bottleneck_blocks) * cfg.hop
+    frames = cfg.kernel_size // 2 + stack(cfg, cfg.bottleneck_blocks)
     up = 1
     for s in reversed(cfg.strides[cfg.istft_strides :]):
         frames += 2 / up  # a transposed conv of kernel 2s reaches one input frame of its scale each side
         up *= s
-        frames += stack(cfg.blocks_per_scale) / up
+        frames += stack(cfg, cfg.blocks_per_scale) / up
     if cfg.istft_strides:
         frames += 3 / up  # the inverse STFT's window spans 4 head frames, plus the padded last frame
     else:
@@ -158,8 +160,17 @@ def _open_audio(source: str | Path | BinaryIO, sample_rate: int, block: int = 1 
 
 
 def _chunk_samples(model: VQVAE, levels: Sequence[int], chunk_seconds: float) -> int:
-    lcm = math.lcm(*(model.hops[lv] for lv in levels))
+    lcm = math.lcm(*(model.input_multiple(lv) for lv in levels))
     return max(1, round(chunk_seconds * model.sample_rate / lcm)) * lcm
+
+
+def encoder_context(model: VQVAE, level: int) -> int:
+    """Samples of audio a chunk needs on each side for ``level``'s codes to equal a whole-file encode: the
+    encoder's receptive field, in whole multiples of the level's input padding unit."""
+    cfg = model.config
+    front = cfg.levels[0] if cfg.shared_front and level % model.num_levels != 0 else None
+    unit = model.input_multiple(level)
+    return -(-receptive_field(cfg.levels[level], front)[0] // unit) * unit
 
 
 @torch.no_grad()
@@ -168,7 +179,7 @@ def _encode_chunks(
 ) -> Iterator[list[np.ndarray]]:
     """Codes of each chunk (one array per level), computed with receptive-field context."""
     n = src.num_samples
-    ctx = {lv: receptive_field(model.config.levels[lv])[0] for lv in levels}
+    ctx = {lv: encoder_context(model, lv) for lv in levels}
     keep = max(ctx.values())
     buf = np.zeros(0, dtype=np.float32)
     buf_start = 0  # absolute sample index of buf[0]
@@ -187,7 +198,7 @@ def _encode_chunks(
             level: LevelModel = model.levels[lv]  # type: ignore[assignment]
             lo, hi = max(0, start - ctx[lv]), min(n, end + ctx[lv])
             seg = torch.from_numpy(buf[lo - buf_start : hi - buf_start]).to(device)[None, None]
-            codes = level.quantizer.lookup_codes(level.encoder(level.pad(seg)))[0]
+            codes = model.encode(seg, level=lv)[0].as_subclass(torch.Tensor)
             first = (start - lo) // level.hop
             out.append(codes[first : first + math.ceil((end - start) / level.hop)].cpu().numpy())
         yield out

@@ -19,6 +19,10 @@ class Encoder(nn.Module):
 
     Jukebox (Dhariwal et al., 2020) uses one such encoder per level; the residual stacks use
     WaveNet's gated activations with non-causal dilations.
+
+    With ``front = (s, c)`` the encoder does not read the waveform: it starts from another encoder's
+    :meth:`features` (``c`` channels after the first ``s`` of ``strides``), with a 1x1 input convolution,
+    and runs only its own remaining strides (``model.shared_front``).
     """
 
     def __init__(
@@ -31,17 +35,30 @@ class Encoder(nn.Module):
         bottleneck_blocks: int,
         dilations: list[int],
         kernel_size: int,
+        front: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         chans = channel_plan(len(strides), channels, max_channels)
-        self.inp = nn.Conv1d(1, chans[0], 7, padding=3)
+        start = 0 if front is None else front[0]
+        self.inp = (
+            nn.Conv1d(1, chans[0], 7, padding=3) if front is None else nn.Conv1d(front[1], chans[start], 1)
+        )
         layers: list[nn.Module] = []
-        for i, stride in enumerate(strides):
+        for i in range(start, len(strides)):
             layers.append(ResidualStack(chans[i], blocks_per_scale, dilations, kernel_size))
-            layers.append(Downsample(chans[i], chans[i + 1], stride))
+            layers.append(Downsample(chans[i], chans[i + 1], strides[i]))
         self.down = nn.Sequential(*layers)
         self.bottleneck = ResidualStack(chans[-1], bottleneck_blocks, dilations, kernel_size)
         self.proj = nn.Conv1d(chans[-1], code_dim, 1)
+        self.feature_channels = chans[-1]
 
-    def forward(self, wav: Tensor) -> Tensor:
-        return self.proj(self.bottleneck(self.down(self.inp(wav))))
+    def features(self, x: Tensor) -> Tensor:
+        """Input -> features after the last stride, before the bottleneck: ``[B, feature_channels, n]``."""
+        return self.down(self.inp(x))
+
+    def latents(self, features: Tensor) -> Tensor:
+        """:meth:`features` -> latents ``[B, code_dim, n]`` (bottleneck and projection)."""
+        return self.proj(self.bottleneck(features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.latents(self.features(x))

@@ -8,6 +8,7 @@ codes of one voice can be rendered in another (van den Oord et al., 2017, sec. 4
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -95,7 +96,13 @@ def as_batch(wav: Tensor) -> Tensor:
 class LevelModel(nn.Module):
     """Encoder, quantiser and decoder of one level."""
 
-    def __init__(self, level: LevelConfig, quantizer: QuantizerConfig, cond_dim: int) -> None:
+    def __init__(
+        self,
+        level: LevelConfig,
+        quantizer: QuantizerConfig,
+        cond_dim: int,
+        front: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self.hop = level.hop
         common = dict(
@@ -108,7 +115,7 @@ class LevelModel(nn.Module):
             dilations=level.dilations,
             kernel_size=level.kernel_size,
         )
-        self.encoder = Encoder(**common)  # type: ignore[arg-type]
+        self.encoder = Encoder(**{**common, "blocks_per_scale": level.encoder_blocks}, front=front)  # type: ignore[arg-type]
         self.quantizer = VectorQuantizer(
             level.codebook_size,
             level.code_dim,
@@ -168,7 +175,13 @@ class VQVAE(nn.Module):
         self.speaker_encoder = (
             SpeakerEncoder(config.sample_rate, cond_dim) if config.speaker_encoder and cond_dim > 0 else None
         )
-        self.levels = nn.ModuleList(LevelModel(lv, config.quantizer, cond_dim) for lv in config.levels)
+        first = LevelModel(config.levels[0], config.quantizer, cond_dim)
+        front = (
+            (len(config.levels[0].strides), first.encoder.feature_channels) if config.shared_front else None
+        )
+        self.levels = nn.ModuleList(
+            [first, *(LevelModel(lv, config.quantizer, cond_dim, front) for lv in config.levels[1:])]
+        )
         self.speaker_adversary = (
             nn.ModuleList(
                 SpeakerAdversary(lv.code_dim, len(self.speakers), config.speaker_adversary)
@@ -189,6 +202,29 @@ class VQVAE(nn.Module):
     @property
     def hops(self) -> list[int]:
         return [lv.hop for lv in self.config.levels]
+
+    def input_multiple(self, level: int) -> int:
+        """Encoder inputs are zero-padded to a multiple of this many samples: the level's hop, or with
+        ``shared_front`` the least common multiple of every level's hop (the shared features serve all)."""
+        if self.config.shared_front:
+            return math.lcm(*self.hops)
+        return self.hops[level]
+
+    def _latents(self, wav: Tensor, levels: Sequence[int]) -> list[Tensor]:
+        """Encoder outputs ``[B, code_dim, ceil(T / hop)]`` of ``levels`` for ``wav`` ``[B, 1, T]``."""
+        t = wav.shape[-1]
+        if not self.config.shared_front:
+            return [self._level(i).encoder(self._level(i).pad(wav)) for i in levels]
+        unit = self.input_multiple(0)
+        x = F.pad(wav, (0, (-t) % unit))
+        first = self._level(0).encoder
+        features = first.features(x)
+        out = []
+        for i in levels:
+            level = self._level(i)
+            z = first.latents(features) if i % self.num_levels == 0 else level.encoder(features)
+            out.append(z[..., : -(-t // level.hop)])
+        return out
 
     def _level(self, level: int) -> LevelModel:
         if not -self.num_levels <= level < self.num_levels:
@@ -262,9 +298,10 @@ class VQVAE(nn.Module):
         adversary = self.speaker_adversary if labels is not None else None
         heard = perturb_voices(wav, self.config.voice_perturbation) if self.training else wav
         recon, qouts, adv_loss, adv_acc = [], [], [], []
+        latents = self._latents(heard, range(self.num_levels))
         for i in range(self.num_levels):
             level = self._level(i)
-            q = level.quantizer(level.encoder(level.pad(heard)))
+            q = level.quantizer(latents[i])
             if adversary is not None and labels is not None:
                 loss, acc = adversary[i](q.quantized, labels)
                 adv_loss.append(loss)
@@ -284,7 +321,7 @@ class VQVAE(nn.Module):
         """
         wav = as_batch(wav).to(next(self.parameters()).device)
         lv = self._level(level)
-        codes = lv.quantizer.lookup_codes(lv.encoder(lv.pad(wav)))
+        codes = lv.quantizer.lookup_codes(self._latents(wav, [level])[0])
         return Codes.wrap(codes, wav.shape[-1], level % self.num_levels)
 
     @torch.no_grad()

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "cleanup_distributed", "resolve_device", "all_reduce_flag"]
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "cleanup_distributed",
+    "resolve_device",
+    "all_reduce_flag",
+    "all_reduce_max",
+]
 
 
 @dataclass(frozen=True)
@@ -66,3 +73,12 @@ def all_reduce_flag(flag: bool, device: torch.device, op: str = "max") -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.MIN)
     return bool(t.item() > 0.5)
+
+
+def all_reduce_max(value: float, device: torch.device) -> float:
+    """The largest of every rank's ``value`` (the value itself when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())

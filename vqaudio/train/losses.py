@@ -8,7 +8,9 @@
   feature-matching loss.
 
 All spectra are computed in float32 with autocast switched off, so the losses behave the same under
-``torch.autocast(..., dtype=torch.bfloat16)`` and on any device.
+``torch.autocast(..., dtype=torch.bfloat16)`` and on any device. Both spectral losses accept a
+:class:`Spectra` in place of a signal: the trainer computes the target's STFTs once per step and each
+level's prediction's once, and every loss and level reuses them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 __all__ = [
     "MultiResolutionMelLoss",
     "PhaseLoss",
+    "Spectra",
     "default_n_mels",
     "discriminator_loss",
     "feature_matching_loss",
@@ -100,6 +103,56 @@ def _stft(x: Tensor, n_fft: int, hop_length: int, window: Tensor) -> Tensor:
 def _stft_magnitude(x: Tensor, n_fft: int, hop_length: int, window: Tensor) -> Tensor:
     """Magnitude of :func:`_stft`: ``[B, n_fft // 2 + 1, frames]`` (float32)."""
     return _stft(x, n_fft, hop_length, window).abs()
+
+
+class Spectra:
+    """The centred STFTs (Hann window of ``n``, hop ``n // 4``) of one batch of signals, each computed once.
+
+    Every spectral loss here uses that definition, so one :class:`Spectra` of the target serves the mel
+    loss, the phase loss and every level's loss in a training step, and one of a level's prediction
+    serves both losses of that level (the target's STFTs used to be computed 5 times per level).
+
+    Args:
+        x: ``[B, 1, T]`` or ``[B, T]`` signals (kept as float32 ``[B, T]`` in ``signal``).
+    """
+
+    def __init__(self, x: Tensor, name: str = "signal") -> None:
+        self.signal = _as_batch(x, name)
+        self._complex: dict[int, Tensor] = {}
+        self._magnitude: dict[int, Tensor] = {}
+        self._log_magnitude: dict[int, Tensor] = {}
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.signal.shape
+
+    def complex(self, n_fft: int, window: Tensor) -> Tensor:
+        """``[B, n_fft // 2 + 1, frames]`` complex64 (see :func:`_stft`); ``window`` has ``n_fft`` points."""
+        if n_fft not in self._complex:
+            with torch.autocast(device_type=self.signal.device.type, enabled=False):
+                self._complex[n_fft] = _stft(self.signal, n_fft, n_fft // 4, window)
+        return self._complex[n_fft]
+
+    def magnitude(self, n_fft: int, window: Tensor) -> Tensor:
+        """``|complex(n_fft)|`` ``[B, n_fft // 2 + 1, frames]`` float32."""
+        if n_fft not in self._magnitude:
+            self._magnitude[n_fft] = self.complex(n_fft, window).abs()
+        return self._magnitude[n_fft]
+
+    def log_magnitude(self, n_fft: int, window: Tensor) -> Tensor:
+        """``log(clamp(|complex(n_fft)|, 1e-5))`` ``[B, n_fft // 2 + 1, frames]`` float32."""
+        if n_fft not in self._log_magnitude:
+            self._log_magnitude[n_fft] = torch.log(self.magnitude(n_fft, window).clamp(min=_LOG_FLOOR))
+        return self._log_magnitude[n_fft]
+
+
+def _spectra_pair(pred: Tensor | Spectra, target: Tensor | Spectra) -> tuple[Spectra, Spectra]:
+    """Both sides as :class:`Spectra` (signals are wrapped), checked to have the same shape."""
+    p = pred if isinstance(pred, Spectra) else Spectra(pred, "pred")
+    t = target if isinstance(target, Spectra) else Spectra(target, "target")
+    if p.shape != t.shape:
+        raise ValueError(f"pred and target shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
+    return p, t
 
 
 def _log_mel(mag: Tensor, filters: Tensor) -> Tensor:
@@ -183,21 +236,22 @@ class MultiResolutionMelLoss(nn.Module):
             _Resolution(n, m, sample_rate) for n, m in zip(fft_sizes, mels, strict=True)
         )
 
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        """``pred``, ``target``: ``[B, 1, T]`` or ``[B, T]``, same shape, any ``T >= 1`` -> float32 ``[]``."""
-        with torch.autocast(device_type=pred.device.type, enabled=False):
-            p, t = _check_pair(pred, target)
-            total = p.new_zeros(())
+    def forward(self, pred: Tensor | Spectra, target: Tensor | Spectra) -> Tensor:
+        """``pred``, ``target``: ``[B, 1, T]`` or ``[B, T]`` (or their :class:`Spectra`), same shape,
+        any ``T >= 1`` -> float32 ``[]``."""
+        p, t = _spectra_pair(pred, target)
+        with torch.autocast(device_type=p.signal.device.type, enabled=False):
+            total = p.signal.new_zeros(())
             for res in self.resolutions:
                 assert isinstance(res, _Resolution)
-                mag_p = _stft_magnitude(p, res.n_fft, res.hop_length, res.window)
-                mag_t = _stft_magnitude(t, res.n_fft, res.hop_length, res.window)
+                mag_p = p.magnitude(res.n_fft, res.window)
+                mag_t = t.magnitude(res.n_fft, res.window)
                 if self.mel_weight > 0:
                     mel_l1 = F.l1_loss(_log_mel(mag_p, res.mel_filters), _log_mel(mag_t, res.mel_filters))
                     total = total + self.mel_weight * mel_l1
                 if self.stft_weight > 0:
                     log_l1 = F.l1_loss(
-                        torch.log(mag_p.clamp(min=_LOG_FLOOR)), torch.log(mag_t.clamp(min=_LOG_FLOOR))
+                        p.log_magnitude(res.n_fft, res.window), t.log_magnitude(res.n_fft, res.window)
                     )
                     lin_l1 = F.l1_loss(mag_p, mag_t) / res.window.float().square().sum().sqrt()
                     total = total + self.stft_weight * (log_l1 + lin_l1)
@@ -224,17 +278,18 @@ class PhaseLoss(nn.Module):
         for n in self.fft_sizes:  # non-persistent buffers: they move with ``.to``, as the mel loss's do
             self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
 
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        """``pred``, ``target``: ``[B, 1, T]`` or ``[B, T]``, same shape -> float32 ``[]``."""
-        with torch.autocast(device_type=pred.device.type, enabled=False):
-            p, t = _check_pair(pred, target)
-            total = p.new_zeros(())
+    def forward(self, pred: Tensor | Spectra, target: Tensor | Spectra) -> Tensor:
+        """``pred``, ``target``: ``[B, 1, T]`` or ``[B, T]`` (or their :class:`Spectra`), same shape
+        -> float32 ``[]``."""
+        p, t = _spectra_pair(pred, target)
+        with torch.autocast(device_type=p.signal.device.type, enabled=False):
+            total = p.signal.new_zeros(())
             for n_fft in self.fft_sizes:
                 window = getattr(self, f"window_{n_fft}")
-                sp, st = _stft(p, n_fft, n_fft // 4, window), _stft(t, n_fft, n_fft // 4, window)
-                w = st.abs()
+                sp, st = p.complex(n_fft, window), t.complex(n_fft, window)
+                w = t.magnitude(n_fft, window)
                 # e^{i (phi_p - phi_t)}; the floor only matters in bins with (almost) no energy
-                rel = sp * st.conj() / (sp.abs() * w).clamp(min=self.eps)
+                rel = sp * st.conj() / (p.magnitude(n_fft, window) * w).clamp(min=self.eps)
                 ip = ((1 - rel.real) * w).sum() / w.sum().clamp(min=1e-8)
                 wf = torch.minimum(w[:, 1:], w[:, :-1])
                 gd = ((1 - (rel[:, 1:] * rel[:, :-1].conj()).real) * wf).sum() / wf.sum().clamp(min=1e-8)

@@ -39,6 +39,8 @@ class Monitor:
         self.total = total_steps
         self.start_step = start_step
         self.t0 = time.perf_counter()
+        # perf_counter() time at which the run's time budget ends (set by the trainer), for the ETA
+        self.budget_end: float | None = None
         self.progress: Progress | None = None
         if enabled and self.console.is_terminal and sys.stderr.isatty():
             self.progress = Progress(
@@ -89,6 +91,9 @@ class Monitor:
                 self.writer.add_scalar("speed/steps_per_second", rate, step)
             if self.progress is None:
                 eta = (self.total - step) / rate if rate > 0 else float("inf")
+                budget = ""
+                if self.budget_end is not None and self.budget_end - time.perf_counter() < eta:
+                    eta, budget = max(0.0, self.budget_end - time.perf_counter()), " (time budget)"
                 usage = " ".join(
                     f"use{k.split('/')[1]}={v:.2f}" for k, v in scalars.items() if k.endswith("/usage")
                 )
@@ -96,7 +101,7 @@ class Monitor:
                 self.print(
                     f"step {step}/{self.total}  loss {loss:.4f}  {usage}  {rate:.2f} steps/s  "
                     + (f"peak {mem:.2f} GiB  " if mem is not None else "")
-                    + f"ETA {eta / 60:.1f} min"
+                    + f"ETA {eta / 60:.1f} min{budget}"
                 )
 
     def scalars(self, values: dict[str, float], step: int) -> None:

@@ -39,6 +39,7 @@ RESUMABLE_KEYS = {
     "train.keep_last",
     "train.device",
     "train.threads",
+    "train.compile",
     "train.audio_examples",
     "train.max_bad_steps",
     "data.num_workers",
@@ -99,7 +100,7 @@ class RunDir:
         return self.root / "finished.json"
 
     def mark_finished(
-        self, step: int, reason: str, best: float | None, stats: dict[str, float | None] | None = None
+        self, step: int, reason: str, best: float | None, stats: dict[str, float | int | None] | None = None
     ) -> None:
         """Record that the run ended on its own (``max_steps`` or ``time_budget``), not by a signal;
         ``stats`` (e.g. steps per second, peak GPU memory) are stored next to the step and reason."""
