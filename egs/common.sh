@@ -33,8 +33,8 @@ threads = f" on {f['threads']} threads" if f.get("threads") else ""
 print(f"[egs] training: {f['step']} steps{speed}{threads} ({f['reason']})")
 if f["reason"] == "time_budget" and f.get("max_steps") and f["step"] < f["max_steps"]:
     print(f"[egs] NOTE: the {f.get('max_minutes', 0):g}-min budget ended training at step {f['step']} of "
-          f"the recipe's {f['max_steps']}, at {rate or 0:.2f} steps/s: compare scores with runs of as many "
-          "steps (the README states its steps and steps/s); a longer budget trains further")
+          f"the recipe's {f['max_steps']}, at {rate or 0:.2f} steps/s: scores depend on the steps reached, "
+          "so compare them with runs of as many steps (the README states its steps and steps/s)")
 PY
 }
 

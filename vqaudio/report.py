@@ -78,7 +78,7 @@ def _training(exp: Path) -> list[str]:
         lines += [
             f"**The time budget ({fin.get('max_minutes', 0):g} min) ended training at step {fin['step']} of "
             f"the recipe's {max_steps}** ({fin.get('steps_per_second', 0):.2f} steps/s on this machine); "
-            "the numbers below are those of a shorter run than the recipe's.",
+            "scores depend on the steps reached: compare them with runs of as many steps.",
             "",
         ]
     return lines
