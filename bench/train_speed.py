@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +137,11 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             hooks.watch("speaker encoder", model.speaker_encoder)
         model.train()
 
+        section = trainer.timer.section if has_timer else (lambda name: nullcontext())
+
         def one_step() -> float:
             t = time.perf_counter()
-            if has_timer:
-                with trainer.timer.section("data"):
-                    wav, spk = next(trainer.loader_iter)
-                    wav, spk = wav.to(device), spk.to(device)
-            else:
+            with section("data"):
                 wav, spk = next(trainer.loader_iter)
                 wav, spk = wav.to(device), spk.to(device)
             trainer._train_step(wav, spk)

@@ -92,8 +92,9 @@ class Monitor:
             if self.progress is None:
                 eta = (self.total - step) / rate if rate > 0 else float("inf")
                 budget = ""
-                if self.budget_end is not None and self.budget_end - time.perf_counter() < eta:
-                    eta, budget = max(0.0, self.budget_end - time.perf_counter()), " (time budget)"
+                left = self.budget_end - time.perf_counter() if self.budget_end is not None else eta
+                if left < eta:
+                    eta, budget = max(0.0, left), " (time budget)"
                 usage = " ".join(
                     f"use{k.split('/')[1]}={v:.2f}" for k, v in scalars.items() if k.endswith("/usage")
                 )

@@ -23,7 +23,6 @@ class StepTimer:
         self.device = device
         self.enabled = enabled
         self.seconds: defaultdict[str, float] = defaultdict(float)
-        self.calls: defaultdict[str, int] = defaultdict(int)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -41,13 +40,6 @@ class StepTimer:
         finally:
             self._sync()
             self.seconds[name] += time.perf_counter() - t0
-            self.calls[name] += 1
-
-    def add(self, name: str, seconds: float) -> None:
-        """Record time measured elsewhere (e.g. by module hooks) under ``name``."""
-        self.seconds[name] += seconds
-        self.calls[name] += 1
 
     def reset(self) -> None:
         self.seconds.clear()
-        self.calls.clear()

@@ -392,8 +392,8 @@ class Trainer:
                 real_feats = [[f.detach() for f in fs] for fs in self.disc(wav).features]
         for i, (recon, q) in enumerate(zip(out.recon, out.quantizer, strict=True)):
             with self.timer.section(f"loss/{i}/spectral"):
-                l1 = (recon.float() - wav).abs().mean()
                 pred = Spectra(recon.float(), "pred")
+                l1 = (pred.signal - wav[:, 0]).abs().mean()
                 spec = self.recon_loss(pred, target)
                 level_loss = cfg.loss.l1_weight * l1 + spec + q.loss
             if self.phase_loss is not None and self.phase_on[i]:
