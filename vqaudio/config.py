@@ -25,6 +25,11 @@ __all__ = [
     "LevelConfig",
     "QuantizerConfig",
     "ModelConfig",
+    "GainAugmentConfig",
+    "NoiseAugmentConfig",
+    "ReverbAugmentConfig",
+    "EqAugmentConfig",
+    "AugmentConfig",
     "DataConfig",
     "LossConfig",
     "AdversarialConfig",
@@ -215,6 +220,126 @@ class ModelConfig:
         return self.frame_rate(level) * self.levels[level].bits_per_code
 
 
+def _check_prob(value: float, key: str) -> None:
+    _check(0.0 <= value <= 1.0, f"{key} must be in [0, 1], got {value}")
+
+
+def _check_range(values: list[float], key: str, low: float | None = None, positive: bool = False) -> None:
+    """``values`` must be ``[lo, hi]`` with ``lo <= hi`` (and ``lo >= low``, or ``lo > 0``)."""
+    _check(
+        len(values) == 2 and values[0] <= values[1],
+        f"{key} must be [lo, hi] with lo <= hi, got {values}",
+    )
+    _check(low is None or values[0] >= low, f"{key} must lie in [{low}, ...), got {values}")
+    _check(not positive or values[0] > 0, f"{key} must be > 0, got {values}")
+
+
+@dataclass
+class GainAugmentConfig:
+    """Random gain per item, uniform in ``db`` (decibels); peak-normalised where it would clip."""
+
+    prob: float = 0.0
+    db: list[float] = field(default_factory=lambda: [-12.0, 6.0])
+
+    def __post_init__(self) -> None:
+        _check_prob(self.prob, "data.augment.gain.prob")
+        _check_range(self.db, "data.augment.gain.db")
+
+
+NoiseColor = Literal["white", "pink", "brown"]
+
+
+@dataclass
+class NoiseAugmentConfig:
+    """Additive white / pink / brown noise at an SNR (dB, against the item's own power) uniform in
+    ``snr_db``; each item draws one of ``colors``."""
+
+    prob: float = 0.0
+    snr_db: list[float] = field(default_factory=lambda: [5.0, 40.0])
+    colors: list[NoiseColor] = field(default_factory=lambda: ["white", "pink", "brown"])
+
+    def __post_init__(self) -> None:
+        _check_prob(self.prob, "data.augment.noise.prob")
+        _check_range(self.snr_db, "data.augment.noise.snr_db")
+        _check(len(self.colors) >= 1, "data.augment.noise.colors must name at least one colour")
+        bad = [c for c in self.colors if c not in ("white", "pink", "brown")]
+        _check(not bad, f"data.augment.noise.colors: white|pink|brown, got {bad}")
+
+
+@dataclass
+class ReverbAugmentConfig:
+    """Synthetic room reverberation: RT60 (seconds), direct-to-reverberant ratio (dB) and the tail's
+    delay after the direct sound (ms), each uniform in its range."""
+
+    prob: float = 0.0
+    rt60: list[float] = field(default_factory=lambda: [0.2, 0.8])
+    drr_db: list[float] = field(default_factory=lambda: [0.0, 12.0])
+    predelay_ms: list[float] = field(default_factory=lambda: [0.0, 10.0])
+
+    def __post_init__(self) -> None:
+        _check_prob(self.prob, "data.augment.reverb.prob")
+        _check_range(self.rt60, "data.augment.reverb.rt60", positive=True)
+        _check(self.rt60[1] <= 10.0, f"data.augment.reverb.rt60 must be <= 10 s, got {self.rt60}")
+        _check_range(self.drr_db, "data.augment.reverb.drr_db")
+        _check_range(self.predelay_ms, "data.augment.reverb.predelay_ms", low=0.0)
+
+
+@dataclass
+class EqAugmentConfig:
+    """Random channel colouring: band-limiting (Butterworth-shaped low- and high-pass with cutoffs in
+    ``lowpass_hz`` / ``highpass_hz``; ``null`` turns one off), ``peaks`` peaking bands centred in
+    ``peak_hz`` with gains in ``peak_db``, and a low and a high shelf with gains in ``shelf_db``."""
+
+    prob: float = 0.0
+    lowpass_hz: list[float] | None = field(default_factory=lambda: [3400.0, 8000.0])
+    highpass_hz: list[float] | None = field(default_factory=lambda: [20.0, 300.0])
+    peaks: int = 2
+    peak_hz: list[float] = field(default_factory=lambda: [100.0, 6000.0])
+    peak_db: list[float] = field(default_factory=lambda: [-9.0, 9.0])
+    shelf_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+
+    def __post_init__(self) -> None:
+        _check_prob(self.prob, "data.augment.eq.prob")
+        if self.lowpass_hz is not None:
+            _check_range(self.lowpass_hz, "data.augment.eq.lowpass_hz", positive=True)
+        if self.highpass_hz is not None:
+            _check_range(self.highpass_hz, "data.augment.eq.highpass_hz", positive=True)
+        if self.lowpass_hz is not None and self.highpass_hz is not None:
+            _check(
+                self.highpass_hz[1] < self.lowpass_hz[0],
+                f"data.augment.eq: highpass_hz {self.highpass_hz} must lie below lowpass_hz "
+                f"{self.lowpass_hz}",
+            )
+        _check(self.peaks >= 0, f"data.augment.eq.peaks must be >= 0, got {self.peaks}")
+        _check_range(self.peak_hz, "data.augment.eq.peak_hz", positive=True)
+        _check_range(self.peak_db, "data.augment.eq.peak_db")
+        _check_range(self.shelf_db, "data.augment.eq.shelf_db")
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation of the model's input (see :mod:`vqaudio.data.augment`); all off by
+    default. ``target``: what the model must reconstruct, the ``augmented`` input itself (a codec codes
+    what it is given) or the ``clean`` original (denoising / dereverberation)."""
+
+    target: Literal["augmented", "clean"] = "augmented"
+    reverb: ReverbAugmentConfig = field(default_factory=ReverbAugmentConfig)
+    noise: NoiseAugmentConfig = field(default_factory=NoiseAugmentConfig)
+    eq: EqAugmentConfig = field(default_factory=EqAugmentConfig)
+    gain: GainAugmentConfig = field(default_factory=GainAugmentConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.target in ("augmented", "clean"),
+            f"data.augment.target must be augmented|clean, got {self.target!r}",
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any augmentation can fire (some probability above 0)."""
+        return any(kind.prob > 0 for kind in (self.reverb, self.noise, self.eq, self.gain))
+
+
 @dataclass
 class DataConfig:
     kind: Literal["vctk", "librispeech", "ljspeech", "folder", "tsv"] = "folder"
@@ -226,6 +351,7 @@ class DataConfig:
     valid_max_seconds: float = 4.0
     num_workers: int = 2
     preload: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         kinds = ("vctk", "librispeech", "ljspeech", "folder", "tsv")
@@ -352,6 +478,14 @@ class RunConfig:
             levels is None or all(i < n for i in levels),
             f"loss.phase_levels: the model has levels 0-{n - 1}, got {levels}",
         )
+        nyquist = self.model.sample_rate / 2
+        eq = self.data.augment.eq
+        bands = {"lowpass_hz": eq.lowpass_hz, "highpass_hz": eq.highpass_hz, "peak_hz": eq.peak_hz}
+        for key, band in bands.items():
+            _check(
+                band is None or band[0] < nyquist,
+                f"data.augment.eq.{key}: {band} starts above the Nyquist frequency ({nyquist:g} Hz)",
+            )
 
 
 # --------------------------------------------------------------------------- dict <-> dataclass
@@ -429,7 +563,7 @@ def _build(cls: type, data: dict[str, Any], path: str) -> Any:
         return cls(**kwargs)
     except ConfigError as err:
         msg = str(err)
-        if path and not msg.startswith(path.rsplit(".", 1)[-1] + "."):
+        if path and not msg.startswith((path + ".", path + ":", path.rsplit(".", 1)[-1] + ".")):
             msg = f"{path}: {msg}"
         raise ConfigError(msg) from None
 
