@@ -1,7 +1,8 @@
-"""Corpora on disk, train/validation splits, and reproducible training segments."""
+"""Corpora on disk, train/validation splits, reproducible training segments and their augmentation."""
 
 from __future__ import annotations
 
+from vqaudio.data.augment import Augmented, augment_batch
 from vqaudio.data.corpora import (
     CORPUS_KINDS,
     SpeakerInfo,
@@ -28,6 +29,8 @@ from vqaudio.data.dataset import (
 from vqaudio.data.demo import DEMO_VOICES, DemoCorpus, make_demo_corpus, parse_psdur, read_arctic_prompts
 
 __all__ = [
+    "Augmented",
+    "augment_batch",
     "DEMO_VOICES",
     "DemoCorpus",
     "make_demo_corpus",
