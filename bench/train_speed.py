@@ -184,6 +184,8 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         parts["data"] = sec.get("data", 0.0) / n
         for name in hooks.forward:
             parts[f"{name} forward"] = hooks.forward[name] / n
+        if "augment" in sec:  # data.augment, on the device before the forward pass
+            parts["augmentation"] = sec["augment"] / n
         parts["forward, other"] = (sec.get("forward", 0.0) - sum(hooks.forward.values())) / n
         for name in sorted(k for k in sec if k.startswith("loss/")):
             parts[name] = sec[name] / n

@@ -136,8 +136,11 @@ def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
     return load_file(str(run / "checkpoints" / f"step_{step:08d}.safetensors"))
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_is_exact(tmp_path: Path, cfg_for: CfgFor, workers: int) -> None:
+AUGMENT_ALL = {f"data.augment.{kind}.prob": 0.7 for kind in ("reverb", "noise", "eq", "gain")}
+
+
+@pytest.mark.parametrize(("workers", "augment"), [(0, False), (2, False), (0, True)])
+def test_resume_is_exact(tmp_path: Path, cfg_for: CfgFor, workers: int, augment: bool) -> None:
     # evaluations at 2, 4, 6 and a dead-code restart every other step: resume crosses all of them
     cfg = cfg_for(
         6,
@@ -146,8 +149,10 @@ def test_resume_is_exact(tmp_path: Path, cfg_for: CfgFor, workers: int) -> None:
             "train.eval_every": 2,
             "model.quantizer.restart_every": 2,
             "model.quantizer.restart_threshold": 1.0,
+            **(AUGMENT_ALL if augment else {}),
         },
     )
+    assert cfg.data.augment.enabled == augment
     a = train(cfg, tmp_path / "a")
     b1 = train(cfg, tmp_path / "b", stop_after=3)
     assert b1.step == 3 and b1.interrupted
@@ -182,6 +187,21 @@ def test_resume_is_exact(tmp_path: Path, cfg_for: CfgFor, workers: int) -> None:
         for name, value in moments.items():
             assert torch.equal(value, sb["optimizer"]["state"][pid][name]), (pid, name)
     assert torch.equal(sa["rng"]["cpu"], sb["rng"]["cpu"])
+
+
+@pytest.mark.parametrize("target", ["augmented", "clean"])
+def test_augmentation_reaches_training_not_validation(tmp_path: Path, cfg_for: CfgFor, target: str) -> None:
+    plain = train(cfg_for(2), tmp_path / "plain")
+    cfg = cfg_for(2, **{k: 1.0 for k in AUGMENT_ALL}, **{"data.augment.target": target})
+    augmented = train(cfg, tmp_path / "augmented")
+    assert augmented.skipped_steps == 0
+    # the same initial model is validated identically at step 0: validation audio is never augmented
+    assert augmented.history[0]["step"] == 0.0
+    assert augmented.history[0]["valid/mel"] == plain.history[0]["valid/mel"]
+    wa, wb = _weights(tmp_path / "plain", 2), _weights(tmp_path / "augmented", 2)
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa)  # but training saw other audio
+    for value in wb.values():
+        assert torch.isfinite(value.float()).all()
 
 
 # --------------------------------------------------------------------------------------- refusals

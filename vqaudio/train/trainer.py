@@ -3,7 +3,9 @@
 Exact resume: the batch of step ``s`` is a pure function of (seed, s) (see
 :class:`vqaudio.data.StepBatchSampler`), and the model, optimiser and torch RNG states are saved
 with every checkpoint, so a run stopped at step ``k`` and resumed produces the same numbers as an
-uninterrupted one (on CPU; CUDA kernels are not bitwise deterministic).
+uninterrupted one (on CPU; CUDA kernels are not bitwise deterministic). Training-time augmentation
+(``data.augment``) runs here, on the batch once it is on the device, seeded from (seed, step, rank) with
+its own generators (see :mod:`vqaudio.data.augment`); validation is never augmented.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from vqaudio.config import RunConfig
 from vqaudio.data import (
     SegmentDataset,
     StepBatchSampler,
+    augment_batch,
     collate,
     corpus_speaker_info,
     load_full,
@@ -325,6 +328,7 @@ class Trainer:
         return self.disc is not None and self.step >= self.cfg.adversarial.start_step
 
     def _train_step(self, wav: Tensor, spk: Tensor) -> tuple[float, dict[str, float | Tensor]]:
+        """One optimiser step on the loader's batch ``wav`` ``[B, 1, T]`` (augmented here first)."""
         lr = lr_at(self.step, self.cfg, self.train_seconds / 60)
         for group in self.opt.param_groups:
             group["lr"] = lr
@@ -333,12 +337,15 @@ class Trainer:
         adv_on = self._adversarial_active()
         # the forward pass updates the quantisers' EMA buffers; a skipped step must not keep them
         buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+        with self.timer.section("augment"):
+            key = (self.cfg.train.seed, self.step, self.info.rank)
+            batch = augment_batch(wav, self.cfg.data.augment, self.cfg.model.sample_rate, key)
         with self.timer.section("forward"), self.autocast():
-            out = self.ddp(wav, spk)
+            out = self.ddp(batch.inputs, spk)
         if adv_on:
             with self.timer.section("discriminator"):
-                scalars["adv/d_loss"] = self._discriminator_step(out.recon, wav)
-        total = self._losses(out, wav, adv_on, scalars)
+                scalars["adv/d_loss"] = self._discriminator_step(out.recon, batch.target)
+        total = self._losses(out, batch.target, adv_on, scalars)
         with self.timer.section("backward"):
             self.opt.zero_grad(set_to_none=True)
             total.backward()
