@@ -13,7 +13,7 @@ from vqaudio.train import (
     generator_adv_loss,
     mel_distance,
 )
-from vqaudio.train.losses import default_n_mels
+from vqaudio.train.losses import Spectra, default_n_mels
 
 DEVICES = [
     "cpu",
@@ -235,3 +235,20 @@ def test_phase_loss_rejects_bad_config() -> None:
         PhaseLoss(fft_sizes=())
     with pytest.raises(ValueError, match="shapes differ"):
         PhaseLoss()(torch.zeros(1, 1, 100), torch.zeros(1, 1, 99))
+
+
+def test_spectra_of_selected_rows_equal_the_rows_spectra() -> None:
+    torch.manual_seed(0)
+    x, window = torch.randn(5, 1, 1000), torch.hann_window(256)
+    full = Spectra(x)
+    full.log_magnitude(256, window)  # computed before the selection: sliced
+    rows = torch.tensor([4, 1])
+    sub, fresh = full.select(rows), Spectra(x[rows])
+    assert full.select(None) is full
+    assert torch.equal(sub.signal, fresh.signal)
+    assert torch.allclose(sub.log_magnitude(256, window), fresh.log_magnitude(256, window))
+    window = torch.hann_window(512)
+    assert torch.allclose(sub.complex(512, window), fresh.complex(512, window))
+    assert 512 not in full._complex  # what the subset computes later is its own
+    loss = MultiResolutionMelLoss(16000, [256, 512])
+    assert torch.allclose(loss(Spectra(x[rows] * 0.5), sub), loss(x[rows] * 0.5, x[rows]))

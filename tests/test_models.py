@@ -371,6 +371,30 @@ def test_shared_front_gradients_reach_the_front_from_every_level() -> None:
     assert not torch.allclose(grads[1], grads[2])
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_level_trained_on_some_items_gives_those_rows_of_the_full_pass(shared: bool) -> None:
+    torch.manual_seed(0)
+    cfg = shared_front_config()
+    cfg.shared_front = shared
+    m = build_model(cfg, ["alice", "bob", "carol"]).eval()
+    x, spk = 0.1 * torch.randn(4, 1, 333), torch.tensor([0, 1, 2, 1])
+    items = [None, torch.tensor([0, 1]), torch.tensor([2, 3, 0])]
+    with torch.no_grad():
+        full, part = m(x, spk), m(x, spk, items)
+    for level, pick in enumerate(items):
+        rows = slice(None) if pick is None else pick
+        assert part.recon[level].shape == (4 if pick is None else len(pick), 1, 333)
+        assert torch.allclose(part.recon[level], full.recon[level][rows], atol=1e-6)
+        assert torch.equal(part.quantizer[level].codes, full.quantizer[level].codes[rows])
+    m.train()
+    out = m(x, spk, items)  # training mode: gradients flow from a level's rows only
+    out.recon[1].square().mean().backward()
+    assert all(p.grad is not None for p in m.levels[1].decoder.parameters())
+    assert all(p.grad is None for p in m.levels[2].decoder.parameters())
+    with pytest.raises(ValueError, match="items has 2 entries for 3 levels"):
+        m(x, spk, [None, None])
+
+
 def test_shared_front_needs_strides_that_begin_with_level_0s() -> None:
     cfg = shared_front_config()
     with pytest.raises(ConfigError, match="strides of level 1 .* must begin with level 0's"):

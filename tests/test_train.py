@@ -611,6 +611,38 @@ def test_training_with_the_phase_loss_on_chosen_levels(tmp_path: Path, cfg_for: 
         cfg_for(2, **{"loss.phase_levels": "[5]"})
 
 
+def test_level_items_split_the_batch() -> None:
+    from vqaudio.train import level_items
+
+    assert level_items(None, 8) is None
+    assert level_items([1.0, 1.0], 8) is None
+    assert level_items([1.0, 0.9], 2) is None  # round(1.8) = 2: the whole batch
+    full, a, b = level_items([1.0, 0.5, 0.5], 8) or []
+    assert full is None and a is not None and b is not None
+    assert a.tolist() == [0, 1, 2, 3] and b.tolist() == [4, 5, 6, 7]
+    wrapped = level_items([1.0, 0.4, 0.4, 0.4], 5) or []
+    assert [w.tolist() for w in wrapped[1:] if w is not None] == [[0, 1], [2, 3], [4, 0]]
+    assert [w.tolist() for w in level_items([0.1, 1.0], 4) or [] if w is not None] == [[0]]  # at least one
+
+
+def test_training_with_levels_on_part_of_the_batch(tmp_path: Path, cfg_for: CfgFor, one_thread) -> None:
+    overrides = {"data.batch_size": 4, "train.level_fraction": "[1.0, 0.5]", "train.eval_every": 2}
+    cfg = cfg_for(4, **overrides)
+    a = train(cfg, tmp_path / "a")
+    mels = [h["valid/mel"] for h in a.history if "valid/mel" in h]
+    assert a.skipped_steps == 0 and len(mels) == 3 and all(math.isfinite(m) for m in mels)
+    b = train(cfg, tmp_path / "b", stop_after=2)
+    b = train(cfg, tmp_path / "b", resume=True)
+    assert b.best_metric == a.best_metric  # resume stays exact
+    train(cfg_for(4, **{"data.batch_size": 4, "train.eval_every": 2}), tmp_path / "plain")
+    wa, wp = _weights(tmp_path / "a", 4), _weights(tmp_path / "plain", 4)
+    assert any(not torch.equal(wa[k], wp[k]) for k in wa if k.startswith("levels.1."))
+    with pytest.raises(ConfigError, match="one value per level"):
+        cfg_for(2, **{"train.level_fraction": "[1.0]"})
+    with pytest.raises(ConfigError, match="level_fraction.*\\(0, 1\\]"):
+        cfg_for(2, **{"train.level_fraction": "[1.0, 0.0]"})
+
+
 def test_budget_schedule_anneals_by_the_time_budget() -> None:
     from vqaudio.train.trainer import schedule_progress
 

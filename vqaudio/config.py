@@ -437,9 +437,16 @@ class TrainConfig:
     audio_examples: int = 2
     threads: int = 0
     compile: bool = False  # torch.compile each level's encoder and decoder (nn.Module.compile)
+    # share of each batch that each level trains on (None = every level on every item): a level with a
+    # fraction below 1 encodes, decodes and is scored on a slice of the batch only (see level_items)
+    level_fraction: list[float] | None = None
 
     def __post_init__(self) -> None:
         _check(self.max_steps >= 1, "train.max_steps must be >= 1")
+        _check(
+            self.level_fraction is None or all(0 < f <= 1 for f in self.level_fraction),
+            f"train.level_fraction: every value must be in (0, 1], got {self.level_fraction}",
+        )
         _check(
             self.schedule_by in ("steps", "budget"),
             f"train.schedule_by: steps|budget, got {self.schedule_by!r}",
@@ -477,6 +484,11 @@ class RunConfig:
         _check(
             levels is None or all(i < n for i in levels),
             f"loss.phase_levels: the model has levels 0-{n - 1}, got {levels}",
+        )
+        fractions = self.train.level_fraction
+        _check(
+            fractions is None or len(fractions) == n,
+            f"train.level_fraction: one value per level ({n}), got {fractions}",
         )
         nyquist = self.model.sample_rate / 2
         eq = self.data.augment.eq

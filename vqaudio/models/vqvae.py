@@ -210,19 +210,35 @@ class VQVAE(nn.Module):
             return math.lcm(*self.hops)
         return self.hops[level]
 
-    def _latents(self, wav: Tensor, levels: Sequence[int]) -> list[Tensor]:
-        """Encoder outputs ``[B, code_dim, ceil(T / hop)]`` of ``levels`` for ``wav`` ``[B, 1, T]``."""
+    def _latents(
+        self, wav: Tensor, levels: Sequence[int], items: Sequence[Tensor | None] | None = None
+    ) -> list[Tensor]:
+        """Encoder outputs ``[B, code_dim, ceil(T / hop)]`` of ``levels`` for ``wav`` ``[B, 1, T]``.
+
+        ``items[k]`` (an index tensor, or ``None`` for the whole batch) restricts level ``levels[k]`` to
+        those batch items (its output is ``[len(items[k]), code_dim, frames]``); a shared front still
+        runs once, on the whole batch.
+        """
         t = wav.shape[-1]
+        picks = list(items) if items is not None else [None] * len(levels)
+
+        def rows(x: Tensor, pick: Tensor | None) -> Tensor:
+            return x if pick is None else x.index_select(0, pick)
+
         if not self.config.shared_front:
-            return [self._level(i).encoder(self._level(i).pad(wav)) for i in levels]
+            return [
+                self._level(i).encoder(self._level(i).pad(rows(wav, pick)))
+                for i, pick in zip(levels, picks, strict=True)
+            ]
         unit = self.input_multiple(0)
         x = F.pad(wav, (0, (-t) % unit))
         first = self._level(0).encoder
         features = first.features(x)
         out = []
-        for i in levels:
+        for i, pick in zip(levels, picks, strict=True):
             level = self._level(i)
-            z = first.latents(features) if i % self.num_levels == 0 else level.encoder(features)
+            feats = rows(features, pick)
+            z = first.latents(feats) if i % self.num_levels == 0 else level.encoder(feats)
             out.append(z[..., : -(-t // level.hop)])
         return out
 
@@ -279,9 +295,19 @@ class VQVAE(nn.Module):
         self.speaker_encoder.train(was_training)
         return torch.cat(embs).mean(0)
 
-    def forward(self, wav: Tensor, speaker: Tensor | None = None) -> VQVAEOutput:
-        """Training pass over every level: ``wav`` ``[B, 1, T]``, ``speaker`` ``[B]`` indices."""
+    def forward(
+        self, wav: Tensor, speaker: Tensor | None = None, items: Sequence[Tensor | None] | None = None
+    ) -> VQVAEOutput:
+        """Training pass over every level: ``wav`` ``[B, 1, T]``, ``speaker`` ``[B]`` indices.
+
+        ``items`` (one entry per level: a ``[B_i]`` index tensor or ``None`` = the whole batch) makes
+        level ``i`` encode, quantise and decode only those items: its ``recon`` is ``[B_i, 1, T]`` (the
+        trainer's ``train.level_fraction``). The speaker encoder still sees the whole batch.
+        """
         wav = as_batch(wav)
+        picks = list(items) if items is not None else [None] * self.num_levels
+        if len(picks) != self.num_levels:
+            raise ValueError(f"items has {len(picks)} entries for {self.num_levels} levels")
         t = wav.shape[-1]
         cond = self.speaker_vector(speaker, wav.shape[0], wav.device)
         speaker_loss = None
@@ -298,16 +324,17 @@ class VQVAE(nn.Module):
         adversary = self.speaker_adversary if labels is not None else None
         heard = perturb_voices(wav, self.config.voice_perturbation) if self.training else wav
         recon, qouts, adv_loss, adv_acc = [], [], [], []
-        latents = self._latents(heard, range(self.num_levels))
-        for i in range(self.num_levels):
+        latents = self._latents(heard, range(self.num_levels), picks)
+        for i, pick in enumerate(picks):
             level = self._level(i)
             q = level.quantizer(latents[i])
             if adversary is not None and labels is not None:
-                loss, acc = adversary[i](q.quantized, labels)
+                loss, acc = adversary[i](q.quantized, labels if pick is None else labels[pick])
                 adv_loss.append(loss)
                 adv_acc.append(acc)
             z = time_jitter(q.quantized, self.config.time_jitter) if self.training else q.quantized
-            recon.append(level.decoder(z, cond)[..., :t])
+            level_cond = cond if cond is None or pick is None else cond.index_select(0, pick)
+            recon.append(level.decoder(z, level_cond)[..., :t])
             qouts.append(q)
         if adversary is None:
             return VQVAEOutput(recon, qouts, speaker_loss)

@@ -17,7 +17,7 @@ from vqaudio.train.losses import (
     mel_distance,
 )
 from vqaudio.train.rundir import RunDir
-from vqaudio.train.trainer import TrainingError, TrainResult, lr_at, train
+from vqaudio.train.trainer import TrainingError, TrainResult, level_items, lr_at, train
 
 __all__ = [
     "CombinedDiscriminator",
@@ -32,6 +32,7 @@ __all__ = [
     "discriminator_loss",
     "feature_matching_loss",
     "generator_adv_loss",
+    "level_items",
     "lr_at",
     "mel_distance",
     "train",

@@ -126,6 +126,20 @@ class Spectra:
     def shape(self) -> torch.Size:
         return self.signal.shape
 
+    def select(self, items: Tensor | None) -> Spectra:
+        """The spectra of batch rows ``items`` (``None``: this object): what is computed is sliced, not
+        recomputed, and whatever the subset computes later is its own."""
+        if items is None:
+            return self
+        sub = Spectra(self.signal.index_select(0, items))
+        for mine, theirs in (
+            (self._complex, sub._complex),
+            (self._magnitude, sub._magnitude),
+            (self._log_magnitude, sub._log_magnitude),
+        ):
+            theirs.update({n: x.index_select(0, items) for n, x in mine.items()})
+        return sub
+
     def complex(self, n_fft: int, window: Tensor) -> Tensor:
         """``[B, n_fft // 2 + 1, frames]`` complex64 (see :func:`_stft`); ``window`` has ``n_fft`` points."""
         if n_fft not in self._complex:

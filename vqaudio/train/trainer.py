@@ -109,6 +109,34 @@ def lr_at(step: int, cfg: RunConfig, minutes: float = 0.0) -> float:
     return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def level_items(
+    fractions: list[float] | None, batch: int, device: torch.device | str = "cpu"
+) -> list[Tensor | None] | None:
+    """Which items of a ``batch`` each level trains on (``train.level_fraction``).
+
+    A level with fraction 1 (or ``fractions`` ``None``) takes the whole batch (``None``). The others take
+    ``max(1, round(f * batch))`` consecutive items each, one after the other and wrapping around, so two
+    levels at 0.5 split the batch between them: every item still trains the first level and one other
+    (the batch is already a random draw, so fixed positions pick random items).
+
+    Returns:
+        one entry per level, ``None`` or a ``[B_i]`` long tensor of batch indices on ``device``; or
+        ``None`` when every level takes the whole batch.
+    """
+    if fractions is None or all(max(1, round(f * batch)) >= batch for f in fractions):
+        return None
+    out: list[Tensor | None] = []
+    start = 0
+    for f in fractions:
+        n = max(1, round(f * batch))
+        if n >= batch:
+            out.append(None)
+            continue
+        out.append(torch.arange(start, start + n, device=device) % batch)
+        start = (start + n) % batch
+    return out
+
+
 def _adamw(params: Iterator[nn.Parameter], **kwargs: Any) -> torch.optim.Optimizer:
     """AdamW with the fused kernel (CPU and CUDA): a third of the per-parameter loop's time on the demo
     model, where the optimiser was 6% of a CPU step. The state dict is the same either way."""
@@ -340,12 +368,13 @@ class Trainer:
         with self.timer.section("augment"):
             key = (self.cfg.train.seed, self.step, self.info.rank)
             batch = augment_batch(wav, self.cfg.data.augment, self.cfg.model.sample_rate, key)
+        items = level_items(self.cfg.train.level_fraction, wav.shape[0], wav.device)
         with self.timer.section("forward"), self.autocast():
-            out = self.ddp(batch.inputs, spk)
+            out = self.ddp(batch.inputs, spk, items)
         if adv_on:
             with self.timer.section("discriminator"):
                 scalars["adv/d_loss"] = self._discriminator_step(out.recon, batch.target)
-        total = self._losses(out, batch.target, adv_on, scalars)
+        total = self._losses(out, batch.target, adv_on, scalars, items)
         with self.timer.section("backward"):
             self.opt.zero_grad(set_to_none=True)
             total.backward()
@@ -384,23 +413,31 @@ class Trainer:
         return d_loss.detach()
 
     def _losses(
-        self, out: VQVAEOutput, wav: Tensor, adv_on: bool, scalars: dict[str, float | Tensor]
+        self,
+        out: VQVAEOutput,
+        wav: Tensor,
+        adv_on: bool,
+        scalars: dict[str, float | Tensor],
+        items: list[Tensor | None] | None = None,
     ) -> Tensor:
         """The total loss of a step: every level's reconstruction, quantiser and adversarial terms, plus
         the speaker encoder's and adversary's. The target's STFTs are computed once for all levels and
-        losses (:class:`Spectra`; timed with level 0's spectral loss)."""
+        losses (:class:`Spectra`; timed with level 0's spectral loss); a level that trained on some
+        items only (``items``, see :func:`level_items`) is scored against those rows."""
         cfg = self.cfg
-        target = Spectra(wav, "target")
+        full_target = Spectra(wav, "target")
+        picks = items or [None] * len(out.recon)
         total = wav.new_zeros(())
         real_feats: list[list[Tensor]] = []
         if adv_on:
             assert self.disc is not None
             with self.timer.section("loss/adversarial"), torch.no_grad(), self.autocast():
                 real_feats = [[f.detach() for f in fs] for fs in self.disc(wav).features]
-        for i, (recon, q) in enumerate(zip(out.recon, out.quantizer, strict=True)):
+        for i, (recon, q, pick) in enumerate(zip(out.recon, out.quantizer, picks, strict=True)):
             with self.timer.section(f"loss/{i}/spectral"):
+                target = full_target.select(pick)
                 pred = Spectra(recon.float(), "pred")
-                l1 = (pred.signal - wav[:, 0]).abs().mean()
+                l1 = (pred.signal - target.signal).abs().mean()
                 spec = self.recon_loss(pred, target)
                 level_loss = cfg.loss.l1_weight * l1 + spec + q.loss
             if self.phase_loss is not None and self.phase_on[i]:
@@ -414,7 +451,8 @@ class Trainer:
                     with self.autocast():
                         fake_d = self.disc(recon)
                     g_adv = generator_adv_loss(fake_d.logits)
-                    fm = feature_matching_loss(real_feats, fake_d.features)
+                    real = real_feats if pick is None else [[f[pick] for f in fs] for fs in real_feats]
+                    fm = feature_matching_loss(real, fake_d.features)
                 adv = cfg.adversarial
                 level_loss = level_loss + adv.adv_weight * g_adv + adv.feature_weight * fm
                 scalars[f"adv/g_loss/{i}"] = g_adv.detach()
