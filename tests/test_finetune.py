@@ -190,9 +190,13 @@ def test_skip_mismatched_keeps_fresh_tensors_and_runs_kmeans_there(
     assert "levels.1.quantizer.codebook [64, 8] -> [32, 8]" in record["skipped"]
 
 
-def test_init_with_resume_is_refused(source_run: Path, cfg_for: CfgFor, tmp_path: Path) -> None:
+def test_init_with_resume_or_without_a_model_is_refused(
+    source_run: Path, cfg_for: CfgFor, tmp_path: Path
+) -> None:
     with pytest.raises(UserError, match="--resume"):
         train(cfg_for(), tmp_path / "ft", resume=True, init=source_run)
+    with pytest.raises(UserError, match="--init needs a model"):
+        train(cfg_for(), tmp_path / "ft", init="")
 
 
 # ------------------------------------------------------------------------------------ command line

@@ -85,6 +85,7 @@ def _wav(path: Path, seconds: float = 0.3) -> Path:
 
 
 def test_registry_reads_the_folder(shipped_dir: Path) -> None:
+    assert vqaudio.available_models is available_models  # public API
     assert available_models() == {} and default_model() is None and default_model_path() is None
     _save(shipped_dir / "b.safetensors", ["x"])
     (shipped_dir / "notes.txt").write_text("not a model")
@@ -205,7 +206,9 @@ def test_voices_of_a_shipped_model_live_in_the_user_folder(
     assert voices_path(other, sha) == tmp_path / "mine.voices.json"
 
 
-def test_models_as_a_subprocess(shipped: Path, tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+def test_encode_without_model_as_a_subprocess(
+    shipped: Path, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
     env = {**subprocess_env, DIR_ENV: str(shipped.parent)}
     env.pop(MODEL_ENV, None)
     wav = _wav(tmp_path / "in.wav")

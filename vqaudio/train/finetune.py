@@ -32,7 +32,7 @@ from torch import Tensor
 
 from vqaudio.checkpoint import CheckpointMeta, read_checkpoint, resolve_checkpoint
 from vqaudio.config import RunConfig, config_to_dict
-from vqaudio.errors import ConfigError
+from vqaudio.errors import ConfigError, UserError
 from vqaudio.models import VQVAE
 from vqaudio.pretrained import shipped_name
 from vqaudio.quantize import VectorQuantizer
@@ -75,6 +75,8 @@ class InitSource:
     @classmethod
     def load(cls, spec: str | Path) -> InitSource:
         """Read ``spec``: a checkpoint file, a run directory or a shipped model's name."""
+        if not str(spec):
+            raise UserError("--init needs a model: a checkpoint, a run directory or a shipped model's name")
         path = resolve_checkpoint(spec)
         state, meta = read_checkpoint(path)
         return cls(path, shipped_name(path), state, meta)
