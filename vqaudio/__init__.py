@@ -3,7 +3,8 @@
 Quick use::
 
     import vqaudio
-    model = vqaudio.load_model("runs/vctk")          # a checkpoint or a run directory
+    model = vqaudio.load_model()                       # the shipped model ($VQAUDIO_MODEL overrides)
+    model = vqaudio.load_model("runs/vctk")          # a checkpoint, a run directory or a shipped name
     codes = model.encode(wav, level=1)                 # wav: [T], [B, T] or [B, 1, T] at model.sample_rate
     out = model.decode(codes, level=1, speaker="p226") # [B, 1, T]
 
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "available_models": "vqaudio.pretrained",
     "load_model": "vqaudio.checkpoint",
     "read_checkpoint": "vqaudio.checkpoint",
     "save_checkpoint": "vqaudio.checkpoint",
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from vqaudio.codec.compress import compress, decompress
     from vqaudio.config import RunConfig, load_config
     from vqaudio.models import VQVAE, Codes, build_model
+    from vqaudio.pretrained import available_models
 
 
 def __getattr__(name: str) -> Any:
@@ -55,6 +58,7 @@ __all__ = [
     "RunConfig",
     "VQVAE",
     "__version__",
+    "available_models",
     "build_model",
     "compress",
     "decompress",

@@ -7,8 +7,9 @@ weights.  Nothing is unpickled: training state lives in a separate ``.state.pt``
 with ``torch.load(weights_only=True)``.
 
 A run directory holds ``checkpoints/step_XXXXXXXX.safetensors`` (+ ``.state.pt``), ``best.safetensors``
-and ``latest.txt``; anything that takes a model accepts a checkpoint file or a run directory (then
-the best checkpoint, else the latest).
+and ``latest.txt``; anything that takes a model accepts a checkpoint file, a run directory (then
+the best checkpoint, else the latest) or a shipped model's name, and with none given uses
+``$VQAUDIO_MODEL``, else the model shipped in the package (see :mod:`vqaudio.pretrained`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from vqaudio.codec.entropy import FrequencyTable
 from vqaudio.config import RunConfig, config_from_dict, config_to_dict
 from vqaudio.errors import CheckpointError, ConfigError
 from vqaudio.models import VQVAE, build_model
+from vqaudio.pretrained import resolve_model
 
 __all__ = [
     "CHECKPOINT_SCHEMA",
@@ -112,9 +114,11 @@ def save_checkpoint(
     return sha
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory -> its best checkpoint, else its latest."""
-    p = Path(path)
+def resolve_checkpoint(path: str | Path | None = None) -> Path:
+    """The checkpoint file a model argument names: a file as is, a run directory -> its best checkpoint,
+    else its latest; a shipped model's name, or ``None`` (``$VQAUDIO_MODEL``, else the shipped default)
+    as :func:`vqaudio.pretrained.resolve_model` says."""
+    p = resolve_model(path)
     if p.is_dir():
         for candidate in (p / "best.safetensors", p / "checkpoints" / "best.safetensors"):
             if candidate.is_file():
@@ -128,13 +132,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
         if found:
             return found[-1]
         raise CheckpointError(f"{p}: no checkpoint in this run directory")
-    if not p.exists():
-        raise CheckpointError(f"model not found: {p}")
     return p
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointMeta]:
-    """Weights and metadata of a checkpoint (file or run directory), verified against its SHA-256."""
+def read_checkpoint(path: str | Path | None = None) -> tuple[dict[str, Tensor], CheckpointMeta]:
+    """Weights and metadata of a checkpoint (file, run directory or shipped name; ``None``: the default
+    model, see :func:`resolve_checkpoint`), verified against its SHA-256."""
     p = resolve_checkpoint(path)
     try:
         state = load_file(str(p))
@@ -181,11 +184,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointMeta
     )
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> VQVAE:
-    """Rebuild a model from a checkpoint or run directory alone, in eval mode on ``device``.
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> VQVAE:
+    """Rebuild a model from a checkpoint, run directory or shipped model's name alone, in eval mode on
+    ``device``; with no ``path``, ``$VQAUDIO_MODEL``, else the model shipped in the package.
 
     ``model.checkpoint`` holds the :class:`CheckpointMeta` (SHA-256, step, config...).
     """
+    path = resolve_checkpoint(path)
     state, meta = read_checkpoint(path)
     model = build_model(meta.config.model, meta.speakers)
     try:

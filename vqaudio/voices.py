@@ -3,12 +3,16 @@
 ``vqaudio enroll REF.wav... --name NAME --model M`` embeds the clips with the model's speaker
 encoder and stores the mean embedding under ``NAME``; the checkpoint itself is never modified.
 The sidecar of a run directory is ``RUN/voices.json``; of a checkpoint file ``X.safetensors`` it is
-``X.voices.json``.  Each sidecar records the model's SHA-256 and is ignored by another model.
+``X.voices.json``; of a model shipped in the package (whose folder is not the user's to write) it is
+``$XDG_DATA_HOME/vqaudio/voices/NAME-SHA12.voices.json`` (``~/.local/share`` without XDG_DATA_HOME), so
+a newer shipped model starts with no voices.  Each sidecar records the model's SHA-256 and is refused
+by another model.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -17,6 +21,7 @@ from vqaudio.audio import atomic_write, read_audio
 from vqaudio.codec.compress import model_sha256
 from vqaudio.errors import AudioError, UserError
 from vqaudio.models import VQVAE
+from vqaudio.pretrained import shipped_name
 
 __all__ = ["voices_path", "load_voices", "enroll", "resolve_speaker", "reference_embedding"]
 
@@ -24,14 +29,19 @@ _FORMAT = "vqaudio-voices"
 _VERSION = 1
 
 
-def voices_path(model_path: str | Path) -> Path:
+def voices_path(model_path: str | Path, sha256: str) -> Path:
+    """Where the voices of the model at ``model_path`` (weights SHA-256 ``sha256``) are kept."""
     p = Path(model_path)
+    name = shipped_name(p)
+    if name is not None:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        return base / "vqaudio" / "voices" / f"{name}-{sha256[:12]}.voices.json"
     return p / "voices.json" if p.is_dir() else p.with_suffix(".voices.json")
 
 
 def load_voices(model: VQVAE, model_path: str | Path) -> dict[str, torch.Tensor]:
     """Enrolled voices for this model (empty when there is no sidecar)."""
-    path = voices_path(model_path)
+    path = voices_path(model_path, model_sha256(model))
     if not path.is_file():
         return {}
     try:
@@ -75,7 +85,7 @@ def enroll(model: VQVAE, model_path: str | Path, name: str, references: list[Pat
         raise UserError(f"'{name}' is already a training speaker of this model; pick another name")
     load_voices(model, model_path)  # refuses a sidecar of another model before any work
     emb = reference_embedding(model, references)
-    path = voices_path(model_path)
+    path = voices_path(model_path, model_sha256(model))
     previous = json.loads(path.read_text(encoding="utf-8"))["voices"] if path.is_file() else {}
     entry = {"embedding": [round(float(v), 7) for v in emb], "references": [str(r) for r in references]}
     data = {
@@ -84,6 +94,8 @@ def enroll(model: VQVAE, model_path: str | Path, name: str, references: list[Pat
         "model_sha256": model_sha256(model),
         "voices": {**previous, name: entry},
     }
+    if shipped_name(model_path) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)  # the user's data folder, on first enrolment
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path

@@ -11,7 +11,7 @@ import importlib
 
 from vqaudio.cli.common import app
 
-for _topic in ("train", "codec", "analysis", "voice", "report"):
+for _topic in ("train", "codec", "models", "analysis", "voice", "report"):
     importlib.import_module(f"vqaudio.cli.{_topic}")
 
 __all__ = ["app", "main"]

@@ -23,10 +23,10 @@ from vqaudio.errors import UserError
 @app.command()
 @user_errors
 def analyze(
-    model: ModelOpt,
     audio: Annotated[Path, typer.Option(help="Audio folder (speaker = parent folder) or TSV manifest.")],
     labels: Annotated[Path, typer.Option(help="Folder of phone label files, matched to audio by stem.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (metrics.json, report.md, PNGs).")],
+    model: ModelOpt = None,
     fmt: Annotated[
         str, typer.Option("--format", help="textgrid, timit, htk, tsv or auto (by extension).")
     ] = "auto",

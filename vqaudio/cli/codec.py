@@ -34,7 +34,7 @@ def encode(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output .vqa file, or a folder for many; - = stdout.")
     ],
-    model: ModelOpt,
+    model: ModelOpt = None,
     level: Annotated[int | None, typer.Option("--level", "-l", help="Level to store (default 0).")] = None,
     levels: Annotated[str | None, typer.Option(help="Several levels, comma-separated, e.g. 0,2.")] = None,
     entropy: Annotated[
@@ -97,7 +97,7 @@ def decode(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output .wav/.flac/.ogg, or a folder for many; - = stdout.")
     ],
-    model: ModelOpt,
+    model: ModelOpt = None,
     level: Annotated[
         int | None, typer.Option("--level", "-l", help="Stored level to decode (default: finest).")
     ] = None,
@@ -146,8 +146,15 @@ def decode(
 @app.command()
 @user_errors
 def export(
-    model: Annotated[Path, typer.Argument(help="Checkpoint or run directory (its best, else latest).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Single-file checkpoint to write (.safetensors).")],
+    model: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Checkpoint, run directory (its best, else latest) or shipped model name "
+            "(default: $VQAUDIO_MODEL, else the shipped model).",
+            show_default=False,
+        ),
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Write a model as one self-contained .safetensors file (same weights and SHA-256, fresh code tables)."""
@@ -234,8 +241,8 @@ def info(
 @app.command()
 @user_errors
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Checkpoint or run directory.")],
     data: Annotated[Path, typer.Option("--data", help="Corpus folder or TSV manifest to evaluate on.")],
+    model: ModelOpt = None,
     kind: Annotated[
         str | None,
         typer.Option(help="Corpus kind (vctk, librispeech, ljspeech, folder, tsv); default: tsv for a file."),

@@ -54,10 +54,15 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# None: $VQAUDIO_MODEL, else the shipped default (resolved in one place: vqaudio.pretrained.resolve_model)
 ModelOpt = Annotated[
-    Path,
+    Path | None,
     typer.Option(
-        "--model", "-m", envvar="VQAUDIO_MODEL", help="Checkpoint or run directory (or set VQAUDIO_MODEL)."
+        "--model",
+        "-m",
+        show_default=False,
+        help="Checkpoint, run directory or shipped model name "
+        "(default: $VQAUDIO_MODEL, else the shipped model; see vqaudio models).",
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")]

@@ -18,6 +18,7 @@ from vqaudio.cli.common import (
     out_console,
     user_errors,
 )
+from vqaudio.errors import UserError
 
 
 def _bitrate_table(cfg: Any) -> Table:
@@ -65,18 +66,39 @@ def train(
         bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")
     ] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: train.device)")] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            metavar="MODEL",
+            help="Fine-tune: start from this model's weights (checkpoint, run directory or shipped name); "
+            "speakers are matched by name, new ones added.",
+        ),
+    ] = None,
+    init_skip_mismatched: Annotated[
+        bool,
+        typer.Option(
+            "--init-skip-mismatched",
+            help="With --init: tensors whose shape differs keep their fresh initialisation (else refused).",
+        ),
+    ] = False,
 ) -> None:
     """Train a hierarchical VQ-VAE from a recipe.
 
     Single GPU: vqaudio train recipes/vctk.yaml --out runs/vctk.
     Many GPUs: torchrun --nproc-per-node=8 -m vqaudio train recipes/vctk.yaml --out runs/vctk.
     Ctrl-C (or SIGTERM) finishes the current step, saves and exits; --resume continues exactly.
+    Fine-tuning: vqaudio train RECIPE --out runs/mine --init MODEL (the recipe describes the same model).
     """
     import os
 
     from vqaudio.config import load_config
     from vqaudio.train import train as run_training
 
+    if init is not None and resume:
+        raise UserError("--init starts a new run from a model's weights; it cannot be combined with --resume")
+    if init_skip_mismatched and init is None:
+        raise UserError("--init-skip-mismatched needs --init MODEL")
     sets = list(overrides or [])
     if device is not None:
         sets.append(f"train.device={device}")
@@ -88,7 +110,9 @@ def train(
     from vqaudio.train import TrainingError
 
     try:
-        result = run_training(cfg, out, resume=resume, console=console)
+        result = run_training(
+            cfg, out, resume=resume, init=init, init_skip_mismatched=init_skip_mismatched, console=console
+        )
     except TrainingError as err:  # diverged: not the user's input, but not a crash either
         err_console.print(f"[bold red]training failed:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -24,7 +24,7 @@ from vqaudio.errors import UserError
 @app.command()
 @user_errors
 def speakers(
-    model: ModelOpt,
+    model: ModelOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of one line per speaker.")
     ] = False,
@@ -33,10 +33,12 @@ def speakers(
     import json
 
     from vqaudio.checkpoint import load_model
+    from vqaudio.pretrained import resolve_model
     from vqaudio.voices import load_voices
 
-    net = load_model(model)
-    enrolled = sorted(load_voices(net, model))
+    source = resolve_model(model)
+    net = load_model(source)
+    enrolled = sorted(load_voices(net, source))
     if as_json:
         rows: list[dict[str, Any]] = [{"name": n, **net.speaker_info.get(n, {})} for n in net.speakers]
         rows += [{"name": n, "enrolled": True} for n in enrolled]
@@ -55,7 +57,7 @@ def speakers(
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="Audio files or folders to convert.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output audio file, or a folder for many.")],
-    model: ModelOpt,
+    model: ModelOpt = None,
     speaker: Annotated[
         str | None, typer.Option("--speaker", help="Target: a training speaker or an enrolled voice.")
     ] = None,
@@ -72,6 +74,7 @@ def convert(
     """Say the same words in another voice: encode with a level's codes, decode as --speaker."""
     from vqaudio.checkpoint import load_model
     from vqaudio.convert import convert_file
+    from vqaudio.pretrained import resolve_model
     from vqaudio.train.distributed import resolve_device
     from vqaudio.voices import reference_embedding, resolve_speaker
 
@@ -80,9 +83,10 @@ def convert(
     plan, many = plan_files(inputs, out, (".wav", ".flac", ".ogg", ".mp3"), ".wav", force)
     if (speaker is None) == (not reference):
         raise UserError("give either --speaker NAME or --reference CLIP (one or more), not both")
-    net = load_model(model, resolve_device(device))
+    source = resolve_model(model)
+    net = load_model(source, resolve_device(device))
     target_voice = (
-        resolve_speaker(net, model, speaker)
+        resolve_speaker(net, source, speaker)
         if speaker is not None
         else reference_embedding(net, reference or [])
     )
@@ -109,24 +113,26 @@ def enroll(
     name: Annotated[
         str, typer.Option("--name", help="Name to give the voice (used with convert --speaker).")
     ],
-    model: ModelOpt,
+    model: ModelOpt = None,
 ) -> None:
     """Store a voice from reference clips in a sidecar next to the model (the checkpoint is not modified)."""
     from vqaudio.checkpoint import load_model
+    from vqaudio.pretrained import resolve_model
     from vqaudio.voices import enroll as enroll_voice
 
-    net = load_model(model)
-    path = enroll_voice(net, model, name, references)
+    source = resolve_model(model)
+    net = load_model(source)
+    path = enroll_voice(net, source, name, references)
     err_console.print(f"enrolled '{name}' from {len(references)} clip(s) into {path}", highlight=False)
 
 
 @app.command("eval-convert")
 @user_errors
 def eval_convert(
-    model: ModelOpt,
     data: Annotated[
         Path, typer.Option("--data", help="Parallel corpus manifest (e.g. data/demo/manifest.tsv).")
     ],
+    model: ModelOpt = None,
     split: Annotated[
         str | None, typer.Option(help="Sentences from this manifest split (e.g. test).")
     ] = "test",

@@ -101,6 +101,11 @@ class SpeakerAdversary(nn.Module):
             nn.Conv1d(channels, num_speakers, 1),
         )
 
+    def speaker_tensors(self) -> list[str]:
+        """State-dict names (in this module) of the output layer's tensors, one row per speaker."""
+        last = len(self.net) - 1
+        return [f"net.{last}.weight", f"net.{last}.bias"]
+
     def forward(self, z: Tensor, speaker: Tensor) -> tuple[Tensor, Tensor]:
         """Cross-entropy loss and accuracy (both scalars) of predicting ``speaker`` ``[B]`` from ``z``."""
         logits = self.net(grad_reverse(z.float(), self.scale)).mean(dim=-1)

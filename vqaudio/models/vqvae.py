@@ -247,6 +247,15 @@ class VQVAE(nn.Module):
             raise UserError(f"level {level} does not exist: this model has levels 0..{self.num_levels - 1}")
         return self.levels[level]  # type: ignore[return-value]
 
+    def speaker_tensors(self) -> list[str]:
+        """State-dict names of the tensors indexed by speaker along their first dimension (the speaker
+        table and the speaker adversaries' output layers): fine-tuning merges them by speaker name."""
+        names = ["speaker_embedding.weight"] if self.speaker_embedding is not None else []
+        for i, adversary in enumerate(self.speaker_adversary or []):
+            assert isinstance(adversary, SpeakerAdversary)
+            names += [f"speaker_adversary.{i}.{n}" for n in adversary.speaker_tensors()]
+        return names
+
     def speaker_index(self, speaker: str | int) -> int:
         """Index of a speaker name (or a checked index); unknown names list close matches."""
         if isinstance(speaker, str) and not speaker.lstrip("-").isdigit():

@@ -7,11 +7,13 @@ Layout::
     RUN/checkpoints/step_00001000.state.pt      optimizer, step, RNG... (``torch.load(weights_only=True)``)
     RUN/best.safetensors                     best model on the validation mel loss
     RUN/latest.txt                           relative path of the newest step checkpoint
+    RUN/init.json                            the model a fine-tuning run started from (``--init``)
     RUN/tb/                                  TensorBoard events
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from vqaudio.config import RunConfig, config_to_dict
 from vqaudio.errors import CheckpointError, ConfigError
 from vqaudio.models import VQVAE
 
-__all__ = ["RunDir", "RESUMABLE_KEYS"]
+__all__ = ["RunDir", "RESUMABLE_KEYS", "flatten_keys"]
 
 _STEP_RE = re.compile(r"step_(\d{8})\.safetensors$")
 
@@ -48,14 +50,14 @@ RESUMABLE_KEYS = {
 }
 
 
-def _flatten(d: dict[str, Any] | list[Any], prefix: str = "") -> dict[str, Any]:
+def flatten_keys(d: dict[str, Any] | list[Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": [1, 2]}}`` -> ``{"a.b.0": 1, "a.b.1": 2}`` (lists too, so a diff names the leaf)."""
     out: dict[str, Any] = {}
     items = d.items() if isinstance(d, dict) else enumerate(d)
     for k, v in items:
         key = f"{prefix}{k}"
         if isinstance(v, (dict, list)) and v:
-            out.update(_flatten(v, key + "."))
+            out.update(flatten_keys(v, key + "."))
         else:
             out[key] = v
     return out
@@ -76,18 +78,40 @@ class RunDir:
     def best_path(self) -> Path:
         return self.root / "best.safetensors"
 
-    def create(self, config: RunConfig) -> None:
+    @property
+    def init_path(self) -> Path:
+        return self.root / "init.json"
+
+    def create(self, config: RunConfig, init: dict[str, Any] | None = None) -> None:
+        """Write the resolved config and ``init.json`` (the ``--init`` record; removed when ``None``)."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.finished_path.unlink(missing_ok=True)
         with atomic_write(self.config_path) as tmp:
             tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
+        if init is None:
+            self.init_path.unlink(missing_ok=True)
+        else:
+            with atomic_write(self.init_path) as tmp:
+                tmp.write_text(json.dumps(init, indent=1) + "\n", encoding="utf-8")
+
+    def read_init(self) -> dict[str, Any] | None:
+        """What ``init.json`` says about the model this run started from (``None``: trained from scratch)."""
+        if not self.init_path.is_file():
+            return None
+        try:
+            data = json.loads(self.init_path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("speakers"), list):
+                raise ValueError("not an object with a speaker list")
+        except ValueError as err:
+            raise CheckpointError(f"{self.init_path}: unreadable ({err})") from None
+        return data
 
     def check_resumable(self, config: RunConfig) -> None:
         """Refuse to resume with a config that differs beyond :data:`RESUMABLE_KEYS`."""
         if not self.config_path.is_file():
             raise CheckpointError(f"{self.root}: nothing to resume (no config.yaml)")
-        old = _flatten(yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {})
-        new = _flatten(config_to_dict(config))
+        old = flatten_keys(yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {})
+        new = flatten_keys(config_to_dict(config))
         diff = sorted(
             k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_KEYS
         )
@@ -100,12 +124,11 @@ class RunDir:
         return self.root / "finished.json"
 
     def mark_finished(
-        self, step: int, reason: str, best: float | None, stats: dict[str, float | int | None] | None = None
+        self, step: int, reason: str, best: float | None, stats: dict[str, Any] | None = None
     ) -> None:
         """Record that the run ended on its own (``max_steps`` or ``time_budget``), not by a signal;
-        ``stats`` (e.g. steps per second, peak GPU memory) are stored next to the step and reason."""
-        import json
-
+        ``stats`` (e.g. steps per second, peak GPU memory, the ``--init`` source) are stored next to the
+        step and reason."""
         record = {"step": step, "reason": reason, "best_valid_mel": best, **(stats or {})}
         with atomic_write(self.finished_path) as tmp:
             tmp.write_text(json.dumps(record) + "\n")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,7 @@ from vqaudio.train.distributed import (
     cleanup_distributed,
     init_distributed,
 )
+from vqaudio.train.finetune import InitReport, InitSource, init_from, merge_speakers
 from vqaudio.train.losses import (
     MultiResolutionMelLoss,
     PhaseLoss,
@@ -207,7 +208,10 @@ def _ignore_signals(worker_id: int) -> None:
 class _Data:
     """Corpus scan, split, training loader and validation utterances."""
 
-    def __init__(self, cfg: RunConfig, info: DistInfo, log: Monitor, start_step: int) -> None:
+    def __init__(
+        self, cfg: RunConfig, info: DistInfo, log: Monitor, start_step: int, known: Sequence[str] = ()
+    ) -> None:
+        """``known``: the speakers of the model a run started from (``--init``), first in the table."""
         d = cfg.data
         if d.root is None:
             raise ConfigError("data.root is not set: give the corpus folder with --set data.root=PATH")
@@ -219,11 +223,12 @@ class _Data:
             log.print(f"[yellow]... and {len(problems) - 20} more unusable files[/]")
         if not good:
             raise UserError(f"{d.root}: no usable audio files")
-        self.speakers = speaker_list(good)
+        self.corpus_speakers = speaker_list(good)
+        self.speakers = merge_speakers(known, self.corpus_speakers)
         self.speaker_info = {
             name: {"age": i.age, "gender": i.gender, "accent": i.accent, "region": i.region}
             for name, i in corpus_speaker_info(d.kind, d.root).items()
-            if name in self.speakers
+            if name in self.corpus_speakers
         }
         train_utts, self.valid = split_utterances(good, d.valid_per_speaker, cfg.train.seed)
         sr = cfg.model.sample_rate
@@ -251,7 +256,19 @@ class _Data:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, out_dir: Path, resume: bool, console: Console | None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out_dir: Path,
+        resume: bool,
+        console: Console | None,
+        init: str | Path | None = None,
+        init_skip_mismatched: bool = False,
+    ) -> None:
+        if init is not None and resume:
+            raise UserError(
+                "--init starts a new run from a model's weights; it cannot be combined with --resume"
+            )
         self.cfg = cfg
         self.info, self.device = init_distributed(cfg.train.device)
         if cfg.train.threads:
@@ -274,18 +291,16 @@ class Trainer:
         self.train_seconds = float(state.get("train_seconds", 0.0)) if state else 0.0
         self.timer = StepTimer(self.device)  # bench/train_speed.py enables it
         self.log = Monitor(out_dir / "tb", cfg.train.max_steps, self.step, self.info.is_main, console)
+        source = InitSource.load(init) if init is not None else None
+        # RUN/init.json: the source and its speakers (the first rows of the speaker table, on resume too)
+        self.init_record: dict[str, Any] | None = self.run.read_init() if resume else None
+        if source is not None:
+            self.init_record = {**source.record(), "speakers": source.speakers}
         torch.manual_seed(cfg.train.seed)
-        self.data = _Data(cfg, self.info, self.log, self.step)
-        model = build_model(cfg.model, self.data.speakers).to(self.device)
-        model.speaker_info = self.data.speaker_info
-        if latest:
-            from vqaudio.checkpoint import read_checkpoint
-
-            weights, meta = read_checkpoint(latest[0])
-            if meta.speakers != self.data.speakers:
-                raise ConfigError(f"cannot resume {out_dir}: the corpus speakers changed")
-            model.load_state_dict(weights, strict=True)
-        self.model: VQVAE = model
+        known = self.init_record["speakers"] if self.init_record else ()
+        self.data = _Data(cfg, self.info, self.log, self.step, known)
+        self.model: VQVAE = self._build_model(latest[0] if latest else None, source, init_skip_mismatched)
+        model = self.model
         if cfg.train.compile:
             _compile_levels(model)
         self.ddp: nn.Module = (
@@ -343,12 +358,62 @@ class Trainer:
             self.skipped = int(state.get("skipped", 0))
             _set_rng_state(state["rng"], self.device)
         if self.info.is_main:
-            self.run.create(cfg)
+            self.run.create(cfg, self.init_record)
         use_bf16 = self.device.type == "cuda" and t.amp in ("auto", "bf16")
         if t.amp == "bf16" and self.device.type != "cuda":
             self.log.print("[yellow]train.amp=bf16 applies on CUDA only; training in float32 on CPU[/]")
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
         self.history: list[dict[str, float]] = []
+
+    def _build_model(self, latest: Path | None, source: InitSource | None, skip_mismatched: bool) -> VQVAE:
+        """The run's model on its device: resumed from ``latest``, started from ``source`` (``--init``),
+        or freshly initialised."""
+        model = build_model(self.cfg.model, self.data.speakers).to(self.device)
+        model.speaker_info = self.data.speaker_info
+        if latest is not None:
+            from vqaudio.checkpoint import read_checkpoint
+
+            weights, meta = read_checkpoint(latest)
+            if meta.speakers != self.data.speakers:
+                raise ConfigError(f"cannot resume {self.run.root}: the corpus speakers changed")
+            model.load_state_dict(weights, strict=True)
+            model.speaker_info = {**meta.speaker_info, **self.data.speaker_info}
+        elif source is not None:
+            report = init_from(model, source, self.cfg, skip_mismatched)
+            kept = {k: v for k, v in source.meta.speaker_info.items() if k in model.speakers}
+            model.speaker_info = {**kept, **self.data.speaker_info}
+            self._report_init(source, report)
+        return model
+
+    def _report_init(self, source: InitSource, report: InitReport) -> None:
+        assert self.init_record is not None
+        self.init_record["new_speakers"] = report.new_speakers
+        self.init_record["skipped"] = [str(m) for m in report.skipped]
+        self.init_record["fresh_quantizers"] = report.fresh_quantizers
+        corpus = set(self.data.corpus_speakers)
+        both = sum(s in corpus for s in report.kept_speakers)
+        self.log.print(
+            f"init from {source.path} (step {source.meta.step}, sha256 {source.meta.weights_sha256[:12]}): "
+            f"{report.copied} tensors copied; speakers: {both} in the corpus and the model, "
+            f"{len(report.new_speakers)} new (their rows start at the mean of the model's), "
+            f"{len(report.kept_speakers) - both} kept from the model only"
+        )
+        if report.skipped:
+            self.log.print(
+                f"[yellow]--init-skip-mismatched: {len(report.skipped)} tensor(s) keep their fresh "
+                "initialisation:[/]"
+            )
+            for mismatch in report.skipped:
+                self.log.print(f"[yellow]  {mismatch}[/]")
+        for name in report.fresh_quantizers:
+            self.log.print(f"[yellow]  {name}: not copied, initialised by k-means at step 0[/]")
+
+    def _init_summary(self) -> dict[str, Any]:
+        """The ``--init`` source as checkpoints and ``finished.json`` record it (empty: none)."""
+        if self.init_record is None:
+            return {}
+        keys = ("source", "name", "weights_sha256", "step")
+        return {"init": {k: self.init_record.get(k) for k in keys}}
 
     # ------------------------------------------------------------------ one step
 
@@ -542,7 +607,7 @@ class Trainer:
             self.cfg,
             self._state(),
             self.cfg.train.keep_last,
-            extra={"best_valid_mel": self.best},
+            extra={"best_valid_mel": self.best, **self._init_summary()},
         )
 
     def evaluate_and_maybe_save_best(self) -> None:
@@ -562,7 +627,9 @@ class Trainer:
         before_gan = self.disc is not None and self.step > start and (self.best_step or 0) <= start
         if self.best is None or before_gan or metrics["valid/mel"] < self.best:
             self.best, self.best_step = metrics["valid/mel"], self.step
-            self.run.save_best(self.model, self.cfg, self.step, {"valid_mel": self.best})
+            self.run.save_best(
+                self.model, self.cfg, self.step, {"valid_mel": self.best, **self._init_summary()}
+            )
 
     # ------------------------------------------------------------------ loop
 
@@ -578,10 +645,11 @@ class Trainer:
     def _peak_memory_gib(self) -> float:
         return torch.cuda.max_memory_allocated(self.device) / 2**30
 
-    def _run_stats(self) -> dict[str, float | int | None]:
+    def _run_stats(self) -> dict[str, Any]:
         """Speed of this session of the run (since start or resume), peak GPU memory, the step and time
-        limits and the training time of the run (all sessions), for finished.json."""
+        limits, the training time of the run (all sessions) and the ``--init`` source, for finished.json."""
         return {
+            **self._init_summary(),
             "steps_per_second": round(self.log.steps_per_second(self.step), 3),
             "peak_memory_gib": round(self._peak_memory_gib(), 3) if self.device.type == "cuda" else None,
             "max_steps": self.cfg.train.max_steps,
@@ -659,14 +727,21 @@ def train(
     out_dir: str | Path,
     resume: bool = False,
     *,
+    init: str | Path | None = None,
+    init_skip_mismatched: bool = False,
     stop_after: int | None = None,
     console: Console | None = None,
 ) -> TrainResult:
-    """Train (or resume) a model into ``out_dir``; ``stop_after`` stops early as a signal would."""
+    """Train (or resume) a model into ``out_dir``; ``stop_after`` stops early as a signal would.
+
+    ``init`` (a checkpoint, run directory or shipped model's name) starts the new run from that model's
+    weights (fine-tuning, see :mod:`vqaudio.train.finetune`); tensors that do not fit are refused unless
+    ``init_skip_mismatched``.
+    """
     t0 = time.perf_counter()
     trainer: Trainer | None = None
     try:
-        trainer = Trainer(cfg, Path(out_dir), resume, console)
+        trainer = Trainer(cfg, Path(out_dir), resume, console, init, init_skip_mismatched)
         result = trainer.fit(stop_after)
     finally:
         if trainer is not None:  # also when fit raised
