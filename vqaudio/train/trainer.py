@@ -188,7 +188,7 @@ class _Data:
             log.print(f"[yellow]... and {len(problems) - 20} more unusable files[/]")
         if not good:
             raise UserError(f"{d.root}: no usable audio files")
-        self.speakers = speaker_list(good)
+        self.speakers = speaker_list(u for u in good if not u.heldout)  # held-out voices get no embedding
         self.speaker_info = {
             name: {"age": i.age, "gender": i.gender, "accent": i.accent, "region": i.region}
             for name, i in corpus_speaker_info(d.kind, d.root).items()
