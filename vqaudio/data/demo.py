@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+import textwrap
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vqaudio.audio import atomic_write_text
-from vqaudio.data.demo_voices import DEMO_VOICES, plan_voices, voice_sentences
+from vqaudio.data.demo_voices import DEMO_VOICES, VoicePlan, plan_voices, voice_sentences
 from vqaudio.data.espeak import EspeakServers, is_espeak_voice, make_espeak_utterance
 from vqaudio.data.flite import (
     VOICE_VARIANTS,
@@ -165,44 +166,59 @@ Debian package `espeak-ng`): an English dialect, a voice variant, and a speed in
 (default 175) and base pitch (0-99, default 50) when they differ from espeak-ng's defaults. Their phone
 labels come from espeak-ng's phoneme events and use ESPEAK-NG'S PHONEME MNEMONICS (h @ l oU w 3: l d),
 not flite's phone set (hh ax l ow w er l d): labels are consistent within each family, so analyse
-codes vs phones for the flite and the espeak-ng voices separately.
+codes vs phones for the flite and the espeak-ng voices separately, e.g. with a manifest of the espeak-ng
+rows written next to this one: awk -F'\\t' '/^#/ || $2 ~ /[+]/' manifest.tsv > espeak.tsv
 """
 
 
+def _paragraph(text: str) -> str:
+    return textwrap.fill(" ".join(text.split()), width=100, break_on_hyphens=False) + "\n"
+
+
 def _readme(
-    voices: Sequence[str],
-    heldout: Sequence[str],
-    num_sentences: int,
-    sample_rate: int,
-    fractions: tuple[float, float],
-    train_per_voice: int | None,
+    plan: VoicePlan, num_sentences: int, sample_rate: int, fractions: tuple[float, float], many_voices: bool
 ) -> str:
-    valid_fraction, test_fraction = fractions
-    if train_per_voice is None:
+    voices, heldout = plan.voices, plan.heldout
+    if plan.train_per_voice is None:
         who = "parallel (every voice says every sentence)"
     else:
         who = (
-            f"every voice says every valid and test sentence (parallel) and {train_per_voice} training\n"
-            "sentences chosen for it by a SHA-256 hash of (voice, sentence)"
+            f"every voice says every valid and test sentence (parallel) and {plan.train_per_voice} "
+            "training sentences chosen for it by a SHA-256 hash of (voice, sentence)"
         )
-    held = (
-        f"\n{len(heldout)} voices are held out, never to be trained on ({', '.join(heldout)}):\n"
-        "manifest.tsv marks their rows `heldout` in its 5th column, splits/heldout_speakers.txt\n"
-        "lists them.\n"
-        if heldout
-        else ""
-    )
+    parts = [
+        _paragraph(
+            "Synthetic English speech made with flite (http://cmuflite.org) and/or espeak-ng from the CMU "
+            f'ARCTIC "a" prompts (public domain): {num_sentences} sentences, {len(voices)} voices '
+            f"({', '.join(voices)}); {who}. Phone labels come from the synthesisers themselves. Regenerate "
+            "with vqaudio.data.demo.make_demo_corpus or `vqaudio demo-corpus` (re-runs skip finished files)."
+        )
+    ]
+    if many_voices:
+        parts.append(
+            _paragraph(
+                "This is the many-voice corpus (`vqaudio demo-corpus OUT --many-voices`): its voices and "
+                "the held-out ones are fixed lists, vqaudio.data.demo_voices.MANY_VOICES and HELDOUT_VOICES."
+            )
+        )
+    if any(split_variant(v)[1] for v in voices):
+        parts.append(_VARIANT_NOTE.lstrip("\n"))
+    if any(is_espeak_voice(v) for v in voices):
+        parts.append(_ESPEAK_NOTE.lstrip("\n"))
+    if heldout:
+        parts.append(
+            _paragraph(
+                f"{len(heldout)} voices are held out, never to be trained on ({', '.join(heldout)}): "
+                "manifest.tsv marks their rows `heldout` in its 5th column and "
+                "splits/heldout_speakers.txt lists them."
+            )
+        )
+    columns = "path<TAB>speaker<TAB>text<TAB>split" + ("<TAB>voices" if heldout else "")
     return f"""\
 vqaudio demo corpus
 ===================
 
-Synthetic English speech made with flite (http://cmuflite.org) and/or espeak-ng from the CMU ARCTIC
-"a" prompts (public domain): {num_sentences} sentences, {len(voices)} voices ({", ".join(voices)});
-{who}. Phone labels come from the synthesisers themselves. Regenerate with
-vqaudio.data.demo.make_demo_corpus or `vqaudio demo-corpus` (re-runs skip finished files).
-{_VARIANT_NOTE if any(split_variant(v)[1] for v in voices) else ""}\
-{_ESPEAK_NOTE if any(is_espeak_voice(v) for v in voices) else ""}\
-{held}
+{chr(10).join(parts)}
 Layout
   wavs/<voice>/<utt_id>.wav     mono 16-bit PCM, {sample_rate} Hz
   labels/<voice>/<utt_id>.tsv   start<TAB>end<TAB>phone, seconds (Audacity labels); silence is `pau`;
@@ -210,11 +226,12 @@ Layout
   text/<utt_id>.txt             the prompt text
   splits/train.txt, valid.txt, test.txt
                                 utterance ids; split by sentence from a SHA-256 hash of the id
-                                (valid {valid_fraction:g}, test {test_fraction:g}), identical for all voices
+                                (valid {fractions[0]:g}, test {fractions[1]:g}), identical for all voices
   splits/heldout_speakers.txt   the held-out voices, one a line (empty when there are none)
-  manifest.tsv                  one "#" header line, then path<TAB>speaker<TAB>text<TAB>split
-                                {"<TAB>voices (seen or heldout)" if heldout else ""}\
-(path relative to this folder, speaker = voice)
+  manifest.tsv                  one "#" header line, then {columns}
+                                (path relative to this folder, speaker = voice{
+        "; voices: seen or heldout" if heldout else ""
+    })
 """
 
 
@@ -396,14 +413,8 @@ def make_demo_corpus(
         atomic_write_text(root / "splits" / f"{name}.txt", "".join(f"{i}\n" for i in ids))
     atomic_write_text(root / "splits" / "heldout_speakers.txt", "".join(f"{v}\n" for v in plan.heldout))
     _write_manifest(root, tasks, split_by_id, plan.heldout)
-    readme = _readme(
-        plan.voices,
-        plan.heldout,
-        len(prompts),
-        sample_rate,
-        (valid_fraction, test_fraction),
-        plan.train_per_voice,
-    )
+    fractions = (valid_fraction, test_fraction)
+    readme = _readme(plan, len(prompts), sample_rate, fractions, many_voices)
     atomic_write_text(root / "README.txt", readme)
     return DemoCorpus(
         root=root,
