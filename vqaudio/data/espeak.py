@@ -15,7 +15,9 @@ audio). Labels use **espeak-ng's phoneme mnemonics** (``h @ l oU w 3: l d``), no
 ``pau``. The mnemonics are the same for every espeak-ng voice (the English dialects share one phoneme
 table, with a few dialect-specific vowels), so labels are consistent within the espeak family but not
 across families: ``vqaudio analyze`` maps codes to phones over the utterances it is given, so analyse
-the flite and the espeak voices of a mixed corpus separately.
+the flite and the espeak voices of a mixed corpus separately. (By default ``analyze`` also strips a
+final 0/1/2 after a letter as an ARPAbet stress digit, which merges ``I2`` into ``I`` and ``t2`` into
+``t``; ``--keep-stress`` keeps them apart.)
 
 Synthesis runs in :mod:`vqaudio.data.espeak_worker` processes (one per worker thread) that fork for
 every utterance, because the library carries state from one utterance to the next: this way an
