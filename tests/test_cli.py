@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import shutil
 import subprocess
 import sys
@@ -228,6 +229,77 @@ def test_toy_corpus(tmp_path: Path) -> None:
     assert "wrote 6 utterances" in result.stderr
     result = runner.invoke(app, ["toy-corpus", str(tmp_path / "toy2"), "--speakers", "0"])
     assert result.exit_code == 2
+
+
+needs_synthesisers = pytest.mark.skipif(
+    shutil.which("flite") is None or ctypes.util.find_library("espeak-ng") is None,
+    reason="flite or espeak-ng is not installed",
+)
+
+
+@needs_synthesisers
+def test_demo_corpus_many_voices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vqaudio.data import demo_voices
+
+    monkeypatch.setattr(demo_voices, "MANY_VOICES", ("awb", "awb-v1", "en-us+m3", "en-gb+f2-s160"))
+    monkeypatch.setattr(demo_voices, "HELDOUT_VOICES", ("awb-v1", "en-gb+f2-s160"))
+    out = tmp_path / "many"
+    args = ["demo-corpus", str(out), "--many-voices", "--sentences", "6", "--sentences-per-voice", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "12 utterances by 4 voices (2 held out)" in result.stderr
+    rows = [line.split("\t") for line in (out / "manifest.tsv").read_text().splitlines()[1:]]
+    assert {(r[1], r[4]) for r in rows} == {
+        ("awb", "seen"),
+        ("awb-v1", "heldout"),
+        ("en-us+m3", "seen"),
+        ("en-gb+f2-s160", "heldout"),
+    }
+    assert (out / "splits" / "heldout_speakers.txt").read_text().split() == ["awb-v1", "en-gb+f2-s160"]
+
+
+@needs_synthesisers
+def test_demo_corpus_explicit_voices_and_heldout(tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    args = [
+        "demo-corpus",
+        str(out),
+        "--voices",
+        "slt, en-029+f2",
+        "--heldout",
+        "en-029+f2",
+        "--sentences",
+        "2",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "4 utterances by 2 voices (1 held out)" in result.stderr  # every voice, every sentence
+    assert sorted(p.parent.name for p in out.glob("wavs/*/*.wav")) == ["en-029+f2"] * 2 + ["slt"] * 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--many-voices", "--voices", "awb"], "many-voice mode has its own voices"),
+        (["--voices", "awb", "--heldout", "slt"], "held-out voice slt is not one of"),
+        (["--voices", "en-us+m3-p200"], "pitch must be 0-99"),
+    ],
+)
+def test_demo_corpus_user_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["demo-corpus", str(tmp_path / "c"), "--sentences", "1", *args])
+    assert result.exit_code == 2
+    assert message in _one_error_line(result.stderr)
+    assert not list(tmp_path.rglob("*.wav"))
+
+
+@needs_synthesisers
+def test_demo_corpus_unknown_voice(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo-corpus", str(tmp_path / "c"), "--voices", "awb,en-us+nosuch"])
+    assert result.exit_code == 2
+    assert "no voice variant 'nosuch'" in _one_error_line(result.stderr)
+    result = runner.invoke(app, ["demo-corpus", str(tmp_path / "c"), "--voices", "nosuchvoice"])
+    assert result.exit_code == 2
+    assert "flite has no voice nosuchvoice" in _one_error_line(result.stderr)
 
 
 # -------------------------------------------------------------------------------------- subprocesses

@@ -349,6 +349,52 @@ def test_manifest_split_column_is_respected_by_split_utterances(tmp_path: Path) 
         scan_manifest(bad)
 
 
+def test_manifest_voices_column(tmp_path: Path) -> None:
+    rows = [
+        "# path\tspeaker\ttext\tsplit\tvoices",
+        "a/1.wav\ta\tone\ttrain\tseen",
+        "h/1.wav\th\tone\ttrain\theldout",
+        "h/2.wav\th\ttwo\ttest\theldout",
+        "b/1.wav\tb\tone\tvalid\t",  # an empty 5th column is seen
+        "c/1.wav\tc\tone\ttest\tseen\tan extra column, ignored",
+    ]
+    utts = scan_manifest(text(tmp_path / "m.tsv", "\n".join(rows) + "\n"))
+    assert [(u.speaker, u.split, u.heldout) for u in utts] == [
+        ("a", "train", False),
+        ("h", "train", True),
+        ("h", "test", True),
+        ("b", "valid", False),
+        ("c", "test", False),
+    ]
+    bad = text(tmp_path / "bad.tsv", "a/1.wav\ta\tone\ttrain\tseen\nb/1.wav\tb\tone\ttrain\tunseen\n")
+    with pytest.raises(UserError, match=rf"{bad}:2: voices must be seen or heldout, got 'unseen'"):
+        scan_manifest(bad)
+    mixed = text(tmp_path / "mixed.tsv", "a/1.wav\ta\t\t\theldout\na/2.wav\ta\t\t\tseen\n")
+    with pytest.raises(UserError, match=rf"{mixed}:2: speaker 'a' is seen here but heldout on line 1"):
+        scan_manifest(mixed)
+
+
+def test_four_column_manifests_are_unchanged(tmp_path: Path) -> None:
+    manifest = text(tmp_path / "m.tsv", "# path\tspeaker\ttext\tsplit\na/1.wav\ta\thi\ttest\nb/1.wav\tb\n")
+    assert scan_manifest(manifest) == [
+        Utterance(tmp_path / "a/1.wav", "a", "a/1", "hi", "test", False),
+        Utterance(tmp_path / "b/1.wav", "b", "b/1", None, None, False),
+    ]
+
+
+def test_heldout_speakers_never_reach_train_or_valid() -> None:
+    utts = fake_utts({"a": 10, "b": 10})
+    held = [
+        Utterance(Path(f"/data/h/{k}.wav"), "h", f"h_{k:03d}", split=split, heldout=True)
+        for k, split in enumerate([None, "train", "valid", "test"] * 3)
+    ]
+    for valid_per_speaker in (0, 3, 100):
+        train, valid = split_utterances(utts + held, valid_per_speaker)
+        assert (train, valid) == split_utterances(utts, valid_per_speaker)  # as if they were not there
+        assert "h" not in speaker_list(train + valid)
+    assert split_utterances(held, 3) == ([], [])
+
+
 def test_tsv_manifest_takes_speaker_info_lying_next_to_it(vctk092: Path, tmp_path: Path) -> None:
     from vqaudio.data import corpus_speaker_info
 

@@ -1,7 +1,8 @@
-"""Tests for the flite demo corpus (vqaudio.data.demo)."""
+"""Tests for the demo corpus (vqaudio.data.demo, flite, demo_voices): flite voices and the many-voice mode."""
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import shutil
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from vqaudio.data import demo
+from vqaudio.data import demo, scan_manifest, split_utterances
 from vqaudio.data.demo import (
     DemoCorpus,
     check_flite,
@@ -19,6 +20,16 @@ from vqaudio.data.demo import (
     read_labels,
     split_of,
 )
+from vqaudio.data.demo_voices import (
+    HELDOUT_VOICES,
+    MANY_VOICES,
+    TRAIN_SENTENCES_PER_VOICE,
+    VoicePlan,
+    plan_voices,
+    voice_family,
+    voice_sentences,
+)
+from vqaudio.data.espeak import EspeakServers, parse_espeak_voice
 from vqaudio.errors import UserError
 
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
@@ -284,3 +295,149 @@ def test_variant_voices_shift_pitch_and_spectrum_but_keep_timing(tmp_path: Path)
 def test_variants_out_of_range(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="variants must be between"):
         make_demo_corpus(tmp_path, voices=["awb"], num_sentences=1, variants=len(demo.VOICE_VARIANTS) + 1)
+
+
+# ------------------------------------------------------------------------------------- many voices
+
+needs_espeak = pytest.mark.skipif(
+    ctypes.util.find_library("espeak-ng") is None, reason="espeak-ng is not installed"
+)
+MIXED_VOICES = ("awb", "en-us+m3", "en-gb+f2-s160")  # a flite and two espeak-ng voices
+MIXED_HELDOUT = ("en-gb+f2-s160",)
+MIXED_SENTENCES = 6  # arctic_a0001..6: 4 train, a0002 test, a0005 valid
+
+
+def test_many_voice_list() -> None:
+    # the numbers the CLI help, demo_voices' docstring, README and CHANGELOG state
+    assert (len(set(MANY_VOICES)), len(set(HELDOUT_VOICES)), TRAIN_SENTENCES_PER_VOICE) == (68, 8, 60)
+    assert len(MANY_VOICES) == 68 and len(HELDOUT_VOICES) == 8
+    assert set(HELDOUT_VOICES) <= set(MANY_VOICES)
+    assert {voice_family(v) for v in MANY_VOICES} == {"flite", "flite-derived", "espeak"}
+    assert len({voice_family(v) for v in HELDOUT_VOICES}) >= 2
+    assert len(MANY_VOICES) - len(HELDOUT_VOICES) >= 52  # plenty left to train on
+    for name in MANY_VOICES:
+        if voice_family(name) == "espeak":
+            parse_espeak_voice(name)
+    plan = plan_voices(many_voices=True)
+    assert plan == VoicePlan(MANY_VOICES, HELDOUT_VOICES, TRAIN_SENTENCES_PER_VOICE)
+    assert plan_voices(many_voices=True, sentences_per_voice=3).train_per_voice == 3
+
+
+@needs_flite
+@needs_espeak
+def test_many_voices_are_known_to_the_synthesisers() -> None:
+    available = demo.flite_voices()
+    assert all(demo.split_variant(v)[0] in available for v in MANY_VOICES if voice_family(v) != "espeak")
+    with EspeakServers() as servers:
+        servers.check([v for v in MANY_VOICES if voice_family(v) == "espeak"])
+
+
+def test_voice_sentences() -> None:
+    order = [f"s{i:03d}" for i in range(100)]
+    splits = {u: split_of(u) for u in order}
+    shared = [u for u in order if splits[u] != "train"]
+    train = [u for u in order if splits[u] == "train"]
+    picks = {}
+    for voice in ("awb", "awb-v1", "en-us+m3"):
+        chosen = voice_sentences(voice, splits, 5, order)
+        assert chosen == voice_sentences(voice, splits, 5, list(order))  # deterministic
+        assert [u for u in chosen if splits[u] != "train"] == shared  # every valid/test sentence
+        assert len([u for u in chosen if splits[u] == "train"]) == 5
+        assert chosen == sorted(chosen)  # corpus order
+        picks[voice] = frozenset(chosen) - set(shared)
+    assert len(set(picks.values())) == 3  # each voice gets its own training sentences
+    assert voice_sentences("awb", splits, None, order) == order
+    assert voice_sentences("awb", splits, 10_000, order) == order
+    assert voice_sentences("awb", splits, 0, order) == shared
+    assert set(train) == {u for v in MANY_VOICES for u in voice_sentences(v, splits, 10, order)} - set(shared)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"many_voices": True, "voices": ["awb"]}, "many-voice mode has its own voices"),
+        ({"many_voices": True, "variants": 1}, "many-voice mode has its own voices"),
+        ({"voices": ["awb"], "heldout": ["slt"]}, "held-out voice slt is not one of"),
+        ({"voices": ["awb"], "sentences_per_voice": -1}, "sentences_per_voice must be >= 0"),
+        ({"voices": ["awb", "awb-v1"], "variants": 1}, "repeated voice"),
+        ({"voices": ["en-us+m3-s999"]}, "speed must be"),
+        ({"voices": ["en-us+m3+x"]}, "bad espeak-ng voice"),
+    ],
+)
+def test_bad_voice_options(tmp_path: Path, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        make_demo_corpus(tmp_path, num_sentences=1, **kwargs)  # type: ignore[arg-type]
+    assert not list(tmp_path.rglob("*.wav"))
+
+
+@needs_flite
+@needs_espeak
+def test_unknown_espeak_voice(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no voice variant 'nosuch'"):
+        make_demo_corpus(tmp_path, voices=("awb", "en-us+nosuch"), num_sentences=1)
+    assert not list(tmp_path.rglob("*.wav"))
+
+
+def _mixed(root: Path) -> DemoCorpus:
+    return make_demo_corpus(
+        root, voices=MIXED_VOICES, heldout=MIXED_HELDOUT, num_sentences=MIXED_SENTENCES, sentences_per_voice=1
+    )
+
+
+@pytest.fixture(scope="module")
+def mixed_corpus(tmp_path_factory: pytest.TempPathFactory) -> DemoCorpus:
+    if shutil.which("flite") is None or ctypes.util.find_library("espeak-ng") is None:
+        pytest.skip("flite or espeak-ng is not installed")
+    return _mixed(tmp_path_factory.mktemp("mixed"))
+
+
+def test_mixed_corpus_manifest(mixed_corpus: DemoCorpus) -> None:
+    root = mixed_corpus.root
+    assert mixed_corpus.voices == MIXED_VOICES and mixed_corpus.heldout == MIXED_HELDOUT
+    assert mixed_corpus.num_utterances == 3 * 3  # each voice: the valid and the test sentence + 1 train
+    lines = (root / "manifest.tsv").read_text().splitlines()
+    assert lines[0] == "# path\tspeaker\ttext\tsplit\tvoices"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == 9 and all(len(row) == 5 for row in rows)
+    for path, speaker, _, split, voices in rows:
+        assert (root / path).is_file() and (root / "labels" / speaker / f"{Path(path).stem}.tsv").is_file()
+        assert voices == ("heldout" if speaker in MIXED_HELDOUT else "seen")
+        assert split == split_of(Path(path).stem)
+    for voice in MIXED_VOICES:
+        said = sorted(Path(p).stem for p, s, *_ in rows if s == voice)
+        assert {"arctic_a0002", "arctic_a0005"} <= set(said) and len(said) == 3
+    assert (root / "splits" / "heldout_speakers.txt").read_text() == "en-gb+f2-s160\n"
+    readme = (root / "README.txt").read_text()
+    assert "espeak-ng" in readme and "PHONEME MNEMONICS" in readme and "held out" in readme
+
+    utts = scan_manifest(root / "manifest.tsv")
+    assert {u.speaker for u in utts if u.heldout} == set(MIXED_HELDOUT)
+    train, valid = split_utterances(utts, valid_per_speaker=5)
+    assert train and valid
+    assert not {u.speaker for u in train + valid} & set(MIXED_HELDOUT)
+
+
+def test_mixed_corpus_labels(mixed_corpus: DemoCorpus) -> None:
+    for wav in sorted(mixed_corpus.root.glob("wavs/*/*.wav")):
+        info = sf.info(str(wav))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        labels = read_labels(mixed_corpus.root / "labels" / wav.parent.name / f"{wav.stem}.tsv")
+        assert labels[0][0] == 0.0 and abs(labels[-1][1] - info.frames / info.samplerate) < 1e-3
+
+
+def test_mixed_corpus_is_deterministic(mixed_corpus: DemoCorpus, tmp_path: Path) -> None:
+    again = _mixed(tmp_path)
+    assert again.num_utterances == mixed_corpus.num_utterances
+    assert again.duration_s == pytest.approx(mixed_corpus.duration_s)
+    first = {
+        p.relative_to(mixed_corpus.root): p.read_bytes() for p in mixed_corpus.root.rglob("*") if p.is_file()
+    }
+    second = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert first == second  # every wav, label, split and the manifest, byte for byte
+
+
+def test_no_heldout_keeps_four_columns(small_corpus: DemoCorpus) -> None:
+    lines = (small_corpus.root / "manifest.tsv").read_text().splitlines()
+    assert lines[0] == "# path\tspeaker\ttext\tsplit" and all(len(x.split("\t")) == 4 for x in lines)
+    assert (small_corpus.root / "splits" / "heldout_speakers.txt").read_text() == ""
+    assert small_corpus.heldout == ()

@@ -397,6 +397,21 @@ def test_train_on_both_vctk_layouts(tmp_path: Path, cfg_for: CfgFor, new_layout:
     assert meta.speaker_info["p225"]["gender"] == "F" and meta.speaker_info["p226"]["accent"] == "English"
 
 
+def test_heldout_speakers_of_a_manifest_get_no_embedding(
+    tmp_path: Path, cfg_for: CfgFor, toy_corpus: Path
+) -> None:
+    rows = ["# path\tspeaker\ttext\tsplit\tvoices"]
+    for wav in sorted(toy_corpus.rglob("*.wav")):
+        kind = "heldout" if wav.parent.name == "spk2" else "seen"
+        rows.append(f"{wav}\t{wav.parent.name}\t\ttrain\t{kind}")
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+    result = train(cfg_for(1, root=manifest, **{"data.kind": "tsv"}), tmp_path / "run")
+    assert result.step == 1
+    _, meta = vqaudio.read_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000001.safetensors")
+    assert meta.speakers == ["spk0", "spk1"]
+
+
 # ------------------------------------------------------------------------------------------ SIGTERM
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment in .venv and install vqaudio into it.
-# Also installs the Debian packages the demo needs (flite, sox, codec2, opus-tools) when missing and possible.
+# Also installs the Debian packages the demo needs (flite, espeak-ng, sox, codec2, opus-tools) when missing
+# and possible.
 # Usage: bash tools/setup.sh [--no-apt] [--extras eval[,metrics...]]
 #   --no-apt        do not try apt-get
 #   --extras LIST   also install these optional extras of pyproject.toml (e.g. eval: Resemblyzer, for the
@@ -14,23 +15,24 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --no-apt) apt=0; shift ;;
     --extras) extras=${2:?--extras needs a list, e.g. eval}; shift 2 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "[setup] unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+packages="flite espeak-ng sox codec2 opus-tools"
 missing=""
-for tool in flite sox c2enc opusenc; do command -v $tool >/dev/null 2>&1 || missing="$missing $tool"; done
+for tool in flite espeak-ng sox c2enc opusenc; do command -v $tool >/dev/null 2>&1 || missing="$missing $tool"; done
 if [ "$apt" = 1 ] && [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing flite, sox, codec2 and opus-tools with apt-get (missing:$missing)" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite sox codec2 opus-tools >/dev/null) \
-      || echo "[setup] warning: could not install flite; the demo corpus needs it (apt-get install flite)" >&2
+    echo "[setup] installing flite, espeak-ng, sox, codec2 and opus-tools with apt-get (missing:$missing)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null) \
+      || echo "[setup] warning: could not install $packages; the demo corpus needs flite (and espeak-ng for --many-voices)" >&2
   elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing flite, sox, codec2 and opus-tools with sudo apt-get (missing:$missing)" >&2
-    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq flite sox codec2 opus-tools >/dev/null) \
-      || echo "[setup] warning: could not install flite; the demo corpus needs it" >&2
+    echo "[setup] installing flite, espeak-ng, sox, codec2 and opus-tools with sudo apt-get (missing:$missing)" >&2
+    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null) \
+      || echo "[setup] warning: could not install $packages; the demo corpus needs flite (and espeak-ng for --many-voices)" >&2
   else
-    echo "[setup] warning:$missing not found; install flite sox codec2 opus-tools (apt-get) for the demo" >&2
+    echo "[setup] warning:$missing not found; install $packages (apt-get) for the demo" >&2
   fi
 fi
 if [ ! -x .venv/bin/python ]; then

@@ -147,6 +147,10 @@ def toy_corpus(
     err_console.print(f"wrote {speakers * utterances} utterances to {root}")
 
 
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 @app.command("demo-corpus")
 @user_errors
 def demo_corpus(
@@ -154,23 +158,54 @@ def demo_corpus(
     sentences: Annotated[
         int | None, typer.Option(min=1, help="First N CMU ARCTIC prompts (default: all 593).")
     ] = None,
-    voices: Annotated[str, typer.Option(help="Comma-separated flite voices.")] = "kal16,awb,rms,slt",
-    jobs: Annotated[int, typer.Option(min=1, help="Parallel flite processes.")] = 2,
+    voices: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated voices: flite's (kal16, awb, rms, slt), derived flite voices "
+            "<voice>-v<k>, espeak-ng <dialect>+<variant>[-s<wpm>][-p<pitch>] (e.g. en-gb+f2). "
+            "Default: kal16,awb,rms,slt."
+        ),
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Parallel synthesiser processes.")] = 2,
     variants: Annotated[
         int,
         typer.Option(min=0, help="Also derive this many pitch/formant-shifted voices from each voice (0-6)."),
     ] = 0,
+    many_voices: Annotated[
+        bool,
+        typer.Option(
+            "--many-voices",
+            help="The many-voice corpus: 68 flite, derived and espeak-ng voices, 8 of them held out "
+            "from training (the list: vqaudio.data.demo_voices).",
+        ),
+    ] = False,
+    sentences_per_voice: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Training sentences each voice says (chosen by hash); every voice also says every "
+            "valid and test sentence. Default: all; with --many-voices, 60.",
+        ),
+    ] = None,
+    heldout: Annotated[
+        str | None, typer.Option(help="Comma-separated voices never to train on (marked in the manifest).")
+    ] = None,
 ) -> None:
-    """Make the parallel, phone-labelled demo corpus with flite (4 voices x CMU ARCTIC prompts)."""
+    """Make the phone-labelled demo corpus with flite and espeak-ng (default: 4 flite voices, 593 prompts)."""
     from vqaudio.data.demo import make_demo_corpus
 
     corpus = make_demo_corpus(
         out,
-        voices=tuple(v.strip() for v in voices.split(",") if v.strip()),
+        voices=_names(voices),
         num_sentences=sentences,
         jobs=jobs,
         variants=variants,
+        heldout=_names(heldout) or (),
+        sentences_per_voice=sentences_per_voice,
+        many_voices=many_voices,
     )
+    held = f" ({len(corpus.heldout)} held out)" if corpus.heldout else ""
     err_console.print(
-        f"{corpus.num_utterances} utterances, {corpus.duration_s / 60:.1f} min of audio in {corpus.root}"
+        f"{corpus.num_utterances} utterances by {len(corpus.voices)} voices{held}, "
+        f"{corpus.duration_s / 3600:.2f} h of audio in {corpus.root}"
     )

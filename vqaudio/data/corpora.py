@@ -7,7 +7,7 @@ Supported layouts (``scan_corpus(kind, root)``):
 - ``librispeech``: ``<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` with ``<spk>-<chapter>.trans.txt``.
 - ``ljspeech``: ``wavs/LJ001-0001.wav`` and a pipe-separated ``metadata.csv``.
 - ``folder``: every audio file below a folder; the speaker is the name of the file's folder.
-- ``tsv``: a manifest of ``path<TAB>speaker[<TAB>text]`` lines.
+- ``tsv``: a manifest of ``path<TAB>speaker[<TAB>text[<TAB>split[<TAB>voices]]]`` lines.
 
 Scanners only look at file names (no audio is decoded); ``vqaudio.data.validate_corpus`` checks the
 files themselves.
@@ -29,6 +29,7 @@ from vqaudio.errors import ConfigError, UserError
 
 __all__ = [
     "CORPUS_KINDS",
+    "VOICE_KINDS",
     "SpeakerInfo",
     "Utterance",
     "read_vctk_speaker_info",
@@ -54,16 +55,22 @@ _VCTK_ID_RE = re.compile(r"^[ps]?\d+$", re.IGNORECASE)
 SPLITS = ("train", "valid", "test")
 
 
+VOICE_KINDS = ("seen", "heldout")
+"""Values of a manifest's 5th column: ``heldout`` speakers are never trained on."""
+
+
 @dataclass(frozen=True)
 class Utterance:
-    """One recording: where it is, who speaks, a corpus-unique id, the transcript if known, and the
-    corpus's own split (``train``/``valid``/``test``) when it names one (a manifest's 4th column)."""
+    """One recording: where it is, who speaks, a corpus-unique id, the transcript if known, the
+    corpus's own split (``train``/``valid``/``test``) when it names one (a manifest's 4th column), and
+    whether its speaker is held out from training (a manifest's 5th column says ``heldout``)."""
 
     path: Path
     speaker: str
     utt_id: str
     text: str | None = None
     split: str | None = None
+    heldout: bool = False
 
 
 @dataclass(frozen=True)
@@ -296,14 +303,17 @@ def scan_folder(root: str | os.PathLike[str]) -> list[Utterance]:
 
 
 def scan_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
-    """Read a TSV manifest of ``path<TAB>speaker[<TAB>text]`` lines.
+    """Read a TSV manifest of ``path<TAB>speaker[<TAB>text[<TAB>split[<TAB>voices]]]`` lines.
 
     Blank lines and lines starting with ``#`` are ignored; relative audio paths are relative to the
-    manifest's folder. ``utt_id`` is the audio path as written, without extension. Audio files are not
-    checked here (``validate_corpus`` reports all bad files at once). Order is the manifest's.
+    manifest's folder. ``utt_id`` is the audio path as written, without extension. ``split`` is
+    ``train``, ``valid`` or ``test``; ``voices`` is ``seen`` or ``heldout`` (a speaker never to be
+    trained on, as in the many-voice demo corpus); empty or absent columns mean no split and ``seen``,
+    and further columns are ignored. Audio files are not checked here (``validate_corpus`` reports all
+    bad files at once). Order is the manifest's.
 
     Raises:
-        UserError: missing manifest, or a malformed line (names file:line).
+        UserError: missing manifest, or a malformed line or column value (names file:line).
     """
     manifest = Path(path).expanduser()
     if manifest.is_dir():
@@ -311,21 +321,30 @@ def scan_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
     if not manifest.is_file():
         raise UserError(f"{path}: manifest file does not exist")
     utts: list[Utterance] = []
+    kind_of: dict[str, tuple[bool, int]] = {}  # speaker -> (held out, first line)
     text_lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
     for lineno, line in enumerate(text_lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = line.split("\t")  # path, speaker, optional text, further columns ignored
-        audio, speaker = (fields[0].strip(), fields[1].strip()) if len(fields) >= 2 else ("", "")
+        fields = [f.strip() for f in line.split("\t")] + [""] * 4  # path, speaker, text, split, voices
+        audio, speaker, text, split, voices = fields[:5]
         if not audio or not speaker:
             raise UserError(f"{path}:{lineno}: expected 'path<TAB>speaker[<TAB>text]', got {line[:60]!r}")
-        text = fields[2].strip() if len(fields) >= 3 and fields[2].strip() else None
-        split = fields[3].strip() if len(fields) >= 4 and fields[3].strip() else None
-        if split is not None and split not in SPLITS:
+        if split and split not in SPLITS:
             raise UserError(f"{path}:{lineno}: split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if voices and voices not in VOICE_KINDS:
+            raise UserError(f"{path}:{lineno}: voices must be seen or heldout, got {voices!r}")
+        heldout = voices == "heldout"
+        first = kind_of.setdefault(speaker, (heldout, lineno))
+        if first[0] != heldout:
+            raise UserError(
+                f"{path}:{lineno}: speaker {speaker!r} is {VOICE_KINDS[heldout]} here but "
+                f"{VOICE_KINDS[first[0]]} on line {first[1]}"
+            )
         audio_path = Path(audio).expanduser()
         full = audio_path if audio_path.is_absolute() else manifest.parent / audio_path
-        utts.append(Utterance(full, speaker, audio_path.with_suffix("").as_posix(), text, split))
+        utt_id = audio_path.with_suffix("").as_posix()
+        utts.append(Utterance(full, speaker, utt_id, text or None, split or None, heldout))
     return utts
 
 
@@ -382,6 +401,7 @@ def split_utterances(
     Utterances that carry the corpus's own split are placed by it instead: ``test`` ones are left
     out of both lists, at most ``valid_per_speaker`` of a speaker's ``valid`` ones (by the same
     ranking) are returned for validation and the others left out, ``train`` ones are trained on.
+    Utterances of held-out speakers (``heldout``) are left out of both lists, whatever their split.
 
     Returns:
         ``(train, valid)``, each sorted by (speaker, utt_id).
@@ -390,7 +410,8 @@ def split_utterances(
         raise ConfigError(f"valid_per_speaker must be >= 0, got {valid_per_speaker}")
     by_speaker: dict[str, list[Utterance]] = defaultdict(list)
     for utt in utts:
-        by_speaker[utt.speaker].append(utt)
+        if not utt.heldout:
+            by_speaker[utt.speaker].append(utt)
     train: list[Utterance] = []
     valid: list[Utterance] = []
     for group in by_speaker.values():

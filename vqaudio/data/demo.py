@@ -1,8 +1,11 @@
-"""A parallel, multi-speaker, phone-labelled English demo corpus synthesised with flite.
+"""A multi-speaker, phone-labelled English demo corpus synthesised with flite and espeak-ng.
 
 The CMU ARCTIC "a" prompts (public domain, shipped as ``cmuarctic_a.data``) are spoken by several
-flite voices; flite's ``-psdur`` option prints the phone segmentation it used, which becomes an
-Audacity-style label file per utterance. No download is needed: ``sudo apt-get install flite`` is enough.
+voices: flite's (:mod:`vqaudio.data.flite`, labels from ``flite -psdur``), derived voices of them
+(``<voice>-v<k>``) and espeak-ng's (:mod:`vqaudio.data.espeak`, ``<dialect>+<variant>``, labels from
+its phoneme events). No download is needed: ``sudo apt-get install flite espeak-ng`` is enough. By
+default four flite voices say every sentence (a parallel corpus); the many-voice mode
+(:mod:`vqaudio.data.demo_voices`) has 68 voices, 8 of them held out from training.
 
 Layout written by :func:`make_demo_corpus` (paths relative to ``out_dir``)::
 
@@ -10,28 +13,37 @@ Layout written by :func:`make_demo_corpus` (paths relative to ``out_dir``)::
     labels/<voice>/<utt_id>.tsv   start<TAB>end<TAB>phone (seconds); silence is ``pau``
     text/<utt_id>.txt             the prompt
     splits/{train,valid,test}.txt utterance ids, split by sentence (same split for every voice)
-    manifest.tsv                  "# ..." header, then path<TAB>speaker<TAB>text<TAB>split rows
+    splits/heldout_speakers.txt   voices never to train on, one a line (empty when there are none)
+    manifest.tsv                  "# ..." header, then path<TAB>speaker<TAB>text<TAB>split rows, with
+                                  a 5th column ``voices`` (seen / heldout) when some voices are held out
     README.txt                    what this is and how it was made
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
-import shutil
-import subprocess
 import tempfile
-import threading
-from collections.abc import Callable, Iterable, Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile as sf
-import soxr
-
-from vqaudio.audio import atomic_write_text, write_audio
+from vqaudio.audio import atomic_write_text
+from vqaudio.data.demo_voices import DEMO_VOICES, VoicePlan, plan_voices, voice_sentences
+from vqaudio.data.espeak import EspeakServers, is_espeak_voice, make_espeak_utterance
+from vqaudio.data.flite import (
+    VOICE_VARIANTS,
+    FliteError,
+    check_flite,
+    flite_voices,
+    make_flite_utterance,
+    parse_psdur,
+    split_variant,
+)
+from vqaudio.data.tts import read_labels
 from vqaudio.errors import UserError
 
 __all__ = [
@@ -47,41 +59,15 @@ __all__ = [
     "read_arctic_prompts",
     "read_labels",
     "split_of",
+    "split_variant",
 ]
 
-DEMO_VOICES: tuple[str, ...] = ("kal16", "awb", "rms", "slt")
-"""flite's built-in voices used by default: kal16 (diphone, US male), awb (Scottish male),
-rms (US male), slt (US female); the last three are clustergen voices."""
-
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-
-VOICE_VARIANTS: tuple[tuple[float, float], ...] = (
-    (1.12, 190.0),
-    (0.90, 100.0),
-    (1.20, 230.0),
-    (1.05, 150.0),
-    (0.94, 120.0),
-    (1.16, 210.0),
-)
-"""Derived voices ``<voice>-v<k>`` (k = 1, 2, ...): (spectral scale, mean f0 in Hz).  A variant is
-synthesised with its durations stretched and its pitch lowered by the scale, then played faster by
-the same scale (resampling): durations come back, while formants and the whole spectrum move by the
-scale (a vocal-tract-length change) and the pitch lands on the given mean.  They give a speaker
-encoder many more voices to learn from than flite's four."""
 
 PROMPTS_PATH = Path(__file__).parent / "cmuarctic_a.data"
 """The packaged CMU ARCTIC "a" prompt list (593 sentences, public domain)."""
 
-LABEL_TOLERANCE_S = 0.05
-"""How far flite's last phone end may be from the wav's length before we call it a bug."""
-
-_FLITE_INSTALL_HINT = "flite not found: install it with `sudo apt-get install flite` (Debian/Ubuntu)"
 _PROMPT_RE = re.compile(r'^\(\s*(\S+)\s+"((?:[^"\\]|\\.)*)"\s*\)$')
-_FLITE_TIMEOUT_S = 300.0
-
-
-class FliteError(RuntimeError):
-    """flite ran but failed or produced something unusable (not the user's fault)."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +76,11 @@ class DemoCorpus:
 
     Attributes:
         root: the output directory.
-        voices: the flite voices (= speakers) in the corpus.
-        num_utterances: number of wav files, i.e. sentences x voices.
+        voices: the voices (= speakers) in the corpus.
+        num_utterances: number of wav files (sentences x voices when every voice says every sentence).
         duration_s: total audio duration over all voices, in seconds.
         splits: ``{"train"|"valid"|"test": [utt_id, ...]}`` (by sentence, shared by all voices).
+        heldout: the voices marked as never to be trained on (a subset of ``voices``).
     """
 
     root: Path
@@ -101,6 +88,7 @@ class DemoCorpus:
     num_utterances: int
     duration_s: float
     splits: dict[str, list[str]]
+    heldout: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------- prompts
@@ -158,199 +146,7 @@ def split_of(utt_id: str, valid_fraction: float = 0.1, test_fraction: float = 0.
     return "train"
 
 
-# ----------------------------------------------------------------------------------------------- flite
-
-
-def check_flite() -> str:
-    """Return the path of the ``flite`` executable, or raise :class:`UserError` saying how to install it."""
-    flite = shutil.which("flite")
-    if flite is None:
-        raise UserError(_FLITE_INSTALL_HINT)
-    return flite
-
-
-def flite_voices(flite: str | None = None) -> tuple[str, ...]:
-    """Voices compiled into ``flite``, from ``flite -lv`` (e.g. ``("kal", "awb_time", "kal16", ...)``)."""
-    flite = check_flite() if flite is None else flite
-    proc = subprocess.run(
-        [flite, "-lv"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, check=False
-    )
-    _, sep, names = proc.stdout.partition(":")
-    if proc.returncode != 0 or not sep:
-        raise FliteError(f"`{flite} -lv` failed (exit {proc.returncode}): {proc.stderr.strip()[:200]}")
-    return tuple(names.split())
-
-
-def parse_psdur(stdout: str) -> list[tuple[float, float, str]]:
-    """Parse ``flite -psdur`` output into phone intervals.
-
-    flite prints one line of ``phone:end_time`` tokens separated by spaces, e.g.
-    ``pau:0.254 hh:0.296 ax:0.341 ... pau:0.979``; the first phone starts at 0. Silence stays ``pau``.
-
-    Returns:
-        ``[(start_s, end_s, phone), ...]``, contiguous and in time order. Zero-length phones are kept.
-
-    Raises:
-        ValueError: a malformed token, a negative/non-finite time, or times going backwards.
-    """
-    intervals: list[tuple[float, float, str]] = []
-    start = 0.0
-    for token in stdout.split():
-        phone, sep, time_text = token.rpartition(":")
-        if not sep or not phone:
-            raise ValueError(f"malformed flite -psdur token {token!r} (expected phone:end_time)")
-        try:
-            end = float(time_text)
-        except ValueError:
-            raise ValueError(f"malformed time in flite -psdur token {token!r}") from None
-        if not math.isfinite(end) or end < start:
-            raise ValueError(f"flite -psdur times not monotonic at {token!r} (previous end {start})")
-        intervals.append((start, end, phone))
-        start = end
-    return intervals
-
-
-def _fit_labels(
-    intervals: list[tuple[float, float, str]], duration_s: float
-) -> list[tuple[float, float, str]]:
-    """Make the labels end exactly at the audio's end.
-
-    The diphone voices (kal, kal16) print the full duration of the final ``pau`` but only synthesise
-    its first half (~0.11 s shorter audio), so a trailing ``pau`` is clipped; small rounding gaps
-    (flite prints milliseconds) are closed by moving the last end. Zero-length phones are dropped.
-    """
-    if not intervals:
-        raise FliteError("flite printed no phones")
-    out = [iv for iv in intervals if iv[1] > iv[0]]
-    if not out:
-        raise FliteError("flite printed only zero-length phones")
-    start, end, last = out[-1]
-    if end > duration_s + LABEL_TOLERANCE_S and last == "pau" and start < duration_s - 1e-3:
-        end = duration_s  # the diphone voices' half-synthesised final pause
-    if abs(end - duration_s) > LABEL_TOLERANCE_S:
-        raise FliteError(f"flite phone timings end at {end:.3f} s but the audio lasts {duration_s:.3f} s")
-    if duration_s <= start:
-        raise FliteError(f"audio ({duration_s:.3f} s) ends before flite's last phone starts ({start:.3f} s)")
-    out[-1] = (start, duration_s, last)
-    return out
-
-
-def _run_flite(
-    flite: str, voice: str, text: str, wav_path: Path, variant: tuple[float, float] | None = None
-) -> str:
-    """Synthesise ``text`` with ``voice`` into ``wav_path``; return flite's ``-psdur`` stdout.
-
-    ``variant`` = (scale, f0): durations stretched and the mean f0 set to ``f0 / scale``, ready to be
-    resampled by ``scale`` (see :data:`VOICE_VARIANTS`).
-    """
-    cmd = [flite, "-voice", voice, "-psdur"]
-    if variant is not None:
-        scale, f0 = variant
-        cmd += ["--setf", f"duration_stretch={scale:g}", "--setf", f"int_f0_target_mean={f0 / scale:.1f}"]
-    cmd += ["-t", text, "-o", str(wav_path)]
-    try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=_FLITE_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise FliteError(f"flite -voice {voice} timed out after {_FLITE_TIMEOUT_S:.0f} s") from exc
-    if proc.returncode != 0 or not wav_path.is_file():
-        raise FliteError(f"flite -voice {voice} failed (exit {proc.returncode}): {proc.stderr.strip()[:300]}")
-    return proc.stdout
-
-
 # --------------------------------------------------------------------------------------------- writing
-
-
-def _format_labels(intervals: Iterable[tuple[float, float, str]]) -> str:
-    return "".join(f"{start:.6f}\t{end:.6f}\t{label}\n" for start, end, label in intervals)
-
-
-def read_labels(path: Path) -> list[tuple[float, float, str]]:
-    """Read an Audacity-style label file (``start<TAB>end<TAB>label`` in seconds) as written here.
-
-    Raises:
-        ValueError: malformed line, or intervals that are empty, overlapping or out of order.
-    """
-    intervals: list[tuple[float, float, str]] = []
-    prev_end = 0.0
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) != 3:
-            raise ValueError(f"{path}:{lineno}: expected start<TAB>end<TAB>label")
-        start, end, label = float(fields[0]), float(fields[1]), fields[2]
-        if not (math.isfinite(start) and math.isfinite(end)) or start < prev_end - 1e-9 or end <= start:
-            raise ValueError(f"{path}:{lineno}: intervals must be non-empty and in time order")
-        intervals.append((start, end, label))
-        prev_end = end
-    return intervals
-
-
-def _existing_duration(wav_path: Path, label_path: Path, sample_rate: int) -> float | None:
-    """Duration of an already generated utterance if its wav and labels are valid, else ``None``."""
-    try:
-        info = sf.info(str(wav_path))
-        if info.samplerate != sample_rate or info.channels != 1 or info.frames <= 0:
-            return None
-        intervals = read_labels(label_path)
-    except (OSError, RuntimeError, ValueError):  # soundfile raises LibsndfileError (a RuntimeError)
-        return None
-    duration = info.frames / sample_rate
-    if not intervals or abs(intervals[-1][1] - duration) > 1e-3:
-        return None
-    return duration
-
-
-def split_variant(speaker: str) -> tuple[str, tuple[float, float] | None]:
-    """``"awb-v2"`` -> ``("awb", VOICE_VARIANTS[1])``; a plain voice -> ``(voice, None)``."""
-    base, sep, tag = speaker.rpartition("-v")
-    if sep and base and tag.isdigit() and 1 <= int(tag) <= len(VOICE_VARIANTS):
-        return base, VOICE_VARIANTS[int(tag) - 1]
-    return speaker, None
-
-
-def _make_utterance(
-    flite: str, speaker: str, text: str, wav_path: Path, label_path: Path, sample_rate: int, scratch: Path
-) -> float:
-    """Generate one (speaker, sentence) wav + labels unless valid ones exist; return its duration (s).
-
-    ``speaker`` is a flite voice or a derived voice ``<voice>-v<k>`` (:data:`VOICE_VARIANTS`).
-    """
-    existing = _existing_duration(wav_path, label_path, sample_rate)
-    if existing is not None:
-        return existing
-    voice, variant = split_variant(speaker)
-    raw_path = scratch / f"{speaker}-{wav_path.stem}-{threading.get_ident()}.wav"
-    try:
-        stdout = _run_flite(flite, voice, text, raw_path, variant)
-        try:
-            audio, flite_rate = sf.read(str(raw_path), dtype="float32", always_2d=True)
-        except (OSError, RuntimeError) as exc:
-            raise FliteError(f"flite -voice {voice} wrote an unreadable wav: {exc}") from exc
-    finally:
-        raw_path.unlink(missing_ok=True)
-    audio = audio.mean(axis=1)
-    if audio.size == 0:
-        raise FliteError(f"flite -voice {voice} wrote an empty wav for {wav_path.stem}")
-    scale = 1.0 if variant is None else variant[0]
-    if flite_rate * scale != sample_rate:  # a variant plays ``scale`` times faster
-        audio = soxr.resample(audio, flite_rate * scale, sample_rate, quality="HQ")
-    duration = audio.shape[0] / sample_rate
-    try:
-        phones = [(a / scale, b / scale, p) for a, b, p in parse_psdur(stdout)]
-        labels = _fit_labels(phones, duration)
-    except (ValueError, FliteError) as exc:
-        raise FliteError(f"{voice}/{wav_path.stem}: {exc}") from exc
-    write_audio(wav_path, audio, sample_rate, subtype="PCM_16")
-    atomic_write_text(label_path, _format_labels(labels))
-    return duration
 
 
 def _clean_text(text: str) -> str:
@@ -361,23 +157,68 @@ def _clean_text(text: str) -> str:
 _VARIANT_NOTE = """
 Voices named <voice>-v<k> are derived from a flite voice: synthesised with stretched durations and a
 changed pitch, then resampled faster, so that the spectrum (formants) moves by a scale factor and the
-mean pitch changes (vqaudio.data.demo.VOICE_VARIANTS lists the factors).
+mean pitch changes (vqaudio.data.flite.VOICE_VARIANTS lists the factors).
+"""
+
+_ESPEAK_NOTE = """
+Voices named <dialect>+<variant>[-s<speed>][-p<pitch>] are espeak-ng voices (http://espeak-ng.org,
+Debian package `espeak-ng`): an English dialect, a voice variant, and a speed in words per minute
+(default 175) and base pitch (0-99, default 50) when they differ from espeak-ng's defaults. Their phone
+labels come from espeak-ng's phoneme events and use ESPEAK-NG'S PHONEME MNEMONICS (h @ l oU w 3: l d),
+not flite's phone set (hh ax l ow w er l d): labels are consistent within each family, so analyse
+codes vs phones for the flite and the espeak-ng voices separately, e.g. with a manifest of the espeak-ng
+rows written next to this one: awk -F'\\t' '/^#/ || $2 ~ /[+]/' manifest.tsv > espeak.tsv
 """
 
 
+def _paragraph(text: str) -> str:
+    return textwrap.fill(" ".join(text.split()), width=100, break_on_hyphens=False) + "\n"
+
+
 def _readme(
-    voices: Sequence[str], num_sentences: int, sample_rate: int, fractions: tuple[float, float]
+    plan: VoicePlan, num_sentences: int, sample_rate: int, fractions: tuple[float, float], many_voices: bool
 ) -> str:
-    valid_fraction, test_fraction = fractions
+    voices, heldout = plan.voices, plan.heldout
+    if plan.train_per_voice is None:
+        who = "parallel (every voice says every sentence)"
+    else:
+        who = (
+            f"every voice says every valid and test sentence (parallel) and {plan.train_per_voice} "
+            "training sentences chosen for it by a SHA-256 hash of (voice, sentence)"
+        )
+    parts = [
+        _paragraph(
+            "Synthetic English speech made with flite (http://cmuflite.org) and/or espeak-ng from the CMU "
+            f'ARCTIC "a" prompts (public domain): {num_sentences} sentences, {len(voices)} voices '
+            f"({', '.join(voices)}); {who}. Phone labels come from the synthesisers themselves. Regenerate "
+            "with vqaudio.data.demo.make_demo_corpus or `vqaudio demo-corpus` (re-runs skip finished files)."
+        )
+    ]
+    if many_voices:
+        parts.append(
+            _paragraph(
+                "This is the many-voice corpus (`vqaudio demo-corpus OUT --many-voices`): its voices and "
+                "the held-out ones are fixed lists, vqaudio.data.demo_voices.MANY_VOICES and HELDOUT_VOICES."
+            )
+        )
+    if any(split_variant(v)[1] for v in voices):
+        parts.append(_VARIANT_NOTE.lstrip("\n"))
+    if any(is_espeak_voice(v) for v in voices):
+        parts.append(_ESPEAK_NOTE.lstrip("\n"))
+    if heldout:
+        parts.append(
+            _paragraph(
+                f"{len(heldout)} voices are held out, never to be trained on ({', '.join(heldout)}): "
+                "manifest.tsv marks their rows `heldout` in its 5th column and "
+                "splits/heldout_speakers.txt lists them."
+            )
+        )
+    columns = "path<TAB>speaker<TAB>text<TAB>split" + ("<TAB>voices" if heldout else "")
     return f"""\
 vqaudio demo corpus
 ===================
 
-Synthetic English speech made with flite (http://cmuflite.org, Debian package `flite`) from the
-CMU ARCTIC "a" prompts (public domain): {num_sentences} sentences x {len(voices)} voices
-({", ".join(voices)}), parallel (every voice says every sentence), with phone labels from
-`flite -psdur`. Regenerate with vqaudio.data.demo.make_demo_corpus (re-runs skip finished files).
-{_VARIANT_NOTE if any(split_variant(v)[1] for v in voices) else ""}
+{chr(10).join(parts)}
 Layout
   wavs/<voice>/<utt_id>.wav     mono 16-bit PCM, {sample_rate} Hz
   labels/<voice>/<utt_id>.tsv   start<TAB>end<TAB>phone, seconds (Audacity labels); silence is `pau`;
@@ -385,9 +226,12 @@ Layout
   text/<utt_id>.txt             the prompt text
   splits/train.txt, valid.txt, test.txt
                                 utterance ids; split by sentence from a SHA-256 hash of the id
-                                (valid {valid_fraction:g}, test {test_fraction:g}), identical for all voices
-  manifest.tsv                  one "#" header line, then path<TAB>speaker<TAB>text<TAB>split
-                                (path relative to this folder, speaker = voice)
+                                (valid {fractions[0]:g}, test {fractions[1]:g}), identical for all voices
+  splits/heldout_speakers.txt   the held-out voices, one a line (empty when there are none)
+  manifest.tsv                  one "#" header line, then {columns}
+                                (path relative to this folder, speaker = voice{
+        "; voices: seen or heldout" if heldout else ""
+    })
 """
 
 
@@ -395,22 +239,13 @@ Layout
 
 
 def _check_arguments(
-    voices: Sequence[str],
     num_sentences: int | None,
     num_prompts: int,
     sample_rate: int,
     jobs: int,
     valid_fraction: float,
     test_fraction: float,
-    variants: int = 0,
-) -> tuple[str, ...]:
-    voice_tuple = (voices,) if isinstance(voices, str) else tuple(voices)
-    if not voice_tuple:
-        raise UserError("no voices given")
-    if len(set(voice_tuple)) != len(voice_tuple):
-        raise UserError(f"repeated voice in {', '.join(voice_tuple)}")
-    if not 0 <= variants <= len(VOICE_VARIANTS):
-        raise UserError(f"variants must be between 0 and {len(VOICE_VARIANTS)}, got {variants}")
+) -> None:
     if num_sentences is not None and not 1 <= num_sentences <= num_prompts:
         raise UserError(f"num_sentences must be between 1 and {num_prompts}, got {num_sentences}")
     if sample_rate <= 0:
@@ -424,80 +259,51 @@ def _check_arguments(
         raise UserError(
             f"valid_fraction + test_fraction must be below 1, got {valid_fraction + test_fraction}"
         )
-    return voice_tuple
 
 
-def make_demo_corpus(
-    out_dir: Path | str,
-    *,
-    voices: Sequence[str] = DEMO_VOICES,
-    num_sentences: int | None = None,
-    sample_rate: int = 16000,
-    jobs: int = 2,
-    valid_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    variants: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-) -> DemoCorpus:
-    """Synthesise the demo corpus into ``out_dir`` (see the module docstring for the layout).
+def _check_voices(voices: Sequence[str], espeak: EspeakServers | None) -> str | None:
+    """Check that the synthesisers have every voice; return flite's path when flite voices are used."""
+    flite_names = [v for v in voices if not is_espeak_voice(v)]
+    flite = None
+    if flite_names:
+        flite = check_flite()
+        available = flite_voices(flite)
+        missing = [v for v in flite_names if split_variant(v)[0] not in available]
+        if missing:
+            raise UserError(
+                f"flite has no voice {', '.join(missing)}; available voices: {', '.join(available)}"
+            )
+    if espeak is not None:
+        espeak.check([v for v in voices if is_espeak_voice(v)])
+    return flite
 
-    Each (voice, sentence) pair is one flite run in a thread pool of ``jobs`` workers. Re-running is
-    cheap: utterances whose wav and labels already exist and are valid are skipped, every file is
-    written atomically (temp file + ``os.replace``), and unchanged text files keep their mtime.
 
-    Args:
-        out_dir: output directory (created).
-        voices: flite voice names; each must appear in ``flite -lv``.
-        num_sentences: use the first N ARCTIC prompts; ``None`` = all 593.
-        sample_rate: output rate; flite's own rate is read from its wav and resampled with soxr if needed.
-        jobs: number of concurrent flite processes.
-        valid_fraction, test_fraction: expected share of sentences per split (hash based, so
-            approximate; a small corpus may have empty valid/test splits).
-        variants: also make this many derived voices ``<voice>-v1`` ... of every voice (pitch and
-            vocal-tract-length changes, :data:`VOICE_VARIANTS`) as extra speakers.
-        progress: called as ``progress(done, total)`` after each utterance, from the calling thread.
-
-    Raises:
-        UserError: flite is missing, a voice is unknown, or an argument is out of range.
-        FliteError: flite failed or its phone timings do not match its audio.
-    """
-    root = Path(out_dir)
-    prompts = read_arctic_prompts()
-    voice_tuple = _check_arguments(
-        voices, num_sentences, len(prompts), sample_rate, jobs, valid_fraction, test_fraction, variants
-    )
-    flite = check_flite()
-    available = flite_voices(flite)
-    missing = [v for v in voice_tuple if v not in available]
-    if missing:
-        raise UserError(f"flite has no voice {', '.join(missing)}; available voices: {', '.join(available)}")
-    prompts = prompts[:num_sentences] if num_sentences is not None else prompts
-    voice_tuple += tuple(f"{v}-v{k}" for v in voice_tuple for k in range(1, variants + 1))
-
-    for sub in ["text", "splits", *(f"{kind}/{v}" for kind in ("wavs", "labels") for v in voice_tuple)]:
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        for stale in (root / sub).glob(".*.tmp*"):  # left by an interrupted run
-            stale.unlink(missing_ok=True)
-
-    for utt_id, text in prompts:
-        atomic_write_text(root / "text" / f"{utt_id}.txt", text + "\n")
-
-    tasks = [(voice, utt_id, text) for voice in voice_tuple for utt_id, text in prompts]
+def _synthesise(
+    root: Path,
+    tasks: list[tuple[str, str, str]],
+    flite: str | None,
+    espeak: EspeakServers | None,
+    sample_rate: int,
+    jobs: int,
+    progress: Callable[[int, int], None] | None,
+) -> dict[tuple[str, str], float]:
+    """Make every (voice, utt_id, text) task's wav and labels in a pool of ``jobs`` threads."""
     durations: dict[tuple[str, str], float] = {}
-    with tempfile.TemporaryDirectory(prefix="vqaudio-flite-") as scratch, ThreadPoolExecutor(jobs) as pool:
-        futures: dict[Future[float], tuple[str, str]] = {
-            pool.submit(
-                _make_utterance,
-                flite,
-                voice,
-                text,
-                root / "wavs" / voice / f"{utt_id}.wav",
-                root / "labels" / voice / f"{utt_id}.tsv",
-                sample_rate,
-                Path(scratch),
-            ): (voice, utt_id)
-            for voice, utt_id, text in tasks
-        }
+    with tempfile.TemporaryDirectory(prefix="vqaudio-tts-") as scratch, ThreadPoolExecutor(jobs) as pool:
+        futures: dict[Future[float], tuple[str, str]] = {}
+        for voice, utt_id, text in tasks:
+            paths = (root / "wavs" / voice / f"{utt_id}.wav", root / "labels" / voice / f"{utt_id}.tsv")
+            if is_espeak_voice(voice):
+                assert espeak is not None
+                future = pool.submit(
+                    make_espeak_utterance, espeak, voice, text, *paths, sample_rate, Path(scratch)
+                )
+            else:
+                assert flite is not None
+                future = pool.submit(
+                    make_flite_utterance, flite, voice, text, *paths, sample_rate, Path(scratch)
+                )
+            futures[future] = (voice, utt_id)
         pending: set[Future[float]] = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -510,27 +316,111 @@ def make_demo_corpus(
                 durations[futures[future]] = future.result()
                 if progress is not None:
                     progress(len(durations), len(tasks))
+    return durations
 
-    splits: dict[str, list[str]] = {name: [] for name in SPLITS}
-    split_by_id: dict[str, str] = {}
-    for utt_id, _ in prompts:
-        split_by_id[utt_id] = split_of(utt_id, valid_fraction, test_fraction)
-        splits[split_by_id[utt_id]].append(utt_id)
+
+def _write_manifest(
+    root: Path, tasks: list[tuple[str, str, str]], split_by_id: dict[str, str], heldout: tuple[str, ...]
+) -> None:
+    """manifest.tsv: 4 columns, or 5 (``voices``: seen / heldout) when some voices are held out."""
+    header = "# path\tspeaker\ttext\tsplit" + ("\tvoices" if heldout else "") + "\n"
+    rows = [header]
+    for voice, utt_id, text in tasks:
+        extra = ("\theldout" if voice in heldout else "\tseen") if heldout else ""
+        rows.append(
+            f"wavs/{voice}/{utt_id}.wav\t{voice}\t{_clean_text(text)}\t{split_by_id[utt_id]}{extra}\n"
+        )
+    atomic_write_text(root / "manifest.tsv", "".join(rows))
+
+
+def make_demo_corpus(
+    out_dir: Path | str,
+    *,
+    voices: Sequence[str] | None = None,
+    num_sentences: int | None = None,
+    sample_rate: int = 16000,
+    jobs: int = 2,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    variants: int = 0,
+    heldout: Sequence[str] = (),
+    sentences_per_voice: int | None = None,
+    many_voices: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> DemoCorpus:
+    """Synthesise the demo corpus into ``out_dir`` (see the module docstring for the layout).
+
+    Each (voice, sentence) pair is one synthesiser run in a thread pool of ``jobs`` workers. Re-running
+    is cheap: utterances whose wav and labels already exist and are valid are skipped, every file is
+    written atomically (temp file + ``os.replace``), and unchanged text files keep their mtime. The
+    same arguments always give the same files (both synthesisers are deterministic).
+
+    Args:
+        out_dir: output directory (created).
+        voices: flite voices (each in ``flite -lv``), derived flite voices ``<voice>-v<k>`` and espeak-ng
+            voices ``<dialect>+<variant>[-s<wpm>][-p<pitch>]`` (:mod:`vqaudio.data.espeak`);
+            ``None`` = :data:`DEMO_VOICES`.
+        num_sentences: use the first N ARCTIC prompts; ``None`` = all 593.
+        sample_rate: output rate; each synthesiser's own rate is read from its wav and resampled with
+            soxr if needed.
+        jobs: number of concurrent synthesiser processes.
+        valid_fraction, test_fraction: expected share of sentences per split (hash based, so
+            approximate; a small corpus may have empty valid/test splits).
+        variants: also make this many derived voices ``<voice>-v1`` ... of every plain flite voice
+            (pitch and vocal-tract-length changes, :data:`VOICE_VARIANTS`) as extra speakers.
+        heldout: voices (after adding variants) marked as never to be trained on: the manifest gets a
+            5th column ``voices`` (``seen``/``heldout``) and ``splits/heldout_speakers.txt`` lists them.
+        sentences_per_voice: ``None`` = every voice says every sentence; N = every voice says every
+            valid and test sentence plus N training sentences chosen for it by hash
+            (:func:`vqaudio.data.demo_voices.voice_sentences`).
+        many_voices: the many-voice corpus: :data:`~vqaudio.data.demo_voices.MANY_VOICES` with
+            :data:`~vqaudio.data.demo_voices.HELDOUT_VOICES` held out and, unless given,
+            :data:`~vqaudio.data.demo_voices.TRAIN_SENTENCES_PER_VOICE` training sentences per voice;
+            ``voices``, ``variants`` and ``heldout`` must then be left unset.
+        progress: called as ``progress(done, total)`` after each utterance, from the calling thread.
+
+    Raises:
+        UserError: flite or espeak-ng is missing, a voice is unknown, or an argument is out of range.
+        SynthesisError: a synthesiser failed or its phone timings do not match its audio
+            (:class:`~vqaudio.data.flite.FliteError`, :class:`~vqaudio.data.espeak.EspeakError`).
+    """
+    root = Path(out_dir)
+    prompts = read_arctic_prompts()
+    _check_arguments(num_sentences, len(prompts), sample_rate, jobs, valid_fraction, test_fraction)
+    plan = plan_voices(voices, heldout, variants, sentences_per_voice, many_voices)
+    prompts = prompts[:num_sentences] if num_sentences is not None else prompts
+    split_by_id = {utt_id: split_of(utt_id, valid_fraction, test_fraction) for utt_id, _ in prompts}
+    texts = dict(prompts)
+    order = [utt_id for utt_id, _ in prompts]
+    tasks = [
+        (voice, utt_id, texts[utt_id])
+        for voice in plan.voices
+        for utt_id in voice_sentences(voice, split_by_id, plan.train_per_voice, order)
+    ]
+    with ExitStack() as stack:
+        espeak = stack.enter_context(EspeakServers()) if any(map(is_espeak_voice, plan.voices)) else None
+        flite = _check_voices(plan.voices, espeak)
+        for sub in ["text", "splits", *(f"{kind}/{v}" for kind in ("wavs", "labels") for v in plan.voices)]:
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            for stale in (root / sub).glob(".*.tmp*"):  # left by an interrupted run
+                stale.unlink(missing_ok=True)
+        for utt_id, text in prompts:
+            atomic_write_text(root / "text" / f"{utt_id}.txt", text + "\n")
+        durations = _synthesise(root, tasks, flite, espeak, sample_rate, jobs, progress)
+
+    splits: dict[str, list[str]] = {name: [u for u in order if split_by_id[u] == name] for name in SPLITS}
     for name, ids in splits.items():
         atomic_write_text(root / "splits" / f"{name}.txt", "".join(f"{i}\n" for i in ids))
-
-    rows = ["# path\tspeaker\ttext\tsplit\n"]
-    for voice in voice_tuple:
-        for utt_id, text in prompts:
-            rows.append(f"wavs/{voice}/{utt_id}.wav\t{voice}\t{_clean_text(text)}\t{split_by_id[utt_id]}\n")
-    atomic_write_text(root / "manifest.tsv", "".join(rows))
-    atomic_write_text(
-        root / "README.txt", _readme(voice_tuple, len(prompts), sample_rate, (valid_fraction, test_fraction))
-    )
+    atomic_write_text(root / "splits" / "heldout_speakers.txt", "".join(f"{v}\n" for v in plan.heldout))
+    _write_manifest(root, tasks, split_by_id, plan.heldout)
+    fractions = (valid_fraction, test_fraction)
+    readme = _readme(plan, len(prompts), sample_rate, fractions, many_voices)
+    atomic_write_text(root / "README.txt", readme)
     return DemoCorpus(
         root=root,
-        voices=voice_tuple,
+        voices=plan.voices,
         num_utterances=len(tasks),
         duration_s=float(sum(durations.values())),
         splits=splits,
+        heldout=plan.heldout,
     )

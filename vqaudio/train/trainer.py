@@ -223,7 +223,8 @@ class _Data:
             log.print(f"[yellow]... and {len(problems) - 20} more unusable files[/]")
         if not good:
             raise UserError(f"{d.root}: no usable audio files")
-        self.corpus_speakers = speaker_list(good)
+        # held-out voices get no embedding
+        self.corpus_speakers = speaker_list(u for u in good if not u.heldout)
         self.speakers = merge_speakers(known, self.corpus_speakers)
         self.speaker_info = {
             name: {"age": i.age, "gender": i.gender, "accent": i.accent, "region": i.region}
