@@ -62,6 +62,11 @@ def _unwrap(x: object) -> object:
     return x
 
 
+def _rows(x: Tensor, pick: Tensor | None) -> Tensor:
+    """Batch rows ``pick`` of ``x`` (``None``: all of ``x``)."""
+    return x if pick is None else x.index_select(0, pick)
+
+
 def time_jitter(z: Tensor, p: float) -> Tensor:
     """Replace each frame of ``z`` ``[B, D, T]`` by its left or right neighbour with probability ``p``.
 
@@ -221,13 +226,9 @@ class VQVAE(nn.Module):
         """
         t = wav.shape[-1]
         picks = list(items) if items is not None else [None] * len(levels)
-
-        def rows(x: Tensor, pick: Tensor | None) -> Tensor:
-            return x if pick is None else x.index_select(0, pick)
-
         if not self.config.shared_front:
             return [
-                self._level(i).encoder(self._level(i).pad(rows(wav, pick)))
+                self._level(i).encoder(self._level(i).pad(_rows(wav, pick)))
                 for i, pick in zip(levels, picks, strict=True)
             ]
         unit = self.input_multiple(0)
@@ -237,7 +238,7 @@ class VQVAE(nn.Module):
         out = []
         for i, pick in zip(levels, picks, strict=True):
             level = self._level(i)
-            feats = rows(features, pick)
+            feats = _rows(features, pick)
             z = first.latents(feats) if i % self.num_levels == 0 else level.encoder(feats)
             out.append(z[..., : -(-t // level.hop)])
         return out
@@ -338,11 +339,11 @@ class VQVAE(nn.Module):
             level = self._level(i)
             q = level.quantizer(latents[i])
             if adversary is not None and labels is not None:
-                loss, acc = adversary[i](q.quantized, labels if pick is None else labels[pick])
+                loss, acc = adversary[i](q.quantized, _rows(labels, pick))
                 adv_loss.append(loss)
                 adv_acc.append(acc)
             z = time_jitter(q.quantized, self.config.time_jitter) if self.training else q.quantized
-            level_cond = cond if cond is None or pick is None else cond.index_select(0, pick)
+            level_cond = None if cond is None else _rows(cond, pick)
             recon.append(level.decoder(z, level_cond)[..., :t])
             qouts.append(q)
         if adversary is None:
