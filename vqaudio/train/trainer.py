@@ -124,7 +124,7 @@ def level_items(
         one entry per level, ``None`` or a ``[B_i]`` long tensor of batch indices on ``device``; or
         ``None`` when every level takes the whole batch.
     """
-    if fractions is None or all(max(1, round(f * batch)) >= batch for f in fractions):
+    if fractions is None:
         return None
     out: list[Tensor | None] = []
     start = 0
@@ -135,7 +135,7 @@ def level_items(
             continue
         out.append(torch.arange(start, start + n, device=device) % batch)
         start = (start + n) % batch
-    return out
+    return None if all(pick is None for pick in out) else out
 
 
 def _adamw(params: Iterator[nn.Parameter], **kwargs: Any) -> torch.optim.Optimizer:
