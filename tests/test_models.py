@@ -98,6 +98,38 @@ def test_speaker_conditioning_changes_output(model) -> None:
     torch.testing.assert_close(model.decode(codes, level=0, speaker=1), b)
 
 
+def test_unconditioned_level_ignores_the_speaker_and_others_keep_it() -> None:
+    from dataclasses import replace
+
+    cfg = tiny_model_config()
+    cfg = replace(cfg, levels=[replace(cfg.levels[0], speaker_conditioned=False), cfg.levels[1]])
+    torch.manual_seed(0)
+    net = build_model(cfg, ["alice", "bob"]).eval()
+    assert not net.levels[0].conditioned and net.levels[1].conditioned
+    # the unconditioned decoder has no conditioning weights at all
+    plain = build_model(replace(cfg, speaker_dim=0), [])
+    n0 = sum(p.numel() for p in net.levels[0].decoder.parameters())
+    assert n0 == sum(p.numel() for p in plain.levels[0].decoder.parameters())
+    wav = torch.randn(1, 1, 2000) * 0.1
+    for level, same in ((0, True), (1, False)):
+        codes = net.encode(wav, level=level)
+        a, b = (net.decode(codes, level=level, speaker=s) for s in ("alice", "bob"))
+        assert torch.equal(a, b) == same
+    # the training pass decodes level 0 without the speaker as well
+    out = net(wav, torch.tensor([1]))
+    torch.testing.assert_close(out.recon[0], net.decode(net.encode(wav, level=0), level=0))
+
+
+def test_conversion_level_must_be_speaker_conditioned() -> None:
+    from dataclasses import replace
+
+    cfg = tiny_model_config()
+    off = replace(cfg.levels[1], speaker_conditioned=False)
+    with pytest.raises(ConfigError, match="conversion_level .1. must be a speaker-conditioned level"):
+        replace(cfg, levels=[cfg.levels[0], off])
+    replace(cfg, levels=[cfg.levels[0], off], speaker_dim=0)  # nothing to convert with: allowed
+
+
 def test_unknown_speaker_lists_close_names(model) -> None:
     with pytest.raises(UserError, match="did you mean alice"):
         model.speaker_index("alise")

@@ -72,6 +72,9 @@ class LevelConfig:
     dilations: list[int] = field(default_factory=lambda: [1, 3, 9])
     kernel_size: int = 3
     istft_strides: int = 0
+    # false: this level's decoder takes no speaker vector, so its codes alone carry the voice (a codec
+    # level that serves any voice, heard in training or not); conversion then uses another level
+    speaker_conditioned: bool = True
 
     def __post_init__(self) -> None:
         _check(
@@ -199,6 +202,11 @@ class ModelConfig:
         )
         n = len(self.levels)
         _check(-n <= self.conversion_level < n, f"model.conversion_level must index one of {n} levels")
+        _check(
+            self.speaker_dim == 0 or self.levels[self.conversion_level].speaker_conditioned,
+            f"model.conversion_level ({self.conversion_level % n}) must be a speaker-conditioned level "
+            "(its speaker_conditioned is false)",
+        )
         first = self.levels[0].strides
         for i, lv in enumerate(self.levels[1:], start=1):
             _check(

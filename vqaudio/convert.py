@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 from vqaudio.codec.compress import decode_file, encode_file, output_format
+from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
 __all__ = ["conversion_level", "convert", "convert_file"]
@@ -45,6 +46,11 @@ def convert_file(
     if isinstance(target, (str, Path)):
         output_format(Path(target))  # so does an output format we cannot write
     lv = conversion_level(model) if level is None else level
+    if -model.num_levels <= lv < model.num_levels and not model.levels[lv].conditioned:
+        raise UserError(
+            f"level {lv % model.num_levels} takes no speaker (speaker_conditioned: false), so it cannot "
+            f"convert; use level {conversion_level(model)}"
+        )
     codes = io.BytesIO()
     encode_file(model, source, codes, [lv], chunk_seconds=chunk_seconds)
     codes.seek(0)

@@ -374,7 +374,7 @@ def _decode_chunks(
     buf = np.zeros(0, dtype=np.int64)
     buf_start = 0
     exhausted = False
-    cond = model.speaker_vector(speaker, 1, device)
+    cond = lv.condition(model.speaker_vector(speaker, 1, device))
     for f0 in range(0, total, frames_per_chunk):
         f1 = min(f0 + frames_per_chunk, total)
         while not exhausted and buf_start + buf.size < min(total, f1 + ctx):

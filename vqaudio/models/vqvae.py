@@ -110,6 +110,8 @@ class LevelModel(nn.Module):
     ) -> None:
         super().__init__()
         self.hop = level.hop
+        # whether the decoder takes the speaker vector (LevelConfig.speaker_conditioned)
+        self.conditioned = level.speaker_conditioned and cond_dim > 0
         common = dict(
             strides=level.strides,
             code_dim=level.code_dim,
@@ -139,7 +141,12 @@ class LevelModel(nn.Module):
             standardize=quantizer.standardize,
             stats_momentum=quantizer.stats_momentum,
         )
+        cond_dim = cond_dim if self.conditioned else 0
         self.decoder = Decoder(**common, cond_dim=cond_dim, istft_strides=level.istft_strides)  # type: ignore[arg-type]
+
+    def condition(self, cond: Tensor | None) -> Tensor | None:
+        """The speaker vector this level's decoder takes: ``cond``, or None for an unconditioned level."""
+        return cond if self.conditioned else None
 
     def pad(self, wav: Tensor) -> Tensor:
         """Right-pad ``[B, 1, T]`` with zeros to a whole number of frames."""
@@ -343,7 +350,7 @@ class VQVAE(nn.Module):
                 adv_loss.append(loss)
                 adv_acc.append(acc)
             z = time_jitter(q.quantized, self.config.time_jitter) if self.training else q.quantized
-            level_cond = None if cond is None else _rows(cond, pick)
+            level_cond = None if cond is None or not level.conditioned else _rows(cond, pick)
             recon.append(level.decoder(z, level_cond)[..., :t])
             qouts.append(q)
         if adversary is None:
@@ -385,7 +392,7 @@ class VQVAE(nn.Module):
             raise UserError(f"codes out of range for level {level} (codebook size {k})")
         device = next(self.parameters()).device
         codes = codes.to(device=device, dtype=torch.long)
-        cond = self.speaker_vector(speaker, codes.shape[0], device)
+        cond = lv.condition(self.speaker_vector(speaker, codes.shape[0], device))
         wav = lv.decoder(lv.quantizer.dequantize(codes), cond)
         return wav[..., :length] if length is not None else wav
 
