@@ -195,8 +195,8 @@ def test_eval_convert_on_a_parallel_corpus(
 
     monkeypatch.setattr(evaluate_conversion, "_speaker_embedder", fake_embedder)
 
-    rows = []
-    for spk, f0 in (("ann", 110.0), ("bob", 200.0)):
+    rows = ["# path\tspeaker\ttext\tsplit\tvoices"]
+    for spk, f0 in (("ann", 110.0), ("bob", 200.0), ("cat", 150.0)):  # cat: never trained on
         for i in range(4):
             wav = tmp_path / spk / f"s{i}.wav"
             wav.parent.mkdir(exist_ok=True)
@@ -207,7 +207,8 @@ def test_eval_convert_on_a_parallel_corpus(
             lab = tmp_path / "labels" / spk / f"s{i}.tsv"
             lab.parent.mkdir(parents=True, exist_ok=True)
             lab.write_text("0.0\t0.2\tsil\n0.2\t0.4\tAA1\n0.4\t0.6\tS\n")
-            rows.append(f"{spk}/s{i}.wav\t{spk}\ttext {i}\t{'test' if i < 2 else 'train'}")
+            voices = "heldout" if spk == "cat" else "seen"
+            rows.append(f"{spk}/s{i}.wav\t{spk}\ttext {i}\t{'test' if i < 2 else 'train'}\t{voices}")
     manifest = tmp_path / "manifest.tsv"
     manifest.write_text("\n".join(rows) + "\n")
     out = tmp_path / "scores.json"
@@ -229,7 +230,8 @@ def test_eval_convert_on_a_parallel_corpus(
     )
     assert result.exit_code == 0, result.output
     scores = json.loads(out.read_text())
-    assert scores["conversions"] == 4  # 2 sentences x (ann->bob, bob->ann)
+    assert scores["conversions"] == 4  # 2 sentences x (ann->bob, bob->ann): the model's voices by default
+    assert list(scores["groups"]) == ["seen->seen"] and scores["groups"]["seen->seen"]["conversions"] == 4
     assert scores["mcd_converted"] > 0 and scores["mcd_source_baseline"] > 0
     assert 0.0 <= scores["phone_accuracy_converted"] <= 1.0
     assert 0.0 <= scores["phone_accuracy_source"] <= 1.0
@@ -249,12 +251,30 @@ def test_eval_convert_on_a_parallel_corpus(
             "--sentences",
             "2",
             "--reference-voice",
-            "bob",
+            "bob,cat",
             "--reference-seconds",
             "1",
+            "--json",
+            str(out),
+            "--labels",
+            str(tmp_path / "labels"),
         ],
     )
     assert result.exit_code == 0, result.output
+    assert "enrolled bob" in result.stderr and "enrolled cat" in result.stderr
+    scores = json.loads(out.read_text())
+    # ann is the only source left; bob (a training voice) and cat (held out) are the enrolled targets
+    assert sorted({(p["source"], p["target"], p["group"]) for p in scores["pairs"]}) == [
+        ("ann", "bob", "seen->seen"),
+        ("ann", "cat", "seen->heldout"),
+    ]
+    groups = scores["groups"]
+    assert [groups[g]["conversions"] for g in ("seen->heldout", "seen->seen")] == [2, 2]
+    for g in groups.values():
+        assert g["content_kept"] == pytest.approx(g["phone_accuracy_converted"] / g["phone_accuracy_source"])
+    cat = [p for p in scores["pairs"] if p["target"] == "cat"]
+    assert groups["seen->heldout"]["mcd_converted"] == pytest.approx(np.mean([p["mcd"] for p in cat]))
+    assert "seen->heldout" in result.stdout, result.stdout
     bad = runner.invoke(
         app,
         ["eval-convert", "--model", str(ckpt_with_encoder), "--data", str(manifest), "--voices", "ann,zed"],

@@ -205,3 +205,39 @@ def test_cli_missing_eval_json_is_one_line_exit_2(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "no eval.json" in lines[0]
     assert not (tmp_path / "exp" / "report.md").exists()
+
+
+def test_seen_and_heldout_rows(exp: Path) -> None:
+    level0 = EVAL["levels"][0]
+    ev = {
+        "version": 2,
+        "utterances": 12,
+        "voices": {"seen": 8, "heldout": 4},
+        "levels": [
+            {**level0, "voices": "seen", "utterances": 8},
+            {**level0, "voices": "heldout", "utterances": 4, "pesq": 1.05},
+        ],
+    }
+    write(exp / "eval.json", ev)
+    conv = dict(CONVERT, groups={
+        "seen->heldout": {"conversions": 3, "closer_to_target": 0.6667, "similarity_to_target": 0.7,
+                          "mcd_converted": 8.0, "content_kept": 0.8},
+        "seen->seen": {"conversions": 1, "closer_to_target": 1.0, "similarity_to_target": 0.9,
+                       "mcd_converted": 7.0, "content_kept": None},
+    })  # fmt: skip
+    write(exp / "convert.json", conv)
+    text = experiment_report(exp)
+    assert "12 held-out test utterances (8 of seen voices, 4 of voices never trained on)" in text
+    assert [r[1:3] + r[-2:-1] for r in table_rows(text, "| codec | voices")] == [
+        ["seen", "1800", "1.14"],
+        ["heldout", "1800", "1.05"],
+    ]
+    assert table_rows(text, "| source -> target") == [
+        ["seen->heldout", "3", "66.7%", "0.700", "8.00", "80.0%"],
+        ["seen->seen", "1", "100.0%", "0.900", "7.00", "n/a"],
+    ]
+    # only seen voices: the tables keep their old shape
+    write(exp / "convert.json", dict(CONVERT, groups={"seen->seen": conv["groups"]["seen->seen"]}))
+    write(exp / "eval.json", EVAL)
+    text = experiment_report(exp)
+    assert "| source -> target" not in text and "| codec | bitrate" in text

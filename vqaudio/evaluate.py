@@ -3,6 +3,9 @@
 Per level: nominal bitrate, log-mel distance, SI-SDR (Le Roux et al., 2019), and, when the optional
 ``pesq`` and ``pystoi`` packages are installed (``pip install vqaudio[metrics]``), wide-band PESQ
 (ITU-T P.862.2) and STOI (Taal et al., 2011).
+
+Scores are kept apart for seen and held-out voices (:func:`voice_kinds`) when the evaluated set holds
+both: a result on the training voices says little about voices never trained on.
 """
 
 from __future__ import annotations
@@ -21,7 +24,21 @@ from vqaudio.data import Utterance
 from vqaudio.models import VQVAE
 from vqaudio.train.losses import mel_distance
 
-__all__ = ["CodecScore", "si_sdr", "evaluate_reconstruction", "evaluate_baselines"]
+__all__ = [
+    "CodecScore",
+    "HELDOUT",
+    "SEEN",
+    "si_sdr",
+    "evaluate_reconstruction",
+    "evaluate_baselines",
+    "first_per_speaker",
+    "voice_kinds",
+]
+
+ALL, SEEN, HELDOUT = "all", "seen", "heldout"
+EVAL_JSON_VERSION = 2
+"""Version of ``vqaudio evaluate --json``: 2 added ``version``, ``voices`` (utterances per group) and each
+score's ``voices`` (all / seen / heldout); version 1 had neither."""
 
 
 @dataclass
@@ -36,6 +53,7 @@ class CodecScore:
     si_sdr: float
     pesq: float | None
     stoi: float | None
+    voices: str = ALL  # which utterances: all, seen (training voices) or heldout (voices never trained on)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,7 +112,7 @@ class _Scorer:
         self.bits += payload_bits
         self.seconds += len(ref) / self.sr
 
-    def score(self, name: str, level: int | None, bitrate: float | None = None) -> CodecScore:
+    def score(self, name: str, level: int | None, voices: str, bitrate: float | None = None) -> CodecScore:
         v = self.values
 
         def mean(key: str) -> float | None:
@@ -114,7 +132,32 @@ class _Scorer:
             mean_or_nan("sisdr"),
             mean("pesq"),
             mean("stoi"),
+            voices,
         )
+
+
+def voice_kinds(utts: Sequence[Utterance], speakers: Sequence[str] = ()) -> list[str]:
+    """Each utterance's group: ``heldout`` when its manifest row says so or, given a model's training
+    ``speakers``, when its speaker is not one of them; else ``seen``.  All ``all`` when only one kind
+    occurs (nothing to keep apart)."""
+    known = set(speakers)
+    kinds = [HELDOUT if u.heldout or (known and u.speaker not in known) else SEEN for u in utts]
+    return kinds if len(set(kinds)) > 1 else [ALL] * len(kinds)
+
+
+def first_per_speaker(utts: Sequence[Utterance], n: int) -> list[Utterance]:
+    """The first ``n`` utterances of each speaker, in the order given."""
+    taken: dict[str, int] = {}
+    chosen = []
+    for u in utts:
+        taken[u.speaker] = taken.get(u.speaker, 0) + 1
+        if taken[u.speaker] <= n:
+            chosen.append(u)
+    return chosen
+
+
+def _groups(kinds: Sequence[str]) -> list[str]:
+    return [g for g in (ALL, SEEN, HELDOUT) if g in kinds]
 
 
 @torch.no_grad()
@@ -123,22 +166,30 @@ def evaluate_reconstruction(
     utts: Sequence[Utterance],
     levels: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> list[CodecScore]:
-    """Encode and decode every utterance at every level (decoding with its own speaker when known)."""
+    """Encode and decode every utterance at every level (decoding with its own speaker when known).
+
+    ``kinds`` (one per utterance; default :func:`voice_kinds` against the model's speakers) splits the
+    scores: one row per level and group, levels in order, seen before held-out.
+    """
     levels = list(range(model.num_levels)) if levels is None else list(levels)
+    kinds = voice_kinds(utts, model.speakers) if kinds is None else list(kinds)
     device = next(model.parameters()).device
     sr = model.sample_rate
-    scorers = {lv: _Scorer(sr) for lv in levels}
-    for n, utt in enumerate(utts):
+    scorers = {(lv, g): _Scorer(sr) for lv in levels for g in _groups(kinds)}
+    for n, (utt, kind) in enumerate(zip(utts, kinds, strict=True)):
         ref = read_audio(utt.path, sr)
         x = torch.from_numpy(ref).to(device)
         speaker = model.speakers.index(utt.speaker) if utt.speaker in model.speakers else 0
         for lv in levels:
             y = model.decode(model.encode(x, level=lv), level=lv, speaker=speaker).clamp(-1, 1)
-            scorers[lv].add(ref, y.reshape(-1).float().cpu().numpy())
+            scorers[(lv, kind)].add(ref, y.reshape(-1).float().cpu().numpy())
         if progress is not None:
             progress(n + 1, len(utts))
-    return [scorers[lv].score(f"vqaudio level {lv}", lv, model.config.bitrate(lv)) for lv in levels]
+    return [
+        sc.score(f"vqaudio level {lv}", lv, g, model.config.bitrate(lv)) for (lv, g), sc in scorers.items()
+    ]
 
 
 def evaluate_baselines(
@@ -146,15 +197,20 @@ def evaluate_baselines(
     sample_rate: int,
     baselines: Sequence[Baseline] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> list[CodecScore]:
-    """The same scores for Codec2 / Opus round trips (installed ones), bitrate = measured payload."""
+    """The same scores for Codec2 / Opus round trips (installed ones), bitrate = measured payload.
+
+    ``kinds`` splits them as in :func:`evaluate_reconstruction` (default :func:`voice_kinds`).
+    """
     chosen = available_baselines() if baselines is None else list(baselines)
-    scorers = {b.name: _Scorer(sample_rate) for b in chosen}
-    for n, utt in enumerate(utts):
+    kinds = voice_kinds(utts) if kinds is None else list(kinds)
+    scorers = {(b.name, g): _Scorer(sample_rate) for b in chosen for g in _groups(kinds)}
+    for n, (utt, kind) in enumerate(zip(utts, kinds, strict=True)):
         ref = read_audio(utt.path, sample_rate)
         for b in chosen:
             est, bits = b.run(ref, sample_rate)
-            scorers[b.name].add(ref, est, bits)
+            scorers[(b.name, kind)].add(ref, est, bits)
         if progress is not None:
             progress(n + 1, len(utts))
-    return [scorers[b.name].score(b.name, None) for b in chosen]
+    return [sc.score(name, None, g) for (name, g), sc in scorers.items()]

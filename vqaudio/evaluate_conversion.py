@@ -16,7 +16,11 @@ For N source sentences and every ordered pair of voices (source != target):
   of the evaluated sentences) against the source sentence's labels, next to the same accuracy of the
   source audio itself.
 
-Targets are training speakers or, with ``reference``, a voice given by reference clips (enrolment).
+Targets are training speakers or, with ``reference``, voices given by reference clips (enrolment).
+Each voice is ``seen`` (a training speaker) or ``heldout`` (never trained on: marked so by the manifest,
+or absent from the model's speaker table), and the summary is also given per kind of pair
+(``groups``: ``seen->seen``, ``seen->heldout``, ...), so conversion into voices the model never heard is
+reported apart from conversion among its training voices.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import librosa
@@ -39,11 +43,25 @@ from vqaudio.data import Utterance
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
-__all__ = ["ConversionScores", "mel_cepstral_distortion", "evaluate_conversion"]
+__all__ = ["ConversionScores", "mel_cepstral_distortion", "evaluate_conversion", "summarise"]
+
+
+_SUMMARY_KEYS = {
+    "similarity_to_target": "sim_target",
+    "similarity_to_source": "sim_source",
+    "unconverted_similarity_to_target": "sim_target_unconverted",
+    "mcd_converted": "mcd",
+    "mcd_source_baseline": "mcd_source",
+    "phone_accuracy_converted": "phones_converted",
+    "phone_accuracy_source": "phones_source",
+}
 
 
 @dataclass
 class ConversionScores:
+    """Means over every conversion (``pairs`` holds each one), and the same per kind of pair (``groups``,
+    keyed ``<source kind>-><target kind>`` with kinds ``seen`` / ``heldout``: :func:`summarise`)."""
+
     conversions: int
     level: int
     similarity_to_target: float | None
@@ -55,6 +73,7 @@ class ConversionScores:
     phone_accuracy_converted: float | None
     phone_accuracy_source: float | None
     pairs: list[dict[str, Any]]
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +117,7 @@ def evaluate_conversion(
     sentences: Sequence[str],
     voices: Sequence[str],
     level: int | None = None,
-    reference: tuple[str, torch.Tensor] | None = None,
+    reference: tuple[str, torch.Tensor] | Sequence[tuple[str, torch.Tensor]] | None = None,
     ref_utts: int = 5,
     labels: dict[tuple[str, str], PhoneIntervals] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -107,13 +126,19 @@ def evaluate_conversion(
 
     ``utts`` is the parallel corpus: every voice's rendition of each sentence, found by
     ``(speaker, sentence id)`` where the sentence id is the last path component of ``utt_id``.
-    ``reference`` = (voice name in the corpus, embedding) makes that voice the only target.
+    ``reference`` = (voice name in the corpus, embedding), or a list of them, makes those voices the
+    only targets (each given by its embedding) and the other ``voices`` the sources.
     """
     sr = model.sample_rate
     by_key = {(u.speaker, u.utt_id.rsplit("/", 1)[-1]): u for u in utts}
     lv = model.config.conversion_level % model.num_levels if level is None else level
-    targets = [reference[0]] if reference is not None else list(voices)
-    sources = [v for v in voices if reference is None or v != reference[0]]
+    if reference is not None and isinstance(reference[0], str):
+        reference = [reference]  # type: ignore[list-item]
+    embedding = dict(reference) if reference is not None else {}  # type: ignore[arg-type]
+    targets = list(embedding) if embedding else list(voices)
+    sources = [v for v in voices if v not in embedding]
+    marked = {u.speaker for u in utts if u.heldout}
+    kind = {v: "heldout" if v in marked or v not in model.speakers else "seen" for v in {*sources, *targets}}
     pairs = [(s, t) for s, t in itertools.product(sources, targets) if s != t]
     if not pairs or not sentences:
         raise UserError("nothing to evaluate: need at least two voices and one sentence")
@@ -147,12 +172,12 @@ def evaluate_conversion(
             if src not in audio or tgt not in audio:
                 continue
             x, ref = audio[src], audio[tgt]
-            target = reference[1] if reference is not None else tgt
-            y = convert(model, x, sr, target, level=lv)
+            y = convert(model, x, sr, embedding.get(tgt, tgt), level=lv)
             row: dict[str, Any] = {
                 "sentence": sid,
                 "source": src,
                 "target": tgt,
+                "group": f"{kind[src]}->{kind[tgt]}",
                 "mcd": mel_cepstral_distortion(y, ref, sr),
                 "mcd_source": mel_cepstral_distortion(x, ref, sr),
             }
@@ -170,25 +195,40 @@ def evaluate_conversion(
                 progress(len(rows), total)
     if not rows:
         raise UserError("no sentence is spoken by both voices of any pair")
+    total_summary = summarise(rows)
+    groups = {g: summarise([r for r in rows if r["group"] == g]) for g in sorted({r["group"] for r in rows})}
+    return ConversionScores(
+        total_summary["conversions"],
+        lv,
+        total_summary["similarity_to_target"],
+        total_summary["similarity_to_source"],
+        total_summary["closer_to_target"],
+        total_summary["unconverted_similarity_to_target"],
+        total_summary["mcd_converted"] or math.nan,
+        total_summary["mcd_source_baseline"] or math.nan,
+        total_summary["phone_accuracy_converted"],
+        total_summary["phone_accuracy_source"],
+        rows,
+        groups,
+    )
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Means of conversion rows (the keys of :class:`ConversionScores` with a mean; ``None`` when no row
+    has the value), ``closer_to_target`` (share of rows more like the target than the source) and
+    ``content_kept`` (converted / source phone accuracy)."""
 
     def mean(key: str) -> float | None:
         vals = [r[key] for r in rows if key in r and not math.isnan(r[key])]
         return float(np.mean(vals)) if vals else None
 
+    out: dict[str, Any] = {"conversions": len(rows)}
+    out.update({name: mean(key) for name, key in _SUMMARY_KEYS.items()})
     closer = [r["sim_target"] > r["sim_source"] for r in rows if "sim_target" in r]
-    return ConversionScores(
-        len(rows),
-        lv,
-        mean("sim_target"),
-        mean("sim_source"),
-        float(np.mean(closer)) if closer else None,
-        mean("sim_target_unconverted"),
-        mean("mcd") or math.nan,
-        mean("mcd_source") or math.nan,
-        mean("phones_converted"),
-        mean("phones_source"),
-        rows,
-    )
+    out["closer_to_target"] = float(np.mean(closer)) if closer else None
+    conv, src = out["phone_accuracy_converted"], out["phone_accuracy_source"]
+    out["content_kept"] = conv / src if conv is not None and src else None
+    return out
 
 
 class _ContentProbe:

@@ -85,16 +85,24 @@ def _training(exp: Path) -> list[str]:
 
 
 def _reconstruction(ev: dict[str, Any]) -> list[str]:
+    split = any(s.get("voices", "all") != "all" for s in ev["levels"])
+    counts = ev.get("voices") or {}
+    groups = (
+        f" ({counts.get('seen', 0)} of seen voices, {counts.get('heldout', 0)} of voices never trained on)"
+    )
     lines = [
-        f"Reconstruction of {ev['utterances']} held-out test utterances (`vqaudio evaluate`; baselines "
-        "at their measured payload bitrate):",
+        f"Reconstruction of {ev['utterances']} held-out test utterances{groups if split else ''} "
+        "(`vqaudio evaluate`; baselines at their measured payload bitrate):",
         "",
-        "| codec | bitrate (bit/s) | mel distance | SI-SDR (dB) | PESQ-WB | STOI |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| codec | "
+        + ("voices | " if split else "")
+        + "bitrate (bit/s) | mel distance | SI-SDR (dB) | PESQ-WB | STOI |",
+        "| --- | " + ("--- | " if split else "") + "--- | --- | --- | --- | --- |",
     ]
     for s in ev["levels"]:
+        voices = f"{s.get('voices', 'all')} | " if split else ""
         lines.append(
-            f"| {s['name']} | {_fmt(s['bitrate'], '.0f')} | {_fmt(s['mel_distance'], '.3f')} "
+            f"| {s['name']} | {voices}{_fmt(s['bitrate'], '.0f')} | {_fmt(s['mel_distance'], '.3f')} "
             f"| {_fmt(s['si_sdr'], '.2f')} | {_fmt(s.get('pesq'), '.2f')} | {_fmt(s.get('stoi'), '.3f')} |"
         )
     return lines + [""]
@@ -151,6 +159,22 @@ def _conversion(conv: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append("| phone accuracy of the codes | n/a (no phone labels) | |")
+    groups = conv.get("groups") or {}
+    if set(groups) - {"seen->seen"}:
+        lines += [
+            "",
+            "By kind of voice (seen: trained on; heldout: never heard, given by reference clips):",
+            "",
+            "| source -> target | conversions | closer to target | cosine to target | MCD (dB) "
+            "| content kept |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, g in groups.items():
+            lines.append(
+                f"| {name} | {g['conversions']} | {_fmt(g.get('closer_to_target'), '.1%', NO_SIMILARITY)} "
+                f"| {_fmt(g.get('similarity_to_target'), '.3f', NO_SIMILARITY)} "
+                f"| {_fmt(g.get('mcd_converted'), '.2f')} | {_fmt(g.get('content_kept'), '.1%')} |"
+            )
     return lines + [""]
 
 

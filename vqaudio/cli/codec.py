@@ -251,6 +251,10 @@ def evaluate(
         str | None, typer.Option(help="Only utterances of this manifest split (train/valid/test).")
     ] = None,
     max_utts: Annotated[int | None, typer.Option(min=1, help="Evaluate at most N utterances.")] = None,
+    per_speaker: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most N utterances of each speaker (the first by utterance id)."),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the scores as JSON here.")
     ] = None,
@@ -262,14 +266,22 @@ def evaluate(
 ) -> None:
     """Encode and decode a corpus at every level; print bitrate, mel distance, SI-SDR, PESQ-WB and STOI.
 
-    Bitrates are nominal for the model's levels and measured payload for the baselines.
+    Bitrates are nominal for the model's levels and measured payload for the baselines. When the corpus
+    holds voices the model was trained on and voices it never heard (a manifest's `heldout` rows, or
+    speakers not in the model's table), every row is given for each group apart.
     """
     import json
 
     from vqaudio.audio import atomic_write
     from vqaudio.checkpoint import load_model
     from vqaudio.data import scan_corpus
-    from vqaudio.evaluate import evaluate_reconstruction
+    from vqaudio.evaluate import (
+        ALL,
+        EVAL_JSON_VERSION,
+        evaluate_reconstruction,
+        first_per_speaker,
+        voice_kinds,
+    )
     from vqaudio.train.distributed import resolve_device
 
     net = load_model(model, resolve_device(device))
@@ -278,21 +290,39 @@ def evaluate(
         utts = [u for u in utts if u.split == split]
         if not utts:
             raise UserError(f"{data}: no utterances in split '{split}'")
-    utts = sorted(utts, key=lambda u: (u.utt_id, u.speaker))[:max_utts]
+    utts = sorted(utts, key=lambda u: (u.utt_id, u.speaker))
+    if per_speaker is not None:
+        utts = first_per_speaker(utts, per_speaker)
+    utts = utts[:max_utts]
+    kinds = voice_kinds(utts, net.speakers)
     with progress_bar(True) as bar:
         task = bar.add_task("vqaudio levels", total=len(utts))
         scores = evaluate_reconstruction(
-            net, utts, progress=lambda d, t: bar.update(task, completed=d, total=t)
+            net, utts, progress=lambda d, t: bar.update(task, completed=d, total=t), kinds=kinds
         )
         if baselines:
             from vqaudio.evaluate import evaluate_baselines
 
             task = bar.add_task("Codec2 / Opus", total=len(utts))
             scores += evaluate_baselines(
-                utts, net.sample_rate, progress=lambda d, t: bar.update(task, completed=d, total=t)
+                utts,
+                net.sample_rate,
+                progress=lambda d, t: bar.update(task, completed=d, total=t),
+                kinds=kinds,
             )
-    table = Table(title=f"reconstruction on {len(utts)} utterances", title_justify="left")
-    for col in ("codec", "bit/s", "mel dist", "SI-SDR dB", "PESQ-WB", "STOI"):
+    split_voices = kinds[:1] != [ALL]
+    counts = ", ".join(f"{kinds.count(g)} {g}" for g in ("seen", "heldout") if g in kinds)
+    title = f"reconstruction on {len(utts)} utterances" + (f" ({counts} voices)" if split_voices else "")
+    table = Table(title=title, title_justify="left")
+    for col in (
+        "codec",
+        *(["voices"] if split_voices else []),
+        "bit/s",
+        "mel dist",
+        "SI-SDR dB",
+        "PESQ-WB",
+        "STOI",
+    ):
         table.add_column(col, justify="right")
 
     def fmt(v: float | None, spec: str) -> str:
@@ -301,6 +331,7 @@ def evaluate(
     for sc in scores:
         table.add_row(
             sc.name,
+            *([sc.voices] if split_voices else []),
             f"{sc.bitrate:.0f}",
             f"{sc.mel_distance:.3f}",
             f"{sc.si_sdr:.2f}",
@@ -311,5 +342,13 @@ def evaluate(
     if json_out is not None:
         with atomic_write(json_out) as tmp:
             tmp.write_text(
-                json.dumps({"utterances": len(utts), "levels": [s.as_dict() for s in scores]}, indent=2)
+                json.dumps(
+                    {
+                        "version": EVAL_JSON_VERSION,
+                        "utterances": len(utts),
+                        "voices": {g: kinds.count(g) for g in dict.fromkeys(kinds)},
+                        "levels": [s.as_dict() for s in scores],
+                    },
+                    indent=2,
+                )
             )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from vqaudio.cli.common import (
     DeviceOpt,
@@ -145,7 +146,10 @@ def eval_convert(
     ] = None,
     reference_voice: Annotated[
         str | None,
-        typer.Option(help="Convert into this corpus voice given only by reference clips (enrolment)."),
+        typer.Option(
+            help="Convert into these corpus voices (comma-separated), each given only by reference clips "
+            "of its train split (enrolment); the other voices are the sources."
+        ),
     ] = None,
     reference_seconds: Annotated[
         float, typer.Option(min=0.5, help="Seconds of reference audio to enrol.")
@@ -173,30 +177,30 @@ def eval_convert(
     utts = scan_manifest(data)
     present = sorted({u.speaker for u in utts})
     chosen = [v.strip() for v in voices.split(",")] if voices else [v for v in present if v in net.speakers]
-    if reference_voice is not None and reference_voice not in chosen:
-        chosen.append(reference_voice)
+    references = [v.strip() for v in reference_voice.split(",")] if reference_voice else []
+    chosen += [v for v in references if v not in chosen]
     missing = [v for v in chosen if v not in present]
     if missing:
         raise UserError(f"voices not in {data}: {', '.join(missing)}")
-    if reference_voice is None:
-        for v in chosen:
+    for v in chosen:
+        if v not in references:
             net.speaker_index(v)
     pool = [u for u in utts if split is None or u.split == split]
     ids = sorted({u.utt_id.rsplit("/", 1)[-1] for u in pool})[:sentences]
-    ref = None
-    if reference_voice is not None:
+    ref = []
+    for voice in references:
         clips, total = [], 0.0
         for u in sorted(
-            (u for u in utts if u.speaker == reference_voice and u.split == "train"), key=lambda u: u.utt_id
+            (u for u in utts if u.speaker == voice and u.split == "train"), key=lambda u: u.utt_id
         ):
             clips.append(u.path)
             total += audio_info(u.path).duration
             if total >= reference_seconds:
                 break
-        ref = (reference_voice, reference_embedding(net, clips))
-        err_console.print(
-            f"enrolled {reference_voice} from {len(clips)} clips ({total:.1f} s)", highlight=False
-        )
+        if not clips:
+            raise UserError(f"{data}: voice {voice} has no train-split utterances to enrol from")
+        ref.append((voice, reference_embedding(net, clips)))
+        err_console.print(f"enrolled {voice} from {len(clips)} clips ({total:.1f} s)", highlight=False)
     phone_labels = None
     if labels is not None:
         from vqaudio.analysis import read_labels
@@ -216,7 +220,7 @@ def eval_convert(
             ids,
             chosen,
             level,
-            ref,
+            ref or None,
             labels=phone_labels,
             progress=lambda d, t: bar.update(task, completed=d, total=t),
         )
@@ -239,6 +243,21 @@ def eval_convert(
             f"(source audio {fmt(scores.phone_accuracy_source, '.1%')})",
             highlight=False,
         )
+    if set(scores.groups) != {"seen->seen"}:
+        table = Table(title="by voices (seen: trained on; heldout: never heard)", title_justify="left")
+        table.add_column("source->target", no_wrap=True)
+        for col in ("n", "closer", "cos tgt", "MCD dB", "content"):
+            table.add_column(col, justify="right")
+        for name, g in scores.groups.items():
+            table.add_row(
+                name,
+                str(g["conversions"]),
+                fmt(g["closer_to_target"], ".1%"),
+                fmt(g["similarity_to_target"], ".3f"),
+                fmt(g["mcd_converted"], ".2f"),
+                "n/a" if g["content_kept"] is None else f"{g['content_kept']:.1%}",
+            )
+        out_console.print(table)
     if json_out is not None:
         with atomic_write(json_out) as tmp:
             tmp.write_text(json.dumps(scores.as_dict(), indent=1) + "\n")
