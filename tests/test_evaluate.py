@@ -64,9 +64,8 @@ def test_seen_and_heldout_voices_are_scored_apart(toy_corpus) -> None:
 
     torch.manual_seed(0)
     utts = sorted(scan_folder(toy_corpus), key=lambda u: u.utt_id)
-    utts = [u for u in utts if u.speaker in ("spk0", "spk2")][:2] + [
-        u for u in utts if u.speaker == "spk2"
-    ][2:3]
+    spk0, spk2 = ([u for u in utts if u.speaker == s] for s in ("spk0", "spk2"))
+    utts = spk0[:1] + spk2[:2]
     model = build_model(tiny_model_config(), ["spk0", "spk1"]).eval()  # spk2 was never trained on
     kinds = ["seen" if u.speaker == "spk0" else "heldout" for u in utts]
     scores = evaluate_reconstruction(model, utts)
@@ -74,7 +73,7 @@ def test_seen_and_heldout_voices_are_scored_apart(toy_corpus) -> None:
     for s in scores:
         assert s.utterances == kinds.count(s.voices)
     # each group's row is what evaluating that group alone gives
-    seen_only = evaluate_reconstruction(model, [u for u, k in zip(utts, kinds) if k == "seen"])
+    seen_only = evaluate_reconstruction(model, [u for u, k in zip(utts, kinds, strict=True) if k == "seen"])
     assert seen_only[0].voices == "all"
     assert seen_only[0].mel_distance == scores[0].mel_distance and seen_only[1].si_sdr == scores[2].si_sdr
 
@@ -114,7 +113,17 @@ def test_cli_evaluate_splits_a_manifest_with_heldout_voices(toy_corpus, tmp_path
     manifest = tmp_path / "manifest.tsv"
     manifest.write_text("\n".join(lines) + "\n")
     out = tmp_path / "eval.json"
-    args = ["evaluate", "--model", str(ckpt), "--data", str(manifest), "--per-speaker", "2", "--json", str(out)]
+    args = [
+        "evaluate",
+        "--model",
+        str(ckpt),
+        "--data",
+        str(manifest),
+        "--per-speaker",
+        "2",
+        "--json",
+        str(out),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     ev = json.loads(out.read_text())
