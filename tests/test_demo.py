@@ -323,6 +323,19 @@ def test_many_voice_list() -> None:
     assert plan_voices(many_voices=True, sentences_per_voice=3).train_per_voice == 3
 
 
+def test_heldout_voices_can_say_fewer_training_sentences() -> None:
+    from vqaudio.data.demo_voices import voice_sentences
+
+    plan = plan_voices(["awb", "slt", "en-us+m7"], heldout=["en-us+m7"], heldout_sentences_per_voice=2)
+    assert [plan.train_sentences(v) for v in plan.voices] == [None, None, 2]
+    order = [f"s{i}" for i in range(20)]
+    splits = {u: "test" if i < 3 else "train" for i, u in enumerate(order)}
+    said = {v: voice_sentences(v, splits, plan.train_sentences(v), order) for v in plan.voices}
+    assert said["awb"] == said["slt"] == order  # seen voices: every sentence
+    assert said["en-us+m7"][:3] == order[:3] and len(said["en-us+m7"]) == 5  # test + 2 training
+    assert plan_voices(["awb", "slt"], heldout=["slt"]).train_sentences("slt") is None
+
+
 @needs_flite
 @needs_espeak
 def test_many_voices_are_known_to_the_synthesisers() -> None:
@@ -359,6 +372,8 @@ def test_voice_sentences() -> None:
         ({"many_voices": True, "variants": 1}, "many-voice mode has its own voices"),
         ({"voices": ["awb"], "heldout": ["slt"]}, "held-out voice slt is not one of"),
         ({"voices": ["awb"], "sentences_per_voice": -1}, "sentences_per_voice must be >= 0"),
+        ({"voices": ["awb", "slt"], "heldout": ["slt"], "heldout_sentences_per_voice": -1}, "must be >= 0"),
+        ({"voices": ["awb"], "heldout_sentences_per_voice": 2}, "needs held-out voices"),
         ({"voices": ["awb", "awb-v1"], "variants": 1}, "repeated voice"),
         ({"voices": ["en-us+m3-s999"]}, "speed must be"),
         ({"voices": ["en-us+m3+x"]}, "bad espeak-ng voice"),

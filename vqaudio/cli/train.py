@@ -190,6 +190,14 @@ def demo_corpus(
     heldout: Annotated[
         str | None, typer.Option(help="Comma-separated voices never to train on (marked in the manifest).")
     ] = None,
+    heldout_sentences_per_voice: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Training sentences each held-out voice says (its reference clips for enrolment). "
+            "Default: as --sentences-per-voice.",
+        ),
+    ] = None,
 ) -> None:
     """Make the phone-labelled demo corpus with flite and espeak-ng (default: 4 flite voices, 593 prompts)."""
     from vqaudio.data.demo import make_demo_corpus
@@ -203,6 +211,7 @@ def demo_corpus(
         heldout=_names(heldout) or (),
         sentences_per_voice=sentences_per_voice,
         many_voices=many_voices,
+        heldout_sentences_per_voice=heldout_sentences_per_voice,
     )
     held = f" ({len(corpus.heldout)} held out)" if corpus.heldout else ""
     err_console.print(

@@ -179,12 +179,19 @@ def _readme(
     plan: VoicePlan, num_sentences: int, sample_rate: int, fractions: tuple[float, float], many_voices: bool
 ) -> str:
     voices, heldout = plan.voices, plan.heldout
-    if plan.train_per_voice is None:
+    if plan.train_per_voice is None and plan.heldout_train is None:
         who = "parallel (every voice says every sentence)"
-    else:
+    elif plan.heldout_train is None:
         who = (
             f"every voice says every valid and test sentence (parallel) and {plan.train_per_voice} "
             "training sentences chosen for it by a SHA-256 hash of (voice, sentence)"
+        )
+    else:
+        seen = "all" if plan.train_per_voice is None else str(plan.train_per_voice)
+        who = (
+            f"every voice says every valid and test sentence (parallel); the voices trained on say {seen} "
+            f"training sentences, the held-out voices {plan.heldout_train} (their reference clips), chosen "
+            "for each voice by a SHA-256 hash of (voice, sentence)"
         )
     parts = [
         _paragraph(
@@ -347,6 +354,7 @@ def make_demo_corpus(
     sentences_per_voice: int | None = None,
     many_voices: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    heldout_sentences_per_voice: int | None = None,
 ) -> DemoCorpus:
     """Synthesise the demo corpus into ``out_dir`` (see the module docstring for the layout).
 
@@ -377,6 +385,8 @@ def make_demo_corpus(
             :data:`~vqaudio.data.demo_voices.HELDOUT_VOICES` held out and, unless given,
             :data:`~vqaudio.data.demo_voices.TRAIN_SENTENCES_PER_VOICE` training sentences per voice;
             ``voices``, ``variants`` and ``heldout`` must then be left unset.
+        heldout_sentences_per_voice: training sentences of each held-out voice (never trained on: its
+            reference clips for enrolment); ``None`` = as ``sentences_per_voice``.
         progress: called as ``progress(done, total)`` after each utterance, from the calling thread.
 
     Raises:
@@ -387,7 +397,9 @@ def make_demo_corpus(
     root = Path(out_dir)
     prompts = read_arctic_prompts()
     _check_arguments(num_sentences, len(prompts), sample_rate, jobs, valid_fraction, test_fraction)
-    plan = plan_voices(voices, heldout, variants, sentences_per_voice, many_voices)
+    plan = plan_voices(
+        voices, heldout, variants, sentences_per_voice, many_voices, heldout_sentences_per_voice
+    )
     prompts = prompts[:num_sentences] if num_sentences is not None else prompts
     split_by_id = {utt_id: split_of(utt_id, valid_fraction, test_fraction) for utt_id, _ in prompts}
     texts = dict(prompts)
@@ -395,7 +407,7 @@ def make_demo_corpus(
     tasks = [
         (voice, utt_id, texts[utt_id])
         for voice in plan.voices
-        for utt_id in voice_sentences(voice, split_by_id, plan.train_per_voice, order)
+        for utt_id in voice_sentences(voice, split_by_id, plan.train_sentences(voice), order)
     ]
     with ExitStack() as stack:
         espeak = stack.enter_context(EspeakServers()) if any(map(is_espeak_voice, plan.voices)) else None

@@ -128,11 +128,19 @@ def voice_sentences(
 @dataclass(frozen=True)
 class VoicePlan:
     """The voices of a corpus (variants added), those held out, and training sentences per voice
-    (``None`` = every voice says every sentence)."""
+    (``None`` = every voice says every sentence); ``heldout_train``, when set, is the held-out voices'
+    own number (they are never trained on: a few training sentences are their reference clips)."""
 
     voices: tuple[str, ...]
     heldout: tuple[str, ...]
     train_per_voice: int | None
+    heldout_train: int | None = None
+
+    def train_sentences(self, voice: str) -> int | None:
+        """How many training sentences ``voice`` says (``None`` = all)."""
+        if voice in self.heldout and self.heldout_train is not None:
+            return self.heldout_train
+        return self.train_per_voice
 
 
 def _as_tuple(names: Sequence[str]) -> tuple[str, ...]:
@@ -145,13 +153,15 @@ def plan_voices(
     variants: int = 0,
     sentences_per_voice: int | None = None,
     many_voices: bool = False,
+    heldout_sentences_per_voice: int | None = None,
 ) -> VoicePlan:
     """Resolve :func:`vqaudio.data.demo.make_demo_corpus`'s voice options and check them.
 
     ``voices=None`` is :data:`DEMO_VOICES`; ``variants=k`` adds ``<voice>-v1`` ... ``-v<k>`` of every
     plain flite voice; ``many_voices`` means :data:`MANY_VOICES` with :data:`HELDOUT_VOICES` held out
     and :data:`TRAIN_SENTENCES_PER_VOICE` training sentences per voice unless ``sentences_per_voice``
-    is given. Whether the synthesisers know the voices is checked later, by the synthesisers.
+    is given; ``heldout_sentences_per_voice`` is the held-out voices' own number of training sentences.
+    Whether the synthesisers know the voices is checked later, by the synthesisers.
 
     Raises:
         UserError: voices given with ``many_voices``, no or repeated voices, a malformed espeak-ng voice
@@ -171,8 +181,12 @@ def plan_voices(
         raise UserError("no voices given")
     if not 0 <= variants <= len(VOICE_VARIANTS):
         raise UserError(f"variants must be between 0 and {len(VOICE_VARIANTS)}, got {variants}")
-    if sentences_per_voice is not None and sentences_per_voice < 0:
-        raise UserError(f"sentences_per_voice must be >= 0, got {sentences_per_voice}")
+    for name, value in (
+        ("sentences_per_voice", sentences_per_voice),
+        ("heldout_sentences_per_voice", heldout_sentences_per_voice),
+    ):
+        if value is not None and value < 0:
+            raise UserError(f"{name} must be >= 0, got {value}")
     bases = [v for v in voice_tuple if voice_family(v) == "flite"]
     voice_tuple += tuple(f"{v}-v{k}" for v in bases for k in range(1, variants + 1))
     if len(set(voice_tuple)) != len(voice_tuple):
@@ -184,4 +198,7 @@ def plan_voices(
     unknown = [v for v in held if v not in voice_tuple]
     if unknown:
         raise UserError(f"held-out voice {', '.join(unknown)} is not one of the corpus's voices")
-    return VoicePlan(voice_tuple, tuple(v for v in voice_tuple if v in held), sentences_per_voice)
+    if heldout_sentences_per_voice is not None and not held:
+        raise UserError("heldout_sentences_per_voice needs held-out voices")
+    held_voices = tuple(v for v in voice_tuple if v in held)
+    return VoicePlan(voice_tuple, held_voices, sentences_per_voice, heldout_sentences_per_voice)
