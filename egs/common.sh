@@ -38,9 +38,18 @@ if f["reason"] == "time_budget" and f.get("max_steps") and f["step"] < f["max_st
 PY
 }
 
-up_to_date() {  # $1 exists and is newer than the finished training run and the manifest
-  [ "$force" = 0 ] && [ -f "$1" ] && [ -f "$exp/train/finished.json" ] \
-    && [ "$1" -nt "$exp/train/finished.json" ] && [ "$1" -nt "$data/manifest.tsv" ]
+up_to_date() {  # $1 exists and is newer than the model ($2, default the finished training run) and the manifest
+  local model=${2:-$exp/train/finished.json}
+  [ "$force" = 0 ] && [ -f "$1" ] && [ -f "$model" ] && [ "$1" -nt "$model" ] && [ "$1" -nt "$data/manifest.tsv" ]
+}
+
+manifest_family() {  # $1 = flite|espeak: the manifest's rows of that label family (espeak-ng voices have a
+  # '+'), paths made absolute, so that analyze compares one phone set at a time
+  local root pick
+  root=$(cd "$data" && pwd)
+  if [ "$1" = espeak ]; then pick='$2 ~ /[+]/'; else pick='$2 !~ /[+]/'; fi
+  awk -F'\t' -v root="$root" "/^#/ { print; next } $pick { if (\$1 !~ /^\//) \$1 = root \"/\" \$1; print }" OFS='\t' \
+    "$data/manifest.tsv"
 }
 
 manifest_path() {  # audio path of a manifest row as written ($1), made usable from the repository root
@@ -48,7 +57,8 @@ manifest_path() {  # audio path of a manifest row as written ($1), made usable f
 }
 
 convert_examples() {  # $1 = comma-separated voices: one test sentence of each, converted into every voice
-  local voices=$1 out=$exp/convert sid voice path
+  # $2 = model (default $exp/train), $3 = output folder (default $exp/convert)
+  local voices=$1 model=${2:-$exp/train} out=${3:-$exp/convert} sid voice path
   sid=$(awk -F'\t' -v voices="$voices" '
     BEGIN { n = split(voices, v, ","); for (i = 1; i <= n; i++) want[v[i]] = 1 }
     !/^#/ && $4 == "test" && ($2 in want) { f = $1; sub(/.*\//, "", f); sub(/\.[^.]*$/, "", f); c[f]++ }
@@ -68,7 +78,7 @@ convert_examples() {  # $1 = comma-separated voices: one test sentence of each, 
   for voice in ${voices//,/ }; do
     say "  $sid of every voice as $voice -> $out/to_$voice/"
     mkdir -p "$out/to_$voice"
-    vq convert "$out"/originals/* --speaker "$voice" -o "$out/to_$voice" --model "$exp/train" --force \
+    vq convert "$out"/originals/* --speaker "$voice" -o "$out/to_$voice" --model "$model" --force \
       --device "${device:-cpu}"
   done
 }

@@ -3,6 +3,7 @@ VCTK 0.92 tree with a tiny model (stage 0, tools/setup.sh, is not run)."""
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 import shutil
 import subprocess
@@ -14,12 +15,16 @@ import pytest
 import soundfile as sf
 
 from vqaudio.data.synthetic import toy_utterance
+from vqaudio.pretrained import default_model_path
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["setup", "corpus", "train", "evaluate", "convert", "analyse", "report"]
+STAGES = ["setup", "corpus", "shipped", "train", "evaluate", "convert", "analyse", "report"]
 
 
-@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
+@pytest.mark.skipif(
+    shutil.which("flite") is None or ctypes.util.find_library("espeak-ng") is None,
+    reason="flite or espeak-ng is not installed",
+)
 def test_mini_recipe_stages_run_and_skip_when_done(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     env = dict(subprocess_env, VQAUDIO=f"{sys.executable} -m vqaudio", PYTHON=sys.executable)
     data, exp = tmp_path / "data", tmp_path / "exp"
@@ -33,6 +38,8 @@ def test_mini_recipe_stages_run_and_skip_when_done(tmp_path: Path, subprocess_en
         "--minutes",
         "0.02",
         "--conv-sentences",
+        "2",
+        "--per-speaker",
         "2",
         "--threads",
         "1",
@@ -52,15 +59,22 @@ def test_mini_recipe_stages_run_and_skip_when_done(tmp_path: Path, subprocess_en
     assert f"budget ended training at step {finished['step']} of the recipe's 6000" in proc.stderr
     assert f"training: {finished['step']} steps at " in proc.stderr
     scores = json.loads((exp / "eval.json").read_text())
-    assert scores["utterances"] > 0 and [s["level"] for s in scores["levels"]][:3] == [0, 1, 2]
+    # 2 test sentences of each of 8 voices: the 4 trained on, and 4 held out
+    assert scores["utterances"] == 16 and scores["voices"] == {"seen": 8, "heldout": 8}
+    assert [(s["level"], s["voices"]) for s in scores["levels"]][:6] == [
+        (lv, g) for lv in range(3) for g in ("seen", "heldout")
+    ]
+    manifest = (data / "manifest.tsv").read_text().splitlines()
+    heldout = {line.split("\t")[1] for line in manifest[1:] if line.endswith("\theldout")}
+    assert heldout == {"awb-v3", "slt-v5", "en-us+m7", "en-gb+f4"}
     assert (exp / "analysis" / "metrics.json").is_file()
     report = (exp / "report.md").read_text()
     assert f"ended training at step {finished['step']} of the recipe's 6000" in report
     assert "Codes vs phones" in report
-    assert "| codec | bitrate" in report and report.count("\n| ") >= 5
+    assert "| codec | voices | bitrate" in report and report.count("\n| ") >= 5
     if shutil.which("c2enc") and shutil.which("opusenc"):  # the classical baselines run on the same files
         assert "Codec2 2400" in report and "Opus 6 kbit/s" in report
-    # stage 4: scores of 2 test sentences x 12 voice pairs, and one sentence of each voice in every voice
+    # stage 5: scores of 2 test sentences x 12 pairs of seen voices, one sentence of each in every voice
     conv = json.loads((exp / "convert.json").read_text())
     assert conv["conversions"] == 24 and len({p["sentence"] for p in conv["pairs"]}) == 2
     voices = ["awb", "kal16", "rms", "slt"]
@@ -68,12 +82,30 @@ def test_mini_recipe_stages_run_and_skip_when_done(tmp_path: Path, subprocess_en
     assert all((exp / "convert" / f"to_{t}" / f"{s}.wav").is_file() for t in voices for s in voices)
     assert "Voice conversion (`vqaudio eval-convert`): 24 conversions of 2 test sentence(s)" in report
     assert "| closer to target than to source |" in report and "[wav](convert/to_slt/awb.wav)" in report
+    # stage 2: the shipped model, when this install has one, on a voice neither model heard
+    shipped = exp / "shipped"
+    if default_model_path() is None:
+        assert "ships no model" in proc.stderr and "## The shipped model" not in report
+    else:
+        for name in (
+            "codec/original.vqa",
+            "codec/decoded.wav",
+            "convert/as_kal16.wav",
+            "convert/as_en-us+m7.wav",
+        ):
+            assert (shipped / name).is_file(), name
+        ev = json.loads((shipped / "eval.json").read_text())
+        assert ev["voices"] == {"seen": 8, "heldout": 8}
+        sc = json.loads((shipped / "convert.json").read_text())
+        assert set(sc["groups"]) == {"seen->heldout"} and sc["conversions"] == 4 * 4 * 2
+        assert (shipped / "analysis" / "metrics.json").is_file()
+        assert report.index("## The shipped model") < report.index("## The model trained here")
     # a re-run skips the finished training and the stages whose output is newer than it
     again = subprocess.run(
-        cmd[:3] + ["2", "--stop-stage", "5"] + cmd[4:], env=env, capture_output=True, text=True, timeout=120
+        cmd[:3] + ["2", "--stop-stage", "6"] + cmd[4:], env=env, capture_output=True, text=True, timeout=120
     )
     assert again.returncode == 0 and "already finished" in again.stderr
-    assert again.stderr.count("is up to date; skipping") == 3
+    assert again.stderr.count("is up to date; skipping") == 3 + (default_model_path() is not None)
     bad = subprocess.run(
         ["bash", str(REPO / "egs" / "mini" / "run.sh"), "--bogus"],
         env=env,

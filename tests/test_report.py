@@ -241,3 +241,23 @@ def test_seen_and_heldout_rows(exp: Path) -> None:
     write(exp / "eval.json", EVAL)
     text = experiment_report(exp)
     assert "| source -> target" not in text and "| codec | bitrate" in text
+
+
+def test_shipped_model_section_comes_first(exp: Path) -> None:
+    shipped = exp / "shipped"
+    write(shipped / "model.txt", "/somewhere/vqaudio/pretrained/speech16k.safetensors\n")
+    write(shipped / "eval.json", EVAL)
+    write(shipped / "convert.json", CONVERT)
+    write(shipped / "codec" / "decoded.wav", "RIFF")
+    text = experiment_report(exp)
+    first, second = text.index("## The shipped model: speech16k"), text.index("## The model trained here")
+    assert first < text.index("Voice conversion") < second < text.index("2848 training steps")
+    assert "[codec/decoded.wav](shipped/codec/decoded.wav)" in text
+    assert text.count("| codec | bitrate") == 2
+    # the shipped model alone (egs/mini/run.sh --stop-stage 2) is a report too
+    (exp / "eval.json").unlink()
+    text = experiment_report(exp)
+    assert "## The shipped model" in text and "trained here" not in text and "training steps" not in text
+    (shipped / "eval.json").unlink()
+    with pytest.raises(UserError, match="no eval.json"):
+        experiment_report(exp)

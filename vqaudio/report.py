@@ -1,8 +1,11 @@
 """One markdown page summing up an experiment folder (``vqaudio report``), as the ``egs/*/run.sh`` recipes
 write it at the end.
 
-An experiment folder ``EXP`` holds what the recipe stages wrote; only ``eval.json`` is required::
+An experiment folder ``EXP`` holds what the recipe stages wrote; ``eval.json`` (or ``shipped/eval.json``)
+is required::
 
+    EXP/shipped/               the same files for the shipped model (model.txt: its path), in a section
+                               of their own before the trained model's; codec/ and convert/ hold audio
     EXP/train/                 run directory (finished.json, config.yaml)      vqaudio train
     EXP/eval.json              reconstruction per level and baseline            vqaudio evaluate --json
     EXP/convert.json           voice-conversion scores                          vqaudio eval-convert --json
@@ -202,35 +205,68 @@ def _phones(an: dict[str, Any], folder: Path, base: Path) -> list[str]:
     return lines + ([""] + shown if shown else []) + [""]
 
 
+def _shipped(folder: Path, base: Path) -> list[str]:
+    """The section on the shipped model: which one, listening links, and its scores."""
+    path = (
+        (folder / "model.txt").read_text(encoding="utf-8").strip() if (folder / "model.txt").is_file() else ""
+    )
+    name = Path(path).stem if path else "the shipped model"
+    lines = [
+        f"## The shipped model: {name}",
+        "",
+        f"The model inside the package (`vqaudio models`; `{path or '?'}`), used with no `--model`, on this "
+        "corpus: seen voices are among its training voices, held-out ones it never heard.",
+        "",
+    ]
+    audio = [p for sub in ("codec", "convert") for p in sorted((folder / sub).glob("*.wav"))]
+    if audio:
+        lines += ["Listen: " + ", ".join(f"[{p.parent.name}/{p.name}]({_link(p, base)})" for p in audio), ""]
+    return lines + _sections(folder, base)
+
+
+def _sections(exp: Path, base: Path) -> list[str]:
+    lines = _reconstruction(_read_json(exp / "eval.json")) if (exp / "eval.json").is_file() else []
+    conv = _optional_json(exp / "convert.json")
+    if conv is not None:
+        lines += _conversion(conv)
+    lines += _examples(exp / "convert", base)
+    an = _optional_json(exp / "analysis" / "metrics.json")
+    if an is not None:
+        lines += _phones(an, exp / "analysis", base)
+    return lines
+
+
 def experiment_report(exp: Path, title: str | None = None, base: Path | None = None) -> str:
     """The markdown report of the experiment folder ``exp`` (layout in the module docstring).
 
-    Sections: training summary, reconstruction table per level (and Codec2 / Opus baselines when
-    ``eval.json`` has them), voice conversion (when ``convert.json`` exists), codes vs phones with
-    figures (when ``analysis/metrics.json`` exists). Links are relative to ``base``, the folder the
-    report will be written into (default ``exp``).
+    Sections: the shipped model (when ``shipped/eval.json`` exists), then the trained model: training
+    summary, reconstruction table per level (and Codec2 / Opus baselines when ``eval.json`` has them),
+    voice conversion (when ``convert.json`` exists), codes vs phones with figures (when
+    ``analysis/metrics.json`` exists). Links are relative to ``base``, the folder the report will be
+    written into (default ``exp``).
 
     Raises:
-        UserError: ``exp`` is not a folder, ``eval.json`` is missing, or a json file is unreadable.
+        UserError: ``exp`` is not a folder, neither ``eval.json`` nor ``shipped/eval.json`` exists, or a
+            json file is unreadable.
     """
     if not exp.is_dir():
         raise UserError(f"{exp}: experiment folder does not exist")
-    if not (exp / "eval.json").is_file():
+    shipped = (exp / "shipped" / "eval.json").is_file()
+    trained = (exp / "eval.json").is_file()
+    if not (trained or shipped):
         raise UserError(
             f"{exp}: no eval.json (write it with vqaudio evaluate ... --json {exp / 'eval.json'})"
         )
     base = exp if base is None else base
     lines = [f"# {title or f'vqaudio report: {exp.name}'}", ""]
     try:
-        lines += _training(exp)
-        lines += _reconstruction(_read_json(exp / "eval.json"))
-        conv = _optional_json(exp / "convert.json")
-        if conv is not None:
-            lines += _conversion(conv)
-        lines += _examples(exp / "convert", base)
-        an = _optional_json(exp / "analysis" / "metrics.json")
-        if an is not None:
-            lines += _phones(an, exp / "analysis", base)
+        if shipped:
+            lines += _shipped(exp / "shipped", base)
+            if trained:
+                lines += ["## The model trained here", ""]
+        if trained:
+            lines += _training(exp)
+            lines += _sections(exp, base)
     except (KeyError, TypeError, AttributeError) as err:
         raise UserError(
             f"{exp}: a json file lacks what the report needs ({type(err).__name__}: {err})"
