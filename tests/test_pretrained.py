@@ -234,6 +234,30 @@ def test_package_data_ships_the_models() -> None:
 
 def test_models_shipped_in_the_repo_are_small_and_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DIR_ENV, raising=False)
-    for model in available_models().values():  # none yet: the default model comes with its card
+    for model in available_models().values():
         assert model.path.stat().st_size <= MAX_SHIPPED_MB * 1e6, model.name
         assert vqaudio.load_model(model.name).checkpoint is not None
+        assert model.card is None or (REPO / model.card).is_file(), model.card  # its model card
+
+
+def test_the_shipped_default_round_trips_with_no_model_option(
+    tmp_path: Path, subprocess_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a fresh install does: encode, info and decode a file with the model inside the package."""
+    env = {k: v for k, v in subprocess_env.items() if k not in (DIR_ENV, MODEL_ENV)}
+    monkeypatch.delenv(DIR_ENV, raising=False)
+    path = default_model_path()
+    if path is None:
+        pytest.skip("this checkout ships no default model")
+    wav = _wav(tmp_path / "in.wav")
+    for args in (["encode", str(wav), "-o", str(tmp_path / "in.vqa")], ["info", str(tmp_path / "in.vqa")],
+                 ["decode", str(tmp_path / "in.vqa"), "-o", str(tmp_path / "out.wav")]):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "vqaudio", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+    with open(tmp_path / "in.vqa", "rb") as f:
+        assert read_header(f)[0].model_sha256 == vqaudio.read_checkpoint(path)[1].weights_sha256
+    out, sr = sf.read(tmp_path / "out.wav")
+    ref, _ = sf.read(wav)
+    assert sr == 16000 and out.shape == ref.shape
