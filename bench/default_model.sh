@@ -80,7 +80,8 @@ lap analyze
 
 # 4. speed of the codec level next to EnCodec's architecture, on the same threads, in one run
 if [ -f bench/encodec_speed.py ]; then
-  OMP_NUM_THREADS=$threads $PYTHON bench/encodec_speed.py --model "${model:-default}" --threads "$threads" \
+  in_use=${model:-$(vq models --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["in_use"])')}
+  OMP_NUM_THREADS=$threads $PYTHON bench/encodec_speed.py --model "$in_use" --threads "$threads" --repeats 5 \
     | tee "$out/speed.txt"
   lap speed
 fi

@@ -2,7 +2,7 @@
 numbers; not a test).  Issue #12: encode + decode at least 4x faster than EnCodec on 2 threads.
 
     python bench/encodec_speed.py                                  # recipes/default.yaml, random weights
-    python bench/encodec_speed.py --model default                  # a shipped model, checkpoint or run dir
+    python bench/encodec_speed.py --model speech16k                # a shipped model, checkpoint or run dir
     python bench/encodec_speed.py --recipe recipes/mini.yaml --level 0 --seconds 10 --threads 2
 
 EnCodec is bench/encodec_arch.py's re-implementation of its 24 kHz model (Défossez et al. 2022) with

@@ -236,3 +236,24 @@ def test_cli_init(
     assert result.exit_code == 0, result.output
     assert "init from" in result.stderr and "3 in the corpus and the model, 0 new" in result.stderr
     assert json.loads((tmp_path / "ft" / "init.json").read_text())["name"] == "base"
+
+
+def test_finetune_recipe_adapts_the_shipped_default(
+    toy_corpus: Path, tmp_path: Path, tiny_args: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """recipes/finetune.yaml --init the model inside the package: its voices kept, the corpus's added."""
+    from vqaudio.pretrained import default_model
+
+    monkeypatch.delenv(DIR_ENV, raising=False)
+    shipped = default_model()
+    if shipped is None:
+        pytest.skip("this checkout ships no default model")
+    out = tmp_path / "mine"
+    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "finetune.yaml")
+    result = runner.invoke(app, ["train", recipe, "--init", shipped.name, "--out", str(out), *tiny_args(2)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "init.json").read_text())
+    assert record["name"] == shipped.name and record["new_speakers"] == ["spk0", "spk1", "spk2"]
+    source, tuned = vqaudio.load_model(shipped.name), vqaudio.load_model(out)
+    assert tuned.speakers == [*source.speakers, "spk0", "spk1", "spk2"]
+    assert tuned.config == source.config
