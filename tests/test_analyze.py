@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,17 @@ import pytest
 import soundfile as sf
 from test_compress import _trained_tiny
 from test_models import tiny_model_config
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from vqaudio.checkpoint import save_checkpoint
+from vqaudio.analysis.metrics import (
+    cooccurrence,
+    fit_mapping,
+    mapping_accuracy,
+    purity_scores,
+    split_utterances,
+)
+from vqaudio.analyze import analyze_corpus, find_pairs, write_report
+from vqaudio.checkpoint import load_model, save_checkpoint
 from vqaudio.cli import app
 from vqaudio.config import RunConfig
 from vqaudio.data.synthetic import toy_utterance
@@ -40,8 +49,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     return root, ckpt, root / "report"
 
 
-def test_analyze_writes_metrics_report_and_figures(corpus) -> None:
+def test_analyze_writes_metrics_report_and_figures(corpus, monkeypatch: pytest.MonkeyPatch) -> None:
     root, ckpt, out = corpus
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables at full width
     result = runner.invoke(
         app,
         [
@@ -81,8 +91,12 @@ def test_analyze_writes_metrics_report_and_figures(corpus) -> None:
         assert level["perplexity"] >= 1.0
     assert "AH" in metrics["phones"] and "AH0" not in metrics["phones"]  # stress stripped
     assert metrics["utterances"] == 8
+    # ann and bob are the model's speakers and there is no manifest: no seen / held-out rows
+    assert metrics["schema"] == 2 and not any("voices" in level for level in metrics["levels"].values())
+    assert "voices" not in result.stdout and "held-out" not in result.stdout
     report = (out / "report.md").read_text()
     assert "| level | bit/s | mapping acc." in report
+    assert [row[0] for row in _voice_rows(report)] == ["0", "1"]  # one row per level
     for name in ("cooccurrence_level0.png", "confusion_level1.png", "code_usage.png", "durations.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -156,3 +170,105 @@ def test_analyze_reports_unmatched_files_and_user_errors(corpus, tmp_path: Path)
         ],
     )
     assert bad.exit_code == 2 and "level 7" in bad.stderr
+
+
+def _analyze(ckpt: Path, audio: Path, labels: Path, out: Path) -> Result:
+    result = runner.invoke(
+        app,
+        ["analyze", "--model", str(ckpt), "--audio", str(audio), "--labels", str(labels), "-o", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _voice_rows(report: str) -> list[list[str]]:
+    """``[level, voices]`` of each row of report.md's table."""
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| level |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")][:2])
+    return rows
+
+
+def test_heldout_voices_from_the_manifest_get_their_own_rows(
+    corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, ckpt, _ = corpus
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables at full width
+    manifest = tmp_path / "manifest.tsv"
+    rows = [
+        f"{root / 'wavs' / spk / f'u{i}.wav'}\t{spk}\ttext\ttest\t{voices}"
+        for spk, voices in (("ann", "seen"), ("bob", "heldout"))  # bob: in the model, held out by the row
+        for i in range(4)
+    ]
+    manifest.write_text("\n".join(rows) + "\n")
+    result = _analyze(ckpt, manifest, root / "labels", tmp_path / "r")
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["schema"] == 2 and metrics["utterances"] == 8
+    for level in metrics["levels"].values():
+        groups = level["voices"]
+        assert set(groups) == {"seen", "heldout"}
+        assert groups["seen"]["num_utterances"] == groups["heldout"]["num_utterances"] == 4
+        assert set(groups["seen"]) == set(groups["heldout"]) == set(level) - {"voices"}
+        # within one held-out voice the speaker is known in advance
+        assert groups["heldout"]["speaker_probe_accuracy"] == groups["heldout"]["speaker_chance"] == 1.0
+    assert _voice_rows((tmp_path / "r" / "report.md").read_text()) == [
+        [lv, group] for lv in ("0", "1") for group in ("all", "seen", "held-out")
+    ]
+    assert "voices" in result.stdout and result.stdout.count("held-out") == 2
+
+
+def test_heldout_mapping_is_fit_on_seen_voices_only(corpus, tmp_path: Path) -> None:
+    root, ckpt, _ = corpus
+    # a folder whose speaker "cat" is not in the model's speaker table (ann, bob): held out
+    for spk, src in (("ann", "ann"), ("cat", "bob")):
+        (tmp_path / "wavs" / spk).mkdir(parents=True)
+        (tmp_path / "labels" / spk).mkdir(parents=True)
+        for i in range(4):
+            shutil.copy(root / "wavs" / src / f"u{i}.wav", tmp_path / "wavs" / spk / f"u{i}.wav")
+            shutil.copy(root / "labels" / src / f"u{i}.tsv", tmp_path / "labels" / spk / f"u{i}.tsv")
+    pairs, problems = find_pairs(tmp_path / "wavs", tmp_path / "labels")
+    assert not problems and not any(p.heldout for p in pairs)  # a folder has no voices column
+    model = load_model(ckpt)
+    result = analyze_corpus(model, pairs, [0, 1])
+    assert result.voice_counts == {"seen": 4, "heldout": 4}
+    for lv, groups in result.voices.items():
+        utts = result.utterances[lv]
+        seen = [u for u in utts if not u.heldout]
+        held = [u for u in utts if u.heldout]
+        assert {u.speaker for u in seen} == {"ann"} and {u.speaker for u in held} == {"cat"}
+        train, _ = split_utterances([u.utt_id for u in seen], 0.5, seed=0)
+        num_codes = model.config.levels[lv].codebook_size
+        joint = sum(cooccurrence(seen[i].codes, seen[i].phones, num_codes, len(result.phones)) for i in train)
+        mapping = fit_mapping(joint)
+        codes = np.concatenate([u.codes for u in held])
+        phones = np.concatenate([u.phones for u in held])
+        assert groups["heldout"].mapping.tolist() == groups["seen"].mapping.tolist() == mapping.tolist()
+        assert groups["heldout"].mapping_accuracy == mapping_accuracy(mapping, codes, phones)
+        assert (
+            groups["heldout"].pnmi
+            == purity_scores(cooccurrence(codes, phones, num_codes, len(result.phones))).pnmi
+        )
+    write_report(result, tmp_path / "r", model, "wavs")
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    for lv, groups in result.voices.items():
+        assert metrics["levels"][str(lv)]["voices"]["heldout"] == groups["heldout"].to_json_dict()
+        assert metrics["levels"][str(lv)]["voices"]["seen"] == groups["seen"].to_json_dict()
+        assert metrics["levels"][str(lv)]["mapping_accuracy"] == result.levels[lv].mapping_accuracy
+
+
+def test_one_heldout_utterance_is_too_few_for_voice_rows(
+    corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, ckpt, _ = corpus
+    monkeypatch.setenv("COLUMNS", "200")
+    manifest = tmp_path / "manifest.tsv"
+    rows = [f"{root / 'wavs' / 'ann' / f'u{i}.wav'}\tann" for i in range(4)]
+    manifest.write_text("\n".join([*rows, f"{root / 'wavs' / 'bob' / 'u0.wav'}\tbob\t\t\theldout"]) + "\n")
+    result = _analyze(ckpt, manifest, root / "labels", tmp_path / "r")
+    assert "each kind needs at least 2" in result.stderr and "held-out" not in result.stdout
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["utterances"] == 5 and not any("voices" in lv for lv in metrics["levels"].values())

@@ -257,3 +257,49 @@ def test_frame_speaker_leakage_is_chance_for_shared_codes() -> None:
     res = analyze_level(utts, num_codes=10, num_phones=5, frame_seconds=0.01)
     assert abs(res.speaker_frame_accuracy - res.speaker_frame_chance) < 0.1
     assert res.mapping_accuracy == 1.0
+
+
+def test_heldout_voices_are_scored_with_the_mapping_fit_on_seen_voices() -> None:
+    rng = np.random.default_rng(3)
+    seen, held = [], []
+    for i in range(12):
+        phones = rng.integers(0, 4, size=30)
+        seen.append(UttCodes(f"s{i}", f"seen{i % 3}", phones.copy(), phones, np.full(5, 0.05)))
+        # held-out voices: every code means the next phone (a permutation), and each voice has its own
+        # phones (so its own codes): a seen-fit mapping gets every frame wrong, yet PNMI stays 1
+        phones = rng.integers(0, 2, size=30) + 2 * (i % 2)
+        held.append(UttCodes(f"h{i}", f"held{i % 2}", (phones + 1) % 4, phones, np.full(5, 0.05), True))
+    args = dict(num_codes=6, num_phones=4, frame_seconds=0.01)
+    res = analyze_level(held, **args, fit_on=seen)
+    own = analyze_level(held, **args)
+    seen_res = analyze_level(seen, **args)
+    train, _ = split_utterances([u.utt_id for u in seen], 0.5, seed=0)
+    seen_train = np.concatenate([seen[i].phones for i in train])
+    assert (
+        res.mapping.tolist()
+        == seen_res.mapping.tolist()
+        == fit_mapping(cooccurrence(seen_train, seen_train, 6, 4)).tolist()
+    )
+    assert res.mapping_accuracy == 0.0 and own.mapping_accuracy == 1.0
+    held_phones = np.concatenate([u.phones for u in held])
+    assert res.majority_baseline_accuracy == majority_baseline(seen_train, held_phones)
+    assert 0.0 <= res.random_baseline_accuracy <= 1.0
+    assert res.num_utterances == 12 and res.num_frames == held_phones.size
+    # everything but the phone mapping and its baselines is the held-out voices' own
+    for name in (
+        "phone_purity",
+        "cluster_purity",
+        "pnmi",
+        "perplexity",
+        "code_usage",
+        "mean_code_run_seconds",
+    ):
+        assert getattr(res, name) == getattr(own, name), name
+    assert res.pnmi == pytest.approx(1.0)
+    # speaker leakage among the held-out voices (which use disjoint codes): a probe fit on the seen
+    # voices could name neither of them
+    assert res.speaker_probe_accuracy == own.speaker_probe_accuracy == 1.0
+    assert res.speaker_frame_accuracy == own.speaker_frame_accuracy == 1.0
+    assert res.speaker_chance == own.speaker_chance and res.speaker_frame_chance == own.speaker_frame_chance
+    with pytest.raises(ValueError, match="at least two"):
+        analyze_level(held, **args, fit_on=seen[:1])

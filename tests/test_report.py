@@ -170,8 +170,29 @@ def test_examples_and_phones_with_links_relative_to_the_report(exp: Path, tmp_pa
     # only figures that exist are linked
     assert "![codes vs phones, level 1](analysis/cooccurrence_level1.png)" in text
     assert "cooccurrence_level0" not in text
+    assert "| level | voices" not in text  # no seen / held-out groups in this analysis
     elsewhere = experiment_report(exp, base=tmp_path / "site")
     assert "](../exp/analysis/cooccurrence_level1.png)" in elsewhere
+
+
+def test_phones_of_seen_and_heldout_voices_side_by_side(exp: Path) -> None:
+    level = dict(METRICS["levels"]["1"], speaker_frame_accuracy=0.5, speaker_frame_chance=0.25)
+    seen = dict(level, mapping_accuracy=0.4)
+    heldout = dict(level, mapping_accuracy=0.2, pnmi=0.25, speaker_probe_accuracy=0.75, speaker_chance=0.5)
+    metrics = {
+        "schema": 2,
+        "utterances": 20,
+        "levels": {"1": dict(level, voices={"seen": seen, "heldout": heldout})},
+    }
+    write(exp / "analysis" / "metrics.json", metrics)
+    text = experiment_report(exp)
+    assert table_rows(text, "| level | mapping") == [
+        ["1", "34.1%", "11.5%", "14.0%", "0.451", "99.0%", "30.0%", "50.0%", "25.0%"]
+    ]
+    assert table_rows(text, "| level | voices") == [
+        ["1", "seen", "40.0%", "11.5%", "14.0%", "0.451", "99.0%", "30.0%", "50.0%", "25.0%"],
+        ["1", "held-out", "20.0%", "11.5%", "14.0%", "0.250", "75.0%", "50.0%", "50.0%", "25.0%"],
+    ]
 
 
 def test_unfinished_training_and_errors(exp: Path, tmp_path: Path) -> None:

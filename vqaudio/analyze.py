@@ -5,6 +5,23 @@ centre, and runs :func:`vqaudio.analysis.metrics.analyze_level` per level (phone
 PNMI as in HuBERT, held-out many-to-one mapping accuracy next to random-code and majority baselines as
 in the VQ-VAE paper, code perplexity, run lengths, speaker leakage).  Writes ``metrics.json``,
 ``report.md`` and PNG figures.
+
+Seen and held-out voices.  An utterance's voice is *held out* when its manifest row says ``heldout``
+(5th column) or, for a model with a speaker table, when its speaker is not one of the model's training
+speakers; otherwise it is *seen*.  When the analysed set holds at least two labelled utterances of each
+kind, every level is also analysed per kind, side by side with all utterances:
+
+- seen voices: :func:`~vqaudio.analysis.metrics.analyze_level` on the seen utterances alone;
+- held-out voices: the code -> phone mapping of the seen row (fit on the seen voices' train split) and
+  its random-code and majority baselines are scored on every held-out utterance: whether the codes
+  generalise to new voices.  Purity, cluster purity, PNMI, perplexity, usage and runs are the held-out
+  voices' own.  Speaker leakage (the utterance probe and the per-frame code -> speaker mapping) is fit
+  and scored within the held-out utterances (their own split), next to its own chance level: how well
+  the codes tell apart voices the model never heard.  With one held-out voice it is trivially 100%.
+
+``metrics.json`` (schema 2; schema 1 had no ``schema`` key) keeps each level's scores over all
+utterances under ``levels.<L>`` and, only when both kinds are present, adds
+``levels.<L>.voices.seen`` and ``levels.<L>.voices.heldout`` with the same keys.
 """
 
 from __future__ import annotations
@@ -13,6 +30,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,26 +43,56 @@ from vqaudio.data import scan_manifest
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
-__all__ = ["AnalysisResult", "LabelledUtterance", "find_pairs", "analyze_corpus", "write_report"]
+__all__ = [
+    "METRICS_SCHEMA",
+    "VOICE_GROUPS",
+    "AnalysisResult",
+    "LabelledUtterance",
+    "find_pairs",
+    "analyze_corpus",
+    "write_report",
+]
 
 _LABEL_EXTS = (".textgrid", ".phn", ".lab", ".tsv", ".txt")
+
+METRICS_SCHEMA = 2
+"""Version of ``metrics.json``: 2 added the ``schema`` key and the per-level ``voices`` groups."""
+
+VOICE_GROUPS = {"seen": "seen", "heldout": "held-out"}
+"""Keys of a level's ``voices`` groups (in ``metrics.json`` and :attr:`AnalysisResult.voices`) and
+how tables name them."""
 
 
 @dataclass(frozen=True)
 class LabelledUtterance:
+    """An audio file, its label file, and (from a manifest's 5th column) whether its voice is held out."""
+
     audio: Path
     labels: Path
     speaker: str
     utt_id: str
+    heldout: bool = False
 
 
 @dataclass
 class AnalysisResult:
+    """Per level: ``levels`` over all utterances and, when both kinds of voice are present,
+    ``voices[level]`` = ``{"seen": ..., "heldout": ...}`` (empty otherwise, see the module docstring).
+    ``voice_counts`` is how many usable utterances each kind has."""
+
     levels: dict[int, LevelAnalysis]
     phones: list[str]
     problems: list[str]
     num_utterances: int
     utterances: dict[int, list[UttCodes]] = field(repr=False, default_factory=dict)
+    voices: dict[int, dict[str, LevelAnalysis]] = field(default_factory=dict)
+    voice_counts: dict[str, int] = field(default_factory=dict)
+
+    def rows(self, level: int) -> list[tuple[str, LevelAnalysis]]:
+        """A level's table rows, named as tables show them: ``all``, then ``seen`` and ``held-out``
+        when :attr:`voices` has them."""
+        groups = self.voices.get(level, {})
+        return [("all", self.levels[level])] + [(VOICE_GROUPS[k], g) for k, g in groups.items()]
 
 
 def _match_by_suffix(audio: Path, index: dict[str, list[Path]]) -> Path | None:
@@ -79,7 +127,7 @@ def find_pairs(
             if lab is None:
                 problems.append(f"{u.path}: no label file found")
             else:
-                pairs.append(LabelledUtterance(u.path, lab, u.speaker, u.utt_id))
+                pairs.append(LabelledUtterance(u.path, lab, u.speaker, u.utt_id, u.heldout))
         return pairs, problems
     if not audio.is_dir():
         raise UserError(f"{audio}: audio folder or manifest not found")
@@ -107,8 +155,10 @@ def analyze_corpus(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> AnalysisResult:
-    """Encode every pair at ``levels`` and analyse codes against phones and speakers."""
+    """Encode every pair at ``levels`` and analyse codes against phones and speakers, over all pairs
+    and, when both kinds are present, over seen and held-out voices (see the module docstring)."""
     model.eval()
+    trained_on = set(model.speakers)
     vocab: dict[str, int] = {}
     per_level: dict[int, list[UttCodes]] = {lv: [] for lv in levels}
     problems: list[str] = []
@@ -123,6 +173,7 @@ def analyze_corpus(
             problems.append(str(err))
             continue
         seconds = wav.size / sr
+        heldout = pair.heldout or bool(trained_on and pair.speaker not in trained_on)
         durations = np.asarray(intervals.ends) - np.asarray(intervals.starts)
         x = torch.from_numpy(wav)
         for lv in levels:
@@ -133,7 +184,7 @@ def analyze_corpus(
                 break
             codes = model.encode(x, level=lv)[0].cpu().numpy()
             phones = label_frames(intervals, codes.size, hop_s, vocab)
-            per_level[lv].append(UttCodes(pair.utt_id, pair.speaker, codes, phones, durations))
+            per_level[lv].append(UttCodes(pair.utt_id, pair.speaker, codes, phones, durations, heldout))
         if progress is not None:
             progress(n + 1, len(pairs))
     usable = len(per_level[levels[0]]) if levels else 0
@@ -143,18 +194,25 @@ def analyze_corpus(
             f"{problems[0] if problems else 'none'})"
         )
     names = [name for name, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-    results = {
-        lv: analyze_level(
-            per_level[lv],
-            model.config.levels[lv].codebook_size,
-            len(names),
-            model.hops[lv] / sr,
-            train_fraction,
-            seed,
-        )
-        for lv in levels
-    }
-    return AnalysisResult(results, names, problems, usable, per_level)
+    results, voices = {}, {}
+    for lv in levels:
+        args = (model.config.levels[lv].codebook_size, len(names), model.hops[lv] / sr, train_fraction, seed)
+        results[lv] = analyze_level(per_level[lv], *args)
+        seen, held = _by_voice(per_level[lv])
+        if len(seen) >= 2 and len(held) >= 2:
+            voices[lv] = {
+                "seen": analyze_level(seen, *args),
+                "heldout": analyze_level(held, *args, fit_on=seen),
+            }
+    seen, held = _by_voice(per_level[levels[0]])
+    counts = {"seen": len(seen), "heldout": len(held)}
+    return AnalysisResult(results, names, problems, usable, per_level, voices, counts)
+
+
+def _by_voice(utts: Sequence[UttCodes]) -> tuple[list[UttCodes], list[UttCodes]]:
+    """The utterances with a labelled frame, split into seen and held-out voices."""
+    usable = [u for u in utts if np.any(np.asarray(u.phones) >= 0)]
+    return [u for u in usable if not u.heldout], [u for u in usable if u.heldout]
 
 
 def write_report(result: AnalysisResult, out_dir: Path, model: VQVAE, source: str) -> list[Path]:
@@ -179,8 +237,14 @@ def write_report(result: AnalysisResult, out_dir: Path, model: VQVAE, source: st
     figures.append(plot_code_usage(counts, out_dir / "code_usage.png"))
     figures.append(plot_durations(runs, first.phone_seconds, out_dir / "durations.png"))
     meta = getattr(model, "checkpoint", None)
+    levels: dict[str, dict[str, Any]] = {}
+    for lv, res in result.levels.items():
+        levels[str(lv)] = res.to_json_dict()
+        if lv in result.voices:
+            levels[str(lv)]["voices"] = {k: g.to_json_dict() for k, g in result.voices[lv].items()}
     metrics = {
-        "levels": {str(lv): res.to_json_dict() for lv, res in result.levels.items()},
+        "schema": METRICS_SCHEMA,
+        "levels": levels,
         "phones": result.phones,
         "utterances": result.num_utterances,
         "problems": result.problems,
@@ -189,6 +253,20 @@ def write_report(result: AnalysisResult, out_dir: Path, model: VQVAE, source: st
     }
     with atomic_write(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    lines = _report_lines(result, model, source) + ["", "Figures:", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in figures]
+    if result.problems:
+        lines += ["", f"{len(result.problems)} problem(s) (utterances left out):", ""]
+        lines += [f"- {p}" for p in result.problems[:50]]
+    with atomic_write(out_dir / "report.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return figures
+
+
+def _report_lines(result: AnalysisResult, model: VQVAE, source: str) -> list[str]:
+    """The heading, the explanation and the table of ``report.md``: one row per level, or with a
+    ``voices`` column, rows for all, seen and held-out voices per level when both kinds are present."""
+    by_voice = bool(result.voices)
     lines = [
         "# Codes vs phones",
         "",
@@ -199,24 +277,33 @@ def write_report(result: AnalysisResult, out_dir: Path, model: VQVAE, source: st
         "a linear probe on each held-out utterance's code histogram, and per frame a code -> speaker "
         "mapping (how often one code alone names its speaker), each next to guessing the commonest speaker.",
         "",
-        "| level | bit/s | mapping acc. | random codes | majority | phone purity | cluster purity | PNMI "
-        "| perplexity | code usage | code run (ms) | phone (ms) | speaker probe | chance "
-        "| speaker per frame | chance |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for lv, r in result.levels.items():
-        lines.append(
-            f"| {lv} | {model.config.bitrate(lv):.0f} | {r.mapping_accuracy:.1%} "
-            f"| {r.random_baseline_accuracy:.1%} | {r.majority_baseline_accuracy:.1%} "
-            f"| {r.phone_purity:.3f} | {r.cluster_purity:.3f} | {r.pnmi:.3f} "
-            f"| {r.perplexity:.1f} | {r.code_usage:.1%} | {1000 * r.mean_code_run_seconds:.0f} "
-            f"| {1000 * r.mean_phone_seconds:.0f} | {r.speaker_probe_accuracy:.1%} | {r.speaker_chance:.1%} "
-            f"| {r.speaker_frame_accuracy:.1%} | {r.speaker_frame_chance:.1%} |"
-        )
-    lines += ["", "Figures:", ""] + [f"![{p.stem}]({p.name})" for p in figures]
-    if result.problems:
-        lines += ["", f"{len(result.problems)} problem(s) (utterances left out):", ""]
-        lines += [f"- {p}" for p in result.problems[:50]]
-    with atomic_write(out_dir / "report.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return figures
+    if by_voice:
+        lines += [
+            f"Seen and held-out voices: {result.voice_counts['seen']} utterances of voices the model trained "
+            f"on, {result.voice_counts['heldout']} of voices it never trained on (the manifest's `voices` "
+            "column, or speakers outside the model's speaker table). The held-out rows score the seen rows' "
+            "mapping (fit on the seen voices' training half) and baselines on every held-out utterance; "
+            "their purity, PNMI, usage and runs are the held-out voices' own, and their speaker leakage is "
+            "fit and scored within the held-out voices (their own split and chance level).",
+            "",
+        ]
+    voices_col = "| voices " if by_voice else ""
+    lines += [
+        f"| level {voices_col}| bit/s | mapping acc. | random codes | majority | phone purity "
+        "| cluster purity | PNMI | perplexity | code usage | code run (ms) | phone (ms) | speaker probe "
+        "| chance | speaker per frame | chance |",
+        "|" + " --- |" * (16 + by_voice),
+    ]
+    for lv in result.levels:
+        for name, g in result.rows(lv):
+            cell = f"| {name} " if by_voice else ""
+            lines.append(
+                f"| {lv} {cell}| {model.config.bitrate(lv):.0f} | {g.mapping_accuracy:.1%} "
+                f"| {g.random_baseline_accuracy:.1%} | {g.majority_baseline_accuracy:.1%} "
+                f"| {g.phone_purity:.3f} | {g.cluster_purity:.3f} | {g.pnmi:.3f} "
+                f"| {g.perplexity:.1f} | {g.code_usage:.1%} | {1000 * g.mean_code_run_seconds:.0f} "
+                f"| {1000 * g.mean_phone_seconds:.0f} | {g.speaker_probe_accuracy:.1%} "
+                f"| {g.speaker_chance:.1%} | {g.speaker_frame_accuracy:.1%} | {g.speaker_frame_chance:.1%} |"
+            )
+    return lines

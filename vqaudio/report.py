@@ -197,12 +197,40 @@ def _phones(an: dict[str, Any], folder: Path, base: Path) -> list[str]:
             f"| {m['speaker_chance']:.1%} | {_fmt(m.get('speaker_frame_accuracy'), '.1%')} "
             f"| {_fmt(m.get('speaker_frame_chance'), '.1%')} |"
         )
+    lines += _phones_by_voice(an)
     figures = [
         (f"codes vs phones, level {lv}", folder / f"cooccurrence_level{lv}.png") for lv in an["levels"]
     ]
     figures.append(("code usage", folder / "code_usage.png"))
     shown = [f"![{alt}]({_link(path, base)})" for alt, path in figures if path.is_file()]
     return lines + ([""] + shown if shown else []) + [""]
+
+
+def _phones_by_voice(an: dict[str, Any]) -> list[str]:
+    """Seen-voice and held-out-voice rows of ``vqaudio analyze`` (``metrics.json`` schema 2), side by side
+    per level; nothing when the analysis had only one kind of voice (or predates schema 2)."""
+    levels = {lv: m["voices"] for lv, m in an["levels"].items() if m.get("voices")}
+    if not levels:
+        return []
+    lines = [
+        "",
+        "The same on the voices the model trained on and on held-out voices (the held-out rows score the "
+        "mapping fit on the seen voices; their speaker leakage is measured among the held-out voices):",
+        "",
+        "| level | voices | mapping acc. | random codes | majority | PNMI | speaker probe | chance "
+        "| speaker per frame | chance |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for lv, groups in levels.items():
+        for key, name in (("seen", "seen"), ("heldout", "held-out")):
+            m = groups[key]
+            lines.append(
+                f"| {lv} | {name} | {m['mapping_accuracy']:.1%} | {m['random_baseline_accuracy']:.1%} "
+                f"| {m['majority_baseline_accuracy']:.1%} | {m['pnmi']:.3f} "
+                f"| {m['speaker_probe_accuracy']:.1%} | {m['speaker_chance']:.1%} "
+                f"| {_fmt(m['speaker_frame_accuracy'], '.1%')} | {_fmt(m['speaker_frame_chance'], '.1%')} |"
+            )
+    return lines
 
 
 def _shipped(folder: Path, base: Path) -> list[str]:

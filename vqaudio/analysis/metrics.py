@@ -16,6 +16,8 @@ ignored by every statistic here (purity, mapping, code usage, runs, the speaker 
   baseline (same code usage, no relation to phones) and the majority-phone baseline.
 - Speaker leakage: how well a held-out utterance's speaker is predicted from its code histogram
   (lower is better for voice conversion), see :func:`speaker_probe`.
+- Voices a model never trained on: ``analyze_level(heldout, ..., fit_on=seen)`` scores them with the
+  mapping fit on the seen voices (do the codes mean the same phones in a new voice?).
 """
 
 from __future__ import annotations
@@ -373,13 +375,15 @@ def speaker_probe(
 @dataclass
 class UttCodes:
     """One utterance at one level: ``codes`` and ``phones`` ``[T]`` on the level's frames (phone -1 = no
-    label), and ``phone_durations`` ``[P]``, the seconds of each phone interval (for the duration plot)."""
+    label), ``phone_durations`` ``[P]``, the seconds of each phone interval (for the duration plot), and
+    whether its voice is ``heldout`` (one the model never trained on)."""
 
     utt_id: str
     speaker: str
     codes: np.ndarray
     phones: np.ndarray
     phone_durations: np.ndarray
+    heldout: bool = False
 
 
 _JSON_FIELDS = (
@@ -408,8 +412,8 @@ class LevelAnalysis:
     fractions in [0, 1], ``code_usage`` the fraction of codes used, durations in seconds.
 
     ``joint`` ``[num_phones, num_codes]`` (all labelled frames), ``mapping`` ``[num_codes]`` (fit on the
-    train split), ``code_run_seconds`` and ``phone_seconds`` (for plots) are not serialised by
-    :meth:`to_json_dict`.
+    train split, of ``fit_on`` when given), ``code_run_seconds`` and ``phone_seconds`` (for plots) are not
+    serialised by :meth:`to_json_dict`.
     """
 
     mapping_accuracy: float
@@ -445,6 +449,82 @@ class LevelAnalysis:
         return out
 
 
+@dataclass
+class _Frames:
+    """The utterances of a set that have a labelled frame, concatenated: ``codes``, ``phones``, ``uid``
+    (the utterance index of each frame), ``labelled`` (phone != -1) and ``in_train`` (the frame's
+    utterance is in the train split) are ``[F]``; ``speakers`` ``[N]`` indexes each utterance's speaker."""
+
+    kept: list[UttCodes]
+    codes: np.ndarray
+    phones: np.ndarray
+    uid: np.ndarray
+    labelled: np.ndarray
+    in_train: np.ndarray
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    speakers: np.ndarray
+
+    @property
+    def train(self) -> np.ndarray:
+        """Mask ``[F]`` of the labelled frames of train utterances."""
+        return self.labelled & self.in_train
+
+    @property
+    def test(self) -> np.ndarray:
+        """Mask ``[F]`` of the labelled frames of test utterances."""
+        return self.labelled & ~self.in_train
+
+
+def _frames(utterances: Sequence[UttCodes], train_fraction: float, seed: int) -> _Frames:
+    """Utterances with a labelled frame, concatenated and split by :func:`split_utterances`."""
+    kept, codes_list, phones_list = [], [], []
+    for utt in utterances:
+        codes, phones = _int_array(utt.codes, "codes"), _int_array(utt.phones, "phones")
+        if codes.shape != phones.shape:
+            raise ValueError(f"{utt.utt_id}: {codes.size} codes but {phones.size} phone labels")
+        if np.any(phones >= 0):
+            kept.append(utt)
+            codes_list.append(codes)
+            phones_list.append(phones)
+    if len(kept) < 2:
+        raise ValueError(f"need at least two utterances with labelled frames, got {len(kept)}")
+    train_idx, test_idx = split_utterances([u.utt_id for u in kept], train_fraction, seed)
+    n = len(kept)
+    lengths = np.array([c.size for c in codes_list], dtype=np.int64)
+    uid = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    phones = np.concatenate(phones_list)
+    is_train = np.zeros(n, dtype=bool)
+    is_train[train_idx] = True
+    return _Frames(
+        kept=kept,
+        codes=np.concatenate(codes_list),
+        phones=phones,
+        uid=uid,
+        labelled=phones >= 0,
+        in_train=is_train[uid],
+        train_idx=train_idx,
+        test_idx=test_idx,
+        speakers=np.unique([u.speaker for u in kept], return_inverse=True)[1],
+    )
+
+
+def _speaker_leakage(f: _Frames, num_codes: int) -> tuple[float, float, float, float]:
+    """``(probe accuracy, chance, per-frame accuracy, chance)`` of predicting the speaker from the codes,
+    fit on ``f``'s train utterances and scored on its test utterances (so on ``f``'s own speakers)."""
+    n = len(f.kept)
+    lab = f.labelled
+    histograms = np.bincount(f.uid[lab] * num_codes + f.codes[lab], minlength=n * num_codes)
+    probe_acc, chance = speaker_probe(histograms.reshape(n, num_codes), f.speakers, f.train_idx, f.test_idx)
+    # frame level: how often one code alone names its speaker (a many-to-one code -> speaker mapping)
+    frame_spk = f.speakers[f.uid]
+    tr, te = f.train, f.test
+    num_spk = int(f.speakers.max()) + 1
+    spk_mapping = fit_mapping(cooccurrence(f.codes[tr], frame_spk[tr], num_codes, num_spk))
+    frame_acc = mapping_accuracy(spk_mapping, f.codes[te], frame_spk[te])
+    return probe_acc, chance, frame_acc, majority_baseline(frame_spk[tr], frame_spk[te])
+
+
 def analyze_level(
     utterances: Sequence[UttCodes],
     num_codes: int,
@@ -452,6 +532,8 @@ def analyze_level(
     frame_seconds: float,
     train_fraction: float = 0.5,
     seed: int = 0,
+    *,
+    fit_on: Sequence[UttCodes] | None = None,
 ) -> LevelAnalysis:
     """Codes-vs-phones and codes-vs-speaker analysis of one level over a set of utterances.
 
@@ -462,50 +544,33 @@ def analyze_level(
     need no fitting (phone purity is the accuracy of the mapping fit and scored on the same frames, so
     it upper-bounds the held-out mapping accuracy up to sampling noise). Code usage, perplexity and code
     runs use all labelled frames as well.
-    """
-    kept = []
-    for utt in utterances:
-        codes, phones = _int_array(utt.codes, "codes"), _int_array(utt.phones, "phones")
-        if codes.shape != phones.shape:
-            raise ValueError(f"{utt.utt_id}: {codes.size} codes but {phones.size} phone labels")
-        if np.any(phones >= 0):
-            kept.append((utt, codes, phones))
-    if len(kept) < 2:
-        raise ValueError(f"need at least two utterances with labelled frames, got {len(kept)}")
-    ids = [u.utt_id for u, _, _ in kept]
-    train_idx, test_idx = split_utterances(ids, train_fraction, seed)
-    n = len(kept)
-    lengths = np.array([c.size for _, c, _ in kept], dtype=np.int64)
-    codes = np.concatenate([c for _, c, _ in kept])
-    phones = np.concatenate([p for _, _, p in kept])
-    uid = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    labelled = phones >= 0
-    is_train = np.zeros(n, dtype=bool)
-    is_train[train_idx] = True
-    in_train = is_train[uid]
 
-    tr, te = labelled & in_train, labelled & ~in_train
-    train_codes, train_phones, test_codes, test_phones = codes[tr], phones[tr], codes[te], phones[te]
-    joint_train = cooccurrence(train_codes, train_phones, num_codes, num_phones)
-    joint = joint_train + cooccurrence(test_codes, test_phones, num_codes, num_phones)
+    With ``fit_on`` (e.g. the utterances of the voices a model trained on, with ``utterances`` those of
+    voices it never heard), the mapping and both phone baselines are fit on the train split of
+    ``fit_on`` instead (split as :func:`analyze_level` of ``fit_on`` alone would split it) and scored on
+    every labelled frame of ``utterances``: whether the codes mean the same phones in new voices. All
+    other scores (purity, PNMI, usage, runs, speaker leakage with its chance level) stay those of
+    ``utterances`` themselves, on their own split.
+    """
+    f = _frames(utterances, train_fraction, seed)
+    if fit_on is None:
+        train_codes, train_phones = f.codes[f.train], f.phones[f.train]
+        test_codes, test_phones = f.codes[f.test], f.phones[f.test]
+    else:
+        ref = _frames(fit_on, train_fraction, seed)
+        train_codes, train_phones = ref.codes[ref.train], ref.phones[ref.train]
+        test_codes, test_phones = f.codes[f.labelled], f.phones[f.labelled]
+    joint = cooccurrence(f.codes, f.phones, num_codes, num_phones)
     scores = purity_scores(joint)
-    mapping = fit_mapping(joint_train)
+    mapping = fit_mapping(cooccurrence(train_codes, train_phones, num_codes, num_phones))
     perplexity, usage = _perplexity_from_counts(joint.sum(axis=0))
 
-    key = np.where(labelled, codes, -1)
-    run_len, run_val = _runs(key, uid[1:] != uid[:-1])
+    key = np.where(f.labelled, f.codes, -1)
+    run_len, run_val = _runs(key, f.uid[1:] != f.uid[:-1])
     code_runs = run_len[run_val >= 0] * float(frame_seconds)
-    durations = [np.asarray(u.phone_durations, dtype=np.float64).ravel() for u, _, _ in kept]
+    durations = [np.asarray(u.phone_durations, dtype=np.float64).ravel() for u in f.kept]
     phone_seconds = np.concatenate(durations)
-
-    histograms = np.bincount(uid[labelled] * num_codes + codes[labelled], minlength=n * num_codes)
-    speakers = np.unique([u.speaker for u, _, _ in kept], return_inverse=True)[1]
-    probe_acc, chance = speaker_probe(histograms.reshape(n, num_codes), speakers, train_idx, test_idx)
-    # frame level: how often one code alone names its speaker (a many-to-one code -> speaker mapping)
-    frame_spk = speakers[uid]
-    num_spk = int(speakers.max()) + 1
-    spk_mapping = fit_mapping(cooccurrence(train_codes, frame_spk[tr], num_codes, num_spk))
-    spk_test = frame_spk[te]
+    probe_acc, chance, frame_acc, frame_chance = _speaker_leakage(f, num_codes)
 
     return LevelAnalysis(
         mapping_accuracy=mapping_accuracy(mapping, test_codes, test_phones),
@@ -522,10 +587,10 @@ def analyze_level(
         mean_phone_seconds=float(phone_seconds.mean()) if phone_seconds.size else math.nan,
         speaker_probe_accuracy=probe_acc,
         speaker_chance=chance,
-        speaker_frame_accuracy=mapping_accuracy(spk_mapping, test_codes, spk_test),
-        speaker_frame_chance=majority_baseline(frame_spk[tr], spk_test),
-        num_frames=int(np.count_nonzero(labelled)),
-        num_utterances=n,
+        speaker_frame_accuracy=frame_acc,
+        speaker_frame_chance=frame_chance,
+        num_frames=int(np.count_nonzero(f.labelled)),
+        num_utterances=len(f.kept),
         joint=joint,
         mapping=mapping,
         code_run_seconds=code_runs,

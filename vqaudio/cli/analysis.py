@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,6 +18,9 @@ from vqaudio.cli.common import (
     user_errors,
 )
 from vqaudio.errors import UserError
+
+if TYPE_CHECKING:
+    from vqaudio.analyze import AnalysisResult
 
 
 @app.command()
@@ -79,34 +82,39 @@ def analyze(
         )
     result.problems = problems + result.problems
     write_report(result, out, net, str(audio))
-    table = Table(title=f"codes vs phones ({result.num_utterances} utterances)", title_justify="left")
-    for col in (
-        "level",
-        "mapping",
-        "random",
-        "majority",
-        "phone pur.",
-        "cluster pur.",
-        "PNMI",
-        "speaker",
-        "chance",
-        "spk/frame",
-        "chance",
-    ):
-        table.add_column(col, justify="right")
-    for lv, r in result.levels.items():
-        table.add_row(
-            str(lv),
-            f"{r.mapping_accuracy:.1%}",
-            f"{r.random_baseline_accuracy:.1%}",
-            f"{r.majority_baseline_accuracy:.1%}",
-            f"{r.phone_purity:.3f}",
-            f"{r.cluster_purity:.3f}",
-            f"{r.pnmi:.3f}",
-            f"{r.speaker_probe_accuracy:.1%}",
-            f"{r.speaker_chance:.1%}",
-            f"{r.speaker_frame_accuracy:.1%}",
-            f"{r.speaker_frame_chance:.1%}",
+    counts = result.voice_counts
+    if counts.get("seen") and counts.get("heldout") and not result.voices:
+        err_console.print(
+            f"[yellow]warning:[/] no seen / held-out rows: {counts['seen']} seen-voice and "
+            f"{counts['heldout']} held-out-voice utterance(s); each kind needs at least 2",
+            highlight=False,
         )
-    out_console.print(table)
+    out_console.print(_table(result))
     err_console.print(f"report: {out / 'report.md'}", highlight=False)
+
+
+def _table(result: AnalysisResult) -> Table:
+    """One row per level; with seen and held-out voices, a ``voices`` column and three rows per level."""
+    by_voice = bool(result.voices)
+    table = Table(title=f"codes vs phones ({result.num_utterances} utterances)", title_justify="left")
+    columns = ["level", *(["voices"] if by_voice else []), "mapping", "random", "majority", "phone pur."]
+    columns += ["cluster pur.", "PNMI", "speaker", "chance", "spk/frame", "chance"]
+    for col in columns:
+        table.add_column(col, justify="right")
+    for lv in result.levels:
+        for name, g in result.rows(lv):
+            table.add_row(
+                str(lv),
+                *([name] if by_voice else []),
+                f"{g.mapping_accuracy:.1%}",
+                f"{g.random_baseline_accuracy:.1%}",
+                f"{g.majority_baseline_accuracy:.1%}",
+                f"{g.phone_purity:.3f}",
+                f"{g.cluster_purity:.3f}",
+                f"{g.pnmi:.3f}",
+                f"{g.speaker_probe_accuracy:.1%}",
+                f"{g.speaker_chance:.1%}",
+                f"{g.speaker_frame_accuracy:.1%}",
+                f"{g.speaker_frame_chance:.1%}",
+            )
+    return table
