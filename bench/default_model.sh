@@ -2,8 +2,8 @@
 # Measure a model the way docs/model_card_default.md reports the shipped one: on the many-voice demo
 # corpus, seen voices next to the 8 held-out ones (prints tables, writes JSON; a benchmark, not a test).
 #
-#   bash bench/default_model.sh [--model M] [--data data/many] [--out exp/default_eval] [--per-speaker 4]
-#                               [--threads 2] [--conv-sentences 4]
+#   bash bench/default_model.sh [--model M] [--data data/many] [--out exp/default_eval] [--per-speaker 3]
+#                               [--threads 2] [--conv-sentences 2]
 #
 #   M: checkpoint, run directory or shipped model name (default: the shipped default model).
 #   The corpus: vqaudio demo-corpus data/many --many-voices (tools/setup.sh installs flite and espeak-ng).
@@ -25,9 +25,9 @@ cd "$(dirname "$0")/.."
 model=""
 data=data/many
 out=exp/default_eval
-per_speaker=4
+per_speaker=3
 threads=2
-conv_sentences=4
+conv_sentences=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
@@ -42,6 +42,7 @@ while [ $# -gt 0 ]; do
 done
 [ -f "$data/manifest.tsv" ] || { echo "error: no $data/manifest.tsv (vqaudio demo-corpus $data --many-voices)" >&2; exit 2; }
 
+export COLUMNS=${COLUMNS:-160}   # the tables are wide
 VQAUDIO=${VQAUDIO:-.venv/bin/vqaudio}
 PYTHON=${PYTHON:-.venv/bin/python}
 vq() { OMP_NUM_THREADS=$threads $VQAUDIO "$@"; }
@@ -71,7 +72,7 @@ lap "convert --reference"
 # 3. codes vs phones, one label family at a time (espeak-ng voices have a '+' in their name)
 for family in flite espeak; do
   if [ $family = espeak ]; then pick='$2 ~ /[+]/'; else pick='$2 !~ /[+]/'; fi
-  awk -F'\t' -v n="$per_speaker" "/^#/ { print; next } \$4 == \"test\" && $pick && c[\$2]++ < 2 * n" \
+  awk -F'\t' -v n="$per_speaker" "/^#/ { print; next } \$4 == \"test\" && $pick && c[\$2]++ < n" \
     "$data/manifest.tsv" | sed "s|^\([^#/]\)|$root/\1|" > "$out/test_$family.tsv"
   vq analyze "${m[@]}" --audio "$out/test_$family.tsv" --labels "$data/labels" --format tsv \
     -o "$out/analysis_$family" | tee "$out/analysis_$family.txt"
