@@ -49,7 +49,7 @@ def analyze(
     """Align each level's codes with phone labels: purity, PNMI, mapping accuracy, speaker leakage, plots."""
     from vqaudio.analyze import analyze_corpus, find_pairs, write_report
     from vqaudio.checkpoint import load_model
-    from vqaudio.train.distributed import resolve_device
+    from vqaudio.device import resolve_device
 
     if fmt not in ("textgrid", "timit", "htk", "tsv", "auto"):
         raise UserError(f"--format must be textgrid, timit, htk, tsv or auto, got {fmt!r}")

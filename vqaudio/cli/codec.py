@@ -49,7 +49,7 @@ def encode(
 
     from vqaudio.checkpoint import load_model
     from vqaudio.codec.compress import encode_file
-    from vqaudio.train.distributed import resolve_device
+    from vqaudio.device import resolve_device
 
     if level is not None and levels is not None:
         raise UserError("give --level or --levels, not both")
@@ -114,7 +114,7 @@ def decode(
 
     from vqaudio.checkpoint import load_model
     from vqaudio.codec.compress import decode_file
-    from vqaudio.train.distributed import resolve_device
+    from vqaudio.device import resolve_device
 
     rate: int | None = None
     if sample_rate is not None:
@@ -275,6 +275,7 @@ def evaluate(
     from vqaudio.audio import atomic_write
     from vqaudio.checkpoint import load_model
     from vqaudio.data import scan_corpus
+    from vqaudio.device import resolve_device
     from vqaudio.evaluate import (
         ALL,
         EVAL_JSON_VERSION,
@@ -282,7 +283,6 @@ def evaluate(
         first_per_speaker,
         voice_kinds,
     )
-    from vqaudio.train.distributed import resolve_device
 
     net = load_model(model, resolve_device(device))
     utts = scan_corpus(kind or ("tsv" if data.is_file() else "folder"), data)

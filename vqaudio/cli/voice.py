@@ -75,8 +75,8 @@ def convert(
     """Say the same words in another voice: encode with a level's codes, decode as --speaker."""
     from vqaudio.checkpoint import load_model
     from vqaudio.convert import convert_file
+    from vqaudio.device import resolve_device
     from vqaudio.pretrained import resolve_model
-    from vqaudio.train.distributed import resolve_device
     from vqaudio.voices import reference_embedding, resolve_speaker
 
     if str(out) == "-":
@@ -168,9 +168,9 @@ def eval_convert(
     from vqaudio.audio import atomic_write, audio_info
     from vqaudio.checkpoint import load_model
     from vqaudio.data import scan_manifest
+    from vqaudio.device import resolve_device
     from vqaudio.evaluate_conversion import evaluate_conversion
     from vqaudio.report import NO_SIMILARITY
-    from vqaudio.train.distributed import resolve_device
     from vqaudio.voices import reference_embedding
 
     net = load_model(model, resolve_device(device))

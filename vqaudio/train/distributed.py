@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from vqaudio.device import resolve_device
+
 __all__ = [
     "DistInfo",
     "init_distributed",
@@ -33,27 +35,12 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> the local CUDA device when there is one, else CPU; ``cuda`` -> ``cuda:local_rank``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        from vqaudio.errors import ConfigError
-
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device is cuda but no CUDA device is available")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return dev
-
-
 def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     """Join the process group that torchrun describes in the environment (no-op when alone)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local)
+    device = resolve_device(device_name, local, option="train.device")
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
