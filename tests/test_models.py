@@ -154,6 +154,11 @@ def test_codes_remember_length_but_operations_give_plain_tensors(model) -> None:
     # plain tensors decode to whole frames, or to an explicit length
     assert model.decode(plain, level=0).shape[-1] == codes.shape[-1] * model.hops[0]
     assert model.decode(plain, level=0, length=1001).shape[-1] == 1001
+    # codes know their level: another level's decoder refuses them (plain tensors are the caller's word)
+    with pytest.raises(UserError, match="level 0's; decoding them at level 1 is refused"):
+        model.decode(codes, level=1)
+    assert model.decode(codes, level=-2).shape[-1] == 1001  # -2 is level 0 of 2
+    assert model.decode(plain, level=1).shape[-1] == codes.shape[-1] * model.hops[1]
 
 
 def test_time_jitter_moves_frames_to_neighbours_only() -> None:

@@ -34,8 +34,9 @@ __all__ = ["Codes", "LevelModel", "VQVAE", "VQVAEOutput", "build_model", "as_bat
 class Codes(Tensor):
     """A ``LongTensor`` ``[B, frames]`` of codes that remembers the audio length it came from.
 
-    ``codes.num_samples`` and ``codes.level`` let :meth:`VQVAE.decode` return exactly as many
-    samples as were encoded; results of tensor operations are plain tensors again.
+    ``codes.num_samples`` lets :meth:`VQVAE.decode` return exactly as many samples as were encoded, and
+    ``codes.level`` makes it refuse to decode them at another level; results of tensor operations are
+    plain tensors again.
     """
 
     num_samples: int | None
@@ -382,6 +383,9 @@ class VQVAE(nn.Module):
         ``frames * hop``.
         """
         lv = self._level(level)
+        made_at = getattr(codes, "level", None)
+        if made_at is not None and made_at != level % self.num_levels:
+            raise UserError(f"these codes are level {made_at}'s; decoding them at level {level} is refused")
         if length is None:
             length = getattr(codes, "num_samples", None)
         codes = codes.as_subclass(Tensor) if isinstance(codes, Codes) else torch.as_tensor(codes)
