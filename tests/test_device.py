@@ -48,3 +48,16 @@ def test_encode_with_a_bad_device_is_one_line_exit_2(ckpt: Path, tmp_path: Path)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "--device" in errors[0] and "train.device" not in errors[0]
         assert not (tmp_path / "x.vqa").exists()
+
+
+def test_inference_modules_import_nothing_from_training(subprocess_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vqaudio.evaluate, vqaudio.evaluate_conversion, vqaudio.codec.compress, vqaudio.convert, "
+        "vqaudio.device, vqaudio.analyze; print([m for m in sys.modules if m.startswith('vqaudio.train')])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -22,7 +22,7 @@ from vqaudio.audio import read_audio
 from vqaudio.baselines import Baseline, available_baselines
 from vqaudio.data import Utterance
 from vqaudio.models import VQVAE
-from vqaudio.train.losses import mel_distance
+from vqaudio.spectral import mel_distance
 
 __all__ = [
     "CodecScore",
