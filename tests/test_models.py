@@ -142,6 +142,11 @@ def test_codes_out_of_range_and_bad_level_are_user_errors(model) -> None:
         model.decode(torch.full((1, 5), 32), level=0)
     with pytest.raises(UserError, match="does not exist"):
         model.encode(torch.randn(100), level=5)
+    assert [model.check_level(lv) for lv in (0, 1, -1, -2)] == [0, 1, 1, 0]
+    assert model.level_model(-1) is model.levels[1]
+    for bad in (2, -3):
+        with pytest.raises(UserError, match=r"level .* does not exist: this model has levels 0\.\.1"):
+            model.check_level(bad)
 
 
 def test_codes_remember_length_but_operations_give_plain_tensors(model) -> None:

@@ -94,7 +94,9 @@ def save_checkpoint(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     sha = weights_sha256(state)
     tables = {
-        str(i): base64.b64encode(code_table(model._level(i).quantizer.ema_count).to_bytes()).decode("ascii")
+        str(i): base64.b64encode(code_table(model.level_model(i).quantizer.ema_count).to_bytes()).decode(
+            "ascii"
+        )
         for i in range(model.num_levels)
     }
     meta = {

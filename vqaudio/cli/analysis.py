@@ -57,8 +57,7 @@ def analyze(
     if level == "all":
         levels = list(range(net.num_levels))
     elif level.lstrip("-").isdigit():
-        net._level(int(level))
-        levels = [int(level) % net.num_levels]
+        levels = [net.check_level(int(level))]
     else:
         raise UserError(f"--level expects a number or 'all', got {level!r}")
     pairs, problems = find_pairs(audio, labels, fmt, split)

@@ -92,7 +92,7 @@ def convert(
         else reference_embedding(net, reference or [])
     )
     if level is not None:
-        net._level(level)
+        net.check_level(level)
     with progress_bar(many) as bar:
         task = bar.add_task("converting", total=len(plan))
         for src, target in plan:

@@ -244,7 +244,7 @@ def _encode(
     if speaker is not None:
         model.speaker_index(speaker)  # fail early on unknown names
     for lv in levels:
-        model._level(lv)  # raises a UserError naming the valid levels
+        model.check_level(lv)  # a UserError naming the valid levels
     levels = sorted({lv % model.num_levels for lv in levels})
     if not levels:
         raise UserError("no level to encode")

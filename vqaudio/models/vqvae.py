@@ -236,25 +236,34 @@ class VQVAE(nn.Module):
         picks = list(items) if items is not None else [None] * len(levels)
         if not self.config.shared_front:
             return [
-                self._level(i).encoder(self._level(i).pad(_rows(wav, pick)))
+                self.level_model(i).encoder(self.level_model(i).pad(_rows(wav, pick)))
                 for i, pick in zip(levels, picks, strict=True)
             ]
         unit = self.input_multiple(0)
         x = F.pad(wav, (0, (-t) % unit))
-        first = self._level(0).encoder
+        first = self.level_model(0).encoder
         features = first.features(x)
         out = []
         for i, pick in zip(levels, picks, strict=True):
-            level = self._level(i)
+            level = self.level_model(i)
             feats = _rows(features, pick)
             z = first.latents(feats) if i % self.num_levels == 0 else level.encoder(feats)
             out.append(z[..., : -(-t // level.hop)])
         return out
 
-    def _level(self, level: int) -> LevelModel:
+    def check_level(self, level: int) -> int:
+        """``level`` as an index ``0..num_levels - 1`` (negative counts from the coarsest).
+
+        Raises:
+            UserError: the model has no such level (the message names the valid ones).
+        """
         if not -self.num_levels <= level < self.num_levels:
             raise UserError(f"level {level} does not exist: this model has levels 0..{self.num_levels - 1}")
-        return self.levels[level]  # type: ignore[return-value]
+        return level % self.num_levels
+
+    def level_model(self, level: int) -> LevelModel:
+        """The encoder, quantiser and decoder of ``level`` (checked as :meth:`check_level` does)."""
+        return self.levels[self.check_level(level)]  # type: ignore[return-value]
 
     def speaker_tensors(self) -> list[str]:
         """State-dict names of the tensors indexed by speaker along their first dimension (the speaker
@@ -344,7 +353,7 @@ class VQVAE(nn.Module):
         recon, qouts, adv_loss, adv_acc = [], [], [], []
         latents = self._latents(heard, range(self.num_levels), picks)
         for i, pick in enumerate(picks):
-            level = self._level(i)
+            level = self.level_model(i)
             q = level.quantizer(latents[i])
             if adversary is not None and labels is not None:
                 loss, acc = adversary[i](q.quantized, _rows(labels, pick))
@@ -365,7 +374,7 @@ class VQVAE(nn.Module):
         The codes are ``[B, ceil(T / hop)]``; they remember ``T`` for :meth:`decode`.
         """
         wav = as_batch(wav).to(next(self.parameters()).device)
-        lv = self._level(level)
+        lv = self.level_model(level)
         codes = lv.quantizer.lookup_codes(self._latents(wav, [level])[0])
         return Codes.wrap(codes, wav.shape[-1], level % self.num_levels)
 
@@ -382,7 +391,7 @@ class VQVAE(nn.Module):
         ``T`` is ``length`` if given, else the encoded length remembered by :class:`Codes`, else
         ``frames * hop``.
         """
-        lv = self._level(level)
+        lv = self.level_model(level)
         made_at = getattr(codes, "level", None)
         if made_at is not None and made_at != level % self.num_levels:
             raise UserError(f"these codes are level {made_at}'s; decoding them at level {level} is refused")
