@@ -231,7 +231,8 @@ def test_eval_convert_on_a_parallel_corpus(
     assert result.exit_code == 0, result.output
     scores = json.loads(out.read_text())
     assert scores["conversions"] == 4  # 2 sentences x (ann->bob, bob->ann): the model's voices by default
-    assert list(scores["groups"]) == ["seen->seen"] and scores["groups"]["seen->seen"]["conversions"] == 4
+    assert scores["version"] == 2 and list(scores["groups"]) == ["seen->seen"]
+    assert scores["groups"]["seen->seen"]["conversions"] == 4
     assert scores["mcd_converted"] > 0 and scores["mcd_source_baseline"] > 0
     assert 0.0 <= scores["phone_accuracy_converted"] <= 1.0
     assert 0.0 <= scores["phone_accuracy_source"] <= 1.0

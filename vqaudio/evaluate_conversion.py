@@ -74,6 +74,7 @@ class ConversionScores:
     phone_accuracy_source: float | None
     pairs: list[dict[str, Any]]
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    version: int = 2  # of convert.json (as_dict): 2 added ``groups``, each pair's ``group`` and this field
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
