@@ -48,7 +48,6 @@ PYTHON=${PYTHON:-.venv/bin/python}
 vq() { OMP_NUM_THREADS=$threads $VQAUDIO "$@"; }
 m=(${model:+--model "$model"})
 mkdir -p "$out"
-root=$(cd "$data" && pwd)
 t0=$SECONDS
 lap() { echo "[default_model] $1: $((SECONDS - t0)) s" >&2; }
 
@@ -70,10 +69,12 @@ vq eval-convert "${m[@]}" --data "$data/manifest.tsv" --split test --sentences "
 lap "convert --reference"
 
 # 3. codes vs phones, one label family at a time (espeak-ng voices have a '+' in their name)
+say() { echo "[default_model] $*" >&2; }
+force=0
+source egs/common.sh   # manifest_family
 for family in flite espeak; do
-  if [ $family = espeak ]; then pick='$2 ~ /[+]/'; else pick='$2 !~ /[+]/'; fi
-  awk -F'\t' -v n="$per_speaker" "/^#/ { print; next } \$4 == \"test\" && $pick && c[\$2]++ < n" \
-    "$data/manifest.tsv" | sed "s|^\([^#/]\)|$root/\1|" > "$out/test_$family.tsv"
+  manifest_family $family | awk -F'\t' -v n="$per_speaker" '/^#/ || ($4 == "test" && c[$2]++ < n)' \
+    > "$out/test_$family.tsv"
   vq analyze "${m[@]}" --audio "$out/test_$family.tsv" --labels "$data/labels" --format tsv \
     -o "$out/analysis_$family" | tee "$out/analysis_$family.txt"
 done
