@@ -39,7 +39,7 @@ from vqaudio.analysis import check_coverage, label_frames, pair_audio_labels, re
 from vqaudio.analysis.metrics import LevelAnalysis, UttCodes, analyze_level, run_seconds
 from vqaudio.analysis.plots import plot_code_usage, plot_confusion, plot_cooccurrence, plot_durations
 from vqaudio.audio import atomic_write, read_audio
-from vqaudio.data import scan_manifest
+from vqaudio.data import is_heldout_voice, scan_manifest
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
@@ -173,7 +173,7 @@ def analyze_corpus(
             problems.append(str(err))
             continue
         seconds = wav.size / sr
-        heldout = pair.heldout or bool(trained_on and pair.speaker not in trained_on)
+        heldout = is_heldout_voice(pair.heldout, pair.speaker, trained_on)
         durations = np.asarray(intervals.ends) - np.asarray(intervals.starts)
         x = torch.from_numpy(wav)
         for lv in levels:

@@ -20,7 +20,7 @@ import torch
 
 from vqaudio.audio import read_audio
 from vqaudio.baselines import Baseline, available_baselines
-from vqaudio.data import Utterance
+from vqaudio.data import Utterance, is_heldout_voice
 from vqaudio.models import VQVAE
 from vqaudio.spectral import mel_distance
 
@@ -141,7 +141,7 @@ def voice_kinds(utts: Sequence[Utterance], speakers: Sequence[str] = ()) -> list
     ``speakers``, when its speaker is not one of them; else ``seen``.  All ``all`` when only one kind
     occurs (nothing to keep apart)."""
     known = set(speakers)
-    kinds = [HELDOUT if u.heldout or (known and u.speaker not in known) else SEEN for u in utts]
+    kinds = [HELDOUT if is_heldout_voice(u.heldout, u.speaker, known) else SEEN for u in utts]
     return kinds if len(set(kinds)) > 1 else [ALL] * len(kinds)
 
 

@@ -39,7 +39,7 @@ from vqaudio.analysis import PhoneIntervals, label_frames
 from vqaudio.analysis.metrics import cooccurrence, fit_mapping, mapping_accuracy
 from vqaudio.audio import read_audio
 from vqaudio.convert import convert
-from vqaudio.data import Utterance
+from vqaudio.data import Utterance, is_heldout_voice
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
@@ -139,7 +139,10 @@ def evaluate_conversion(
     targets = list(embedding) if embedding else list(voices)
     sources = [v for v in voices if v not in embedding]
     marked = {u.speaker for u in utts if u.heldout}
-    kind = {v: "heldout" if v in marked or v not in model.speakers else "seen" for v in {*sources, *targets}}
+    trained_on = set(model.speakers)
+    kind = {
+        v: "heldout" if is_heldout_voice(v in marked, v, trained_on) else "seen" for v in {*sources, *targets}
+    }
     pairs = [(s, t) for s, t in itertools.product(sources, targets) if s != t]
     if not pairs or not sentences:
         raise UserError("nothing to evaluate: need at least two voices and one sentence")

@@ -8,6 +8,7 @@ from vqaudio.data.corpora import (
     SpeakerInfo,
     Utterance,
     corpus_speaker_info,
+    is_heldout_voice,
     read_vctk_speaker_info,
     scan_corpus,
     scan_folder,
@@ -29,6 +30,7 @@ from vqaudio.data.dataset import (
 from vqaudio.data.demo import DEMO_VOICES, DemoCorpus, make_demo_corpus, parse_psdur, read_arctic_prompts
 
 __all__ = [
+    "is_heldout_voice",
     "Augmented",
     "augment_batch",
     "DEMO_VOICES",

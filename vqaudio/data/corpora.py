@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from vqaudio.errors import ConfigError, UserError
 __all__ = [
     "CORPUS_KINDS",
     "VOICE_KINDS",
+    "is_heldout_voice",
     "SpeakerInfo",
     "Utterance",
     "read_vctk_speaker_info",
@@ -57,6 +58,12 @@ SPLITS = ("train", "valid", "test")
 
 VOICE_KINDS = ("seen", "heldout")
 """Values of a manifest's 5th column: ``heldout`` speakers are never trained on."""
+
+
+def is_heldout_voice(marked: bool, speaker: str, trained_on: Collection[str]) -> bool:
+    """Whether a voice counts as held out when scoring a model: its manifest row says so (``marked``), or
+    the model has a speaker table (``trained_on``, its training speakers) and ``speaker`` is not in it."""
+    return marked or bool(trained_on and speaker not in trained_on)
 
 
 @dataclass(frozen=True)
