@@ -19,7 +19,7 @@ import vqaudio
 from vqaudio.checkpoint import save_checkpoint
 from vqaudio.cli import app
 from vqaudio.codec.bitstream import StreamError, decode_stream, read_header
-from vqaudio.codec.compress import compress, decompress, encode_file, receptive_field
+from vqaudio.codec.compress import compress, decompress, encode_file
 from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig, RunConfig
 from vqaudio.data.synthetic import toy_utterance
 
@@ -79,7 +79,7 @@ def test_receptive_field_is_enough() -> None:
     torch.manual_seed(0)
     m = _trained_tiny(1)
     cfg = m.config.levels[0]
-    ctx, _ = receptive_field(cfg)
+    ctx = max(m.receptive_field(0).encoder)
     x = torch.from_numpy(_speech(1.0))
     codes = m.encode(x, level=0)
     far = x.clone()
@@ -330,11 +330,13 @@ def test_receptive_field_follows_the_encoder_blocks() -> None:
     torch.manual_seed(0)
     small = dict(strides=[2, 5], codebook_size=32, code_dim=4, channels=4, max_channels=8, blocks_per_scale=3)
     cfg = ModelConfig(levels=[LevelConfig(**small)], quantizer=QuantizerConfig(kmeans_iters=2), speaker_dim=4)
-    with_blocks = receptive_field(cfg.levels[0])
+    with_blocks = vqaudio.build_model(cfg, ["ann"]).receptive_field(0)
     cfg.levels[0].encoder_blocks_per_scale = 0
-    ctx, frames = receptive_field(cfg.levels[0])
-    assert ctx < with_blocks[0] and frames == with_blocks[1]  # the decoder's context is unchanged
     m = vqaudio.build_model(cfg, ["ann"]).eval()
+    field = m.receptive_field(0)
+    assert max(field.encoder) < max(with_blocks.encoder)
+    assert field.decoder == with_blocks.decoder  # the decoder's context is unchanged
+    ctx = max(field.encoder)
     x = torch.from_numpy(_speech(1.0))
     codes = m.encode(x, level=0)
     far = x.clone()

@@ -442,3 +442,48 @@ def test_shared_front_needs_strides_that_begin_with_level_0s() -> None:
     with pytest.raises(ConfigError, match="strides of level 1 .* must begin with level 0's"):
         ModelConfig(levels=[cfg.levels[0], LevelConfig(strides=[5, 2, 2])], shared_front=True)
     ModelConfig(levels=[cfg.levels[0], LevelConfig(strides=[5, 2, 2])])  # fine without sharing
+
+
+# ------------------------------------------------------------------------------- receptive field
+
+
+def odd_strides_config() -> ModelConfig:
+    """Odd and unit strides, kernel 5, two dilations, no encoder blocks, an iSTFT head of hop 3."""
+    small = dict(codebook_size=16, code_dim=3, channels=3, max_channels=6, kernel_size=5, dilations=[1, 2])
+    return ModelConfig(
+        levels=[
+            LevelConfig(strides=[3, 1, 2], blocks_per_scale=2, bottleneck_blocks=2, **small),
+            LevelConfig(strides=[3, 4], istft_strides=1, encoder_blocks_per_scale=0, **small),
+        ],
+        quantizer=QuantizerConfig(kmeans_iters=2),
+        speaker_dim=4,
+    )
+
+
+def _measured_field(model: torch.nn.Module, level: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The receptive field the gradients show: the input samples one code frame's latent depends on,
+    and the code frames one frame's audio depends on, as one-sided context beyond the frame's own."""
+    lv = model.level_model(level)
+    hop = lv.hop
+    x = torch.randn(1, 1, 48 * math.lcm(*model.hops), requires_grad=True)
+    shared = model.config.shared_front and level != 0
+    z = lv.encoder(model.level_model(0).encoder.features(x)) if shared else lv.encoder(x)
+    j = z.shape[-1] // 2
+    (z[0, :, j] * torch.randn(z.shape[1])).sum().backward()
+    read = torch.nonzero(x.grad[0, 0]).flatten()
+    encoder = (j * hop - int(read.min()), int(read.max()) - (j * hop + hop - 1))
+    codes = torch.randn(1, lv.quantizer.dim, 48, requires_grad=True)
+    wav = lv.decoder(codes, lv.condition(model.speaker_vector(0, 1, x.device)))[0, 0]
+    f = 24
+    (wav[f * hop : (f + 1) * hop] * torch.randn(hop)).sum().backward()
+    frames = torch.nonzero(codes.grad[0].abs().sum(0)).flatten()
+    return encoder, (f - int(frames.min()), int(frames.max()) - f)
+
+
+@pytest.mark.parametrize("make", [tiny_model_config, shared_front_config, odd_strides_config])
+def test_reported_receptive_field_is_the_measured_one(make) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model = build_model(make(), ["a", "b"]).eval()
+    for level in range(model.num_levels):
+        field = model.receptive_field(level)
+        assert (field.encoder, field.decoder) == _measured_field(model, level), level

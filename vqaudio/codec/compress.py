@@ -29,7 +29,6 @@ from vqaudio.audio import atomic_write
 from vqaudio.checkpoint import weights_sha256
 from vqaudio.codec.bitstream import LevelInfo, StreamError, StreamHeader, StreamReader, StreamWriter
 from vqaudio.codec.entropy import FrequencyTable, decode_codes, encode_codes
-from vqaudio.config import LevelConfig
 from vqaudio.errors import AudioError, UserError
 from vqaudio.models import VQVAE, LevelModel
 
@@ -40,7 +39,6 @@ __all__ = [
     "encode_file",
     "decode_file",
     "encoder_context",
-    "receptive_field",
     "model_sha256",
     "output_format",
 ]
@@ -63,38 +61,6 @@ def model_sha256(model: VQVAE) -> str:
     if meta is not None:
         return str(meta.weights_sha256)
     return weights_sha256(model.state_dict())
-
-
-def receptive_field(cfg: LevelConfig, front: LevelConfig | None = None) -> tuple[int, int]:
-    """One-sided context a chunk needs: (encoder in samples, decoder in frames), rounded up generously.
-
-    Sums every convolution's reach (dilated stacks, strided and transposed convolutions) at its time
-    scale, from the level's config; the encoder's is a whole number of hops, and both include one
-    frame of margin. ``front``: the config of the level whose encoder features this level reads
-    (``model.shared_front``): its strides run with its own blocks, the rest with this level's.
-    """
-
-    def stack(c: LevelConfig, blocks: int) -> float:
-        return float(sum(c.dilations[b % len(c.dilations)] * (c.kernel_size - 1) // 2 for b in range(blocks)))
-
-    reach, scale = 3.0, 1  # input conv, kernel 7
-    shared = len(front.strides) if front is not None else 0
-    for i, s in enumerate(cfg.strides):
-        owner = front if front is not None and i < shared else cfg
-        reach += stack(owner, owner.encoder_blocks) * scale + 2 * s * scale
-        scale *= s
-    reach += stack(cfg, cfg.bottleneck_blocks) * cfg.hop
-    frames = cfg.kernel_size // 2 + stack(cfg, cfg.bottleneck_blocks)
-    up = 1
-    for s in reversed(cfg.strides[cfg.istft_strides :]):
-        frames += 2 / up  # a transposed conv of kernel 2s reaches one input frame of its scale each side
-        up *= s
-        frames += stack(cfg, cfg.blocks_per_scale) / up
-    if cfg.istft_strides:
-        frames += 3 / up  # the inverse STFT's window spans 4 head frames, plus the padded last frame
-    else:
-        frames += 3 / cfg.hop
-    return (math.ceil(reach / cfg.hop) + 1) * cfg.hop, math.ceil(frames) + 1
 
 
 # --------------------------------------------------------------------------- reading audio
@@ -166,11 +132,10 @@ def _chunk_samples(model: VQVAE, levels: Sequence[int], chunk_seconds: float) ->
 
 def encoder_context(model: VQVAE, level: int) -> int:
     """Samples of audio a chunk needs on each side for ``level``'s codes to equal a whole-file encode: the
-    encoder's receptive field, in whole multiples of the level's input padding unit."""
-    cfg = model.config
-    front = cfg.levels[0] if cfg.shared_front and level % model.num_levels != 0 else None
+    encoder's receptive field (:meth:`VQVAE.receptive_field`), in whole multiples of the level's input
+    padding unit."""
     unit = model.input_multiple(level)
-    return -(-receptive_field(cfg.levels[level], front)[0] // unit) * unit
+    return -(-max(model.receptive_field(level).encoder) // unit) * unit
 
 
 @torch.no_grad()
@@ -366,9 +331,9 @@ def _decode_chunks(
     speaker: int | torch.Tensor,
     device: torch.device,
 ) -> Iterator[np.ndarray]:
-    """Audio of each chunk, decoded with ``receptive_field`` frames of context from its neighbours."""
+    """Audio of each chunk, decoded with the decoder's receptive field of frames from its neighbours."""
     lv: LevelModel = model.levels[level]  # type: ignore[assignment]
-    ctx = receptive_field(model.config.levels[level])[1]
+    ctx = max(model.receptive_field(level).decoder)
     frames_per_chunk = header.chunk_samples // lv.hop
     total = math.ceil(header.num_samples / lv.hop)
     buf = np.zeros(0, dtype=np.int64)

@@ -3,7 +3,15 @@
 from vqaudio.models.blocks import Downsample, GatedResBlock, ResidualStack, Upsample
 from vqaudio.models.decoder import Decoder
 from vqaudio.models.encoder import Encoder
-from vqaudio.models.vqvae import VQVAE, Codes, LevelModel, VQVAEOutput, as_batch, build_model
+from vqaudio.models.vqvae import (
+    VQVAE,
+    Codes,
+    LevelModel,
+    ReceptiveField,
+    VQVAEOutput,
+    as_batch,
+    build_model,
+)
 
 __all__ = [
     "Codes",
@@ -12,6 +20,7 @@ __all__ = [
     "Encoder",
     "GatedResBlock",
     "LevelModel",
+    "ReceptiveField",
     "ResidualStack",
     "Upsample",
     "VQVAE",

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqaudio.models.blocks import ResidualStack, Upsample
+from vqaudio.models.blocks import ResidualStack, Upsample, chain_span, one_sided
 from vqaudio.models.encoder import channel_plan
 
 __all__ = ["Decoder", "ISTFTHead"]
@@ -50,6 +50,12 @@ class ISTFTHead(nn.Module):
             )
         return wav.unsqueeze(1)
 
+    def input_span(self, lo: int, hi: int) -> tuple[int, int]:
+        """Frames that samples ``lo..hi`` read: the centred inverse STFT puts frame ``m``'s window
+        (zero at its first sample) on samples ``m*hop - 2*hop .. m*hop + 2*hop - 1``."""
+        h = self.hop
+        return -(-(lo + 1) // h) - 2, (hi - 1) // h + 2
+
 
 class Decoder(nn.Module):
     """Quantised latents ``[B, code_dim, n]`` + speaker vector ``[B, cond_dim]`` -> ``[B, 1, n*hop]``.
@@ -58,6 +64,7 @@ class Decoder(nn.Module):
     be rendered in another voice (VQ-VAE speaker conversion, van den Oord et al., 2017). With
     ``istft_strides = j > 0`` the first ``j`` strides (those at the waveform end) are not upsampled by
     convolutions: an :class:`ISTFTHead` with hop ``prod(strides[:j])`` makes the waveform instead.
+    ``hop``: output samples per latent frame (the product of the strides).
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class Decoder(nn.Module):
     ) -> None:
         super().__init__()
         chans = channel_plan(len(strides), channels, max_channels)
+        self.hop = math.prod(strides)
         self.proj = nn.Conv1d(code_dim, chans[-1], kernel_size, padding=kernel_size // 2)
         self.bottleneck = ResidualStack(chans[-1], bottleneck_blocks, dilations, kernel_size, cond_dim)
         self.ups = nn.ModuleList()
@@ -93,3 +101,14 @@ class Decoder(nn.Module):
         for up, stack in zip(self.ups, self.stacks, strict=True):
             x = stack(up(x), cond)
         return self.out(F.gelu(x))
+
+    def input_span(self, lo: int, hi: int) -> tuple[int, int]:
+        """Latent frames that output samples ``lo..hi`` read."""
+        upsampling = [m for pair in zip(self.ups, self.stacks, strict=True) for m in pair]
+        return chain_span([self.proj, self.bottleneck, *upsampling, self.out], lo, hi)
+
+    @property
+    def receptive_field(self) -> tuple[int, int]:
+        """``(left, right)``: how many latent frames before and after frame ``f`` the audio of frame ``f``
+        (its ``hop`` samples) depends on, from the layers' kernels, dilations and strides."""
+        return one_sided(self.input_span, up=self.hop)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor, nn
 
-from vqaudio.models.blocks import Downsample, ResidualStack
+from vqaudio.models.blocks import Downsample, ResidualStack, chain_span, one_sided
 
 __all__ = ["Encoder", "channel_plan"]
 
@@ -23,6 +25,8 @@ class Encoder(nn.Module):
     With ``front = (s, c)`` the encoder does not read the waveform: it starts from another encoder's
     :meth:`features` (``c`` channels after the first ``s`` of ``strides``), with a 1x1 input convolution,
     and runs only its own remaining strides (``model.shared_front``).
+
+    ``hop``: inputs per latent frame (the product of the strides this encoder runs).
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class Encoder(nn.Module):
         self.bottleneck = ResidualStack(chans[-1], bottleneck_blocks, dilations, kernel_size)
         self.proj = nn.Conv1d(chans[-1], code_dim, 1)
         self.feature_channels = chans[-1]
+        self.hop = math.prod(strides[start:])
 
     def features(self, x: Tensor) -> Tensor:
         """Input -> features after the last stride, before the bottleneck: ``[B, feature_channels, n]``."""
@@ -62,3 +67,23 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.latents(self.features(x))
+
+    def features_span(self, lo: int, hi: int) -> tuple[int, int]:
+        """Input indices that :meth:`features` frames ``lo..hi`` read."""
+        return chain_span([self.inp, self.down], lo, hi)
+
+    def input_span(self, lo: int, hi: int) -> tuple[int, int]:
+        """Input indices that latent frames ``lo..hi`` read."""
+        return self.features_span(*chain_span([self.bottleneck, self.proj], lo, hi))
+
+    def receptive_field(self, front: Encoder | None = None) -> tuple[int, int]:
+        """``(left, right)``: how many input samples before and after a latent frame's own ``hop`` its
+        value depends on, from the layers' kernels, dilations and strides.
+
+        ``front``: the encoder whose :meth:`features` this one reads (``model.shared_front``); the field
+        is then in samples of that encoder's input, through its layers too.
+        """
+        if front is None:
+            return one_sided(self.input_span, down=self.hop)
+        fed: Encoder = front
+        return one_sided(lambda lo, hi: fed.features_span(*self.input_span(lo, hi)), down=fed.hop * self.hop)

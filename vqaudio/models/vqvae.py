@@ -28,7 +28,16 @@ from vqaudio.quantize import QuantizerOutput, VectorQuantizer
 if TYPE_CHECKING:
     from vqaudio.checkpoint import CheckpointMeta
 
-__all__ = ["Codes", "LevelModel", "VQVAE", "VQVAEOutput", "build_model", "as_batch", "time_jitter"]
+__all__ = [
+    "Codes",
+    "LevelModel",
+    "ReceptiveField",
+    "VQVAE",
+    "VQVAEOutput",
+    "build_model",
+    "as_batch",
+    "time_jitter",
+]
 
 
 class Codes(Tensor):
@@ -99,6 +108,20 @@ def as_batch(wav: Tensor) -> Tensor:
     return wav if wav.is_floating_point() else wav.float()
 
 
+@dataclass(frozen=True)
+class ReceptiveField:
+    """One level's receptive field as one-sided context ``(left, right)``, each in its part's input.
+
+    ``encoder``: audio samples before and after a code frame's own ``hop`` samples that its code
+    depends on. ``decoder``: code frames before and after frame ``f`` that the audio of frame ``f``
+    (samples ``f * hop .. (f + 1) * hop - 1``) depends on. A chunk with this much context on each side
+    codes and decodes exactly as the whole signal does.
+    """
+
+    encoder: tuple[int, int]
+    decoder: tuple[int, int]
+
+
 class LevelModel(nn.Module):
     """Encoder, quantiser and decoder of one level."""
 
@@ -153,6 +176,12 @@ class LevelModel(nn.Module):
         """Right-pad ``[B, 1, T]`` with zeros to a whole number of frames."""
         extra = (-wav.shape[-1]) % self.hop
         return F.pad(wav, (0, extra)) if extra else wav
+
+    def receptive_field(self, front: Encoder | None = None) -> ReceptiveField:
+        """This level's :class:`ReceptiveField`, from its encoder's and decoder's layers; ``front`` is the
+        encoder whose features this level's encoder reads (``model.shared_front``), whose layers count
+        too. :meth:`VQVAE.receptive_field` passes it."""
+        return ReceptiveField(self.encoder.receptive_field(front), self.decoder.receptive_field)
 
 
 @dataclass
@@ -250,6 +279,12 @@ class VQVAE(nn.Module):
             z = first.latents(feats) if i % self.num_levels == 0 else level.encoder(feats)
             out.append(z[..., : -(-t // level.hop)])
         return out
+
+    def receptive_field(self, level: int) -> ReceptiveField:
+        """The :class:`ReceptiveField` of ``level``, including the shared front it reads, if any."""
+        index = self.check_level(level)
+        shared = self.config.shared_front and index != 0
+        return self.level_model(index).receptive_field(self.level_model(0).encoder if shared else None)
 
     def check_level(self, level: int) -> int:
         """``level`` as an index ``0..num_levels - 1`` (negative counts from the coarsest).
