@@ -19,7 +19,7 @@ import vqaudio
 from vqaudio.checkpoint import save_checkpoint
 from vqaudio.cli import app
 from vqaudio.codec.bitstream import StreamError, decode_stream, read_header
-from vqaudio.codec.compress import compress, decompress, encode_file
+from vqaudio.codec.compress import compress, decode_audio, decompress, encode_audio, encode_file
 from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig, RunConfig
 from vqaudio.data.synthetic import toy_utterance
 
@@ -72,6 +72,22 @@ def test_chunked_codes_and_audio_equal_whole_file(model) -> None:
         y, _ = decompress(model, data)
         ref = model.decode(whole, level=level, speaker="ann")[0, 0].clamp(-1, 1).numpy()
         np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
+def test_array_core_gives_whole_signal_codes_and_the_streams_audio(model) -> None:
+    """encode_audio / decode_audio in chunks: the whole-signal codes and audio, and what a stream decodes."""
+    x = _speech(2.1, seed=6)
+    for level in range(model.num_levels):
+        codes = encode_audio(model, x, SR, level, chunk_seconds=0.3)
+        whole = model.encode(torch.from_numpy(x), level=level)
+        assert codes.dtype == np.int64 and np.array_equal(codes, whole[0].numpy())
+        y = decode_audio(model, codes, level, "bob", num_samples=len(x), chunk_seconds=0.3)
+        ref = model.decode(whole, level=level, speaker="bob")[0, 0].clamp(-1, 1).numpy()
+        np.testing.assert_allclose(y, ref, atol=1e-5)
+        stream = compress(model, x, SR, level=level, speaker="bob", chunk_seconds=0.3)
+        np.testing.assert_array_equal(y, decompress(model, stream)[0])
+    with pytest.raises(ValueError, match="do not make"):
+        decode_audio(model, codes, 0, num_samples=10 * len(x))
 
 
 def test_receptive_field_is_enough() -> None:

@@ -281,3 +281,21 @@ def test_eval_convert_on_a_parallel_corpus(
         ["eval-convert", "--model", str(ckpt_with_encoder), "--data", str(manifest), "--voices", "ann,zed"],
     )
     assert bad.exit_code == 2 and "zed" in bad.stderr
+
+
+def test_convert_returns_float_audio_that_is_its_codes_decoded(ckpt: Path) -> None:
+    """No WAV on the way: the output is not 16-bit quantised, and it is the level's codes decoded."""
+    import torch
+
+    from vqaudio.codec.compress import decode_audio, encode_audio
+
+    model = vqaudio.load_model(ckpt)
+    x = _speech(1.3, seed=3) * 0.5
+    lv = conversion_level(model)
+    y = convert(model, x, 16000, "bob")
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert np.any(y * 32768 != np.round(y * 32768))
+    codes = encode_audio(model, x, 16000, level=lv)
+    np.testing.assert_array_equal(y, decode_audio(model, codes, lv, "bob", num_samples=len(x)))
+    whole = model.decode(model.encode(torch.from_numpy(x), level=lv), level=lv, speaker="bob")[0, 0]
+    np.testing.assert_allclose(y, whole.clamp(-1, 1).numpy(), atol=1e-5)

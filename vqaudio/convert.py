@@ -8,15 +8,13 @@ Outputs keep the input's sample rate and exact length and never exceed [-1, 1].
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from vqaudio.codec.compress import decode_file, encode_file, output_format
+from vqaudio.codec.compress import AudioSource, output_format, round_trip, write_blocks
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
@@ -28,6 +26,20 @@ def conversion_level(model: VQVAE) -> int:
     return model.config.conversion_level % model.num_levels
 
 
+def _checked_level(model: VQVAE, speaker: str | int | torch.Tensor, level: int | None) -> int:
+    """The level to convert at (default :func:`conversion_level`), refused when it takes no speaker;
+    unknown speaker names fail here, before any work, with close matches."""
+    if not isinstance(speaker, torch.Tensor):
+        model.speaker_index(speaker)
+    lv = conversion_level(model) if level is None else model.check_level(level)
+    if not model.level_model(lv).conditioned:
+        raise UserError(
+            f"level {lv} takes no speaker (speaker_conditioned: false), so it cannot convert; "
+            f"use level {conversion_level(model)}"
+        )
+    return lv
+
+
 def convert_file(
     model: VQVAE,
     source: str | Path | BinaryIO,
@@ -36,43 +48,30 @@ def convert_file(
     level: int | None = None,
     chunk_seconds: float = 10.0,
 ) -> None:
-    """Convert an audio file to ``speaker``'s voice (streaming, bounded memory; path targets atomic).
+    """Convert an audio file to ``speaker``'s voice (streaming, bounded memory; path targets atomic),
+    at the file's rate and length (16-bit WAV/FLAC or Vorbis, by the target's extension).
 
     ``speaker`` is a training speaker (name or index) or an embedding ``[speaker_dim]`` from
     :meth:`VQVAE.embed_reference` or an enrolled voice (:mod:`vqaudio.voices`).
     """
-    if not isinstance(speaker, torch.Tensor):
-        model.speaker_index(speaker)  # unknown names fail before any work, with close matches
+    lv = _checked_level(model, speaker, level)
     if isinstance(target, (str, Path)):
         output_format(Path(target))  # so does an output format we cannot write
-    lv = conversion_level(model) if level is None else level
-    if -model.num_levels <= lv < model.num_levels and not model.levels[lv].conditioned:
-        raise UserError(
-            f"level {lv % model.num_levels} takes no speaker (speaker_conditioned: false), so it cannot "
-            f"convert; use level {conversion_level(model)}"
-        )
-    codes = io.BytesIO()
-    encode_file(model, source, codes, [lv], chunk_seconds=chunk_seconds)
-    codes.seek(0)
-    decode_file(model, codes, target, lv, speaker, sample_rate=0)
+    src = AudioSource.read(source, model.sample_rate)
+    write_blocks(round_trip(model, src, lv, speaker, chunk_seconds), target, src.sample_rate)
 
 
-@torch.no_grad()
 def convert(
     model: VQVAE,
     wav: np.ndarray | torch.Tensor,
     sample_rate: int,
     speaker: str | int | torch.Tensor,
     level: int | None = None,
+    chunk_seconds: float = 10.0,
 ) -> np.ndarray:
-    """Audio ``[T]`` (or ``[C, T]``, downmixed) at ``sample_rate`` -> ``[T']`` float32 in ``speaker``'s voice,
-    at the same rate and length as the input."""
-    x = wav.detach().cpu().float().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav, np.float32)
-    x = x.T if x.ndim == 2 else x
-    src, out = io.BytesIO(), io.BytesIO()
-    sf.write(src, x, sample_rate, format="WAV", subtype="FLOAT")
-    src.seek(0)
-    convert_file(model, src, out, speaker, level)
-    out.seek(0)
-    y, _ = sf.read(out, dtype="float32")
-    return y
+    """Audio ``[T]`` (or ``[C, T]``, downmixed) at ``sample_rate`` -> ``[T]`` float32 in [-1, 1] in
+    ``speaker``'s voice, at the same rate and length, not quantised: the level's codes
+    (:func:`~vqaudio.codec.compress.encode_audio`) decoded in that voice."""
+    lv = _checked_level(model, speaker, level)
+    src = AudioSource.of_array(wav, sample_rate, model.sample_rate)
+    return np.concatenate(list(round_trip(model, src, lv, speaker, chunk_seconds)))

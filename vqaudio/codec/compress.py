@@ -1,13 +1,15 @@
-"""Audio <-> ``.vqa`` code streams with a model, in chunks, in bounded memory.
+"""Audio <-> codes <-> ``.vqa`` code streams with a model, in chunks, in bounded memory.
 
-Encoding reads the input with soundfile block by block, downmixes, resamples with a streaming soxr
-resampler, and encodes ``chunk_samples`` at a time with enough audio on both sides to cover the
-encoder's receptive field, so the codes equal those of a whole-file encode (up to float rounding;
-see ``tests/test_compress.py``) while memory stays bounded for any file length.  Decoding reads one
-chunk of codes at a time and decodes it with neighbouring frames as context, likewise.
+The core works on audio as float32 blocks (an :class:`AudioSource`, from an array or read from a file
+block by block, downmixed and stream-resampled with soxr): it encodes ``chunk_samples`` at a time with
+enough audio on both sides to cover the encoder's receptive field (:meth:`VQVAE.receptive_field`), so
+the codes equal those of a whole-signal encode (up to float rounding; see ``tests/test_compress.py``)
+while memory stays bounded for any length; decoding takes one chunk of codes at a time with
+neighbouring frames as context, likewise.
 
-Python API: :func:`compress` / :func:`decompress` (in memory), :func:`encode_file` /
-:func:`decode_file` (files, streaming).
+Python API: :func:`encode_audio` / :func:`decode_audio` (arrays <-> codes), :func:`round_trip` (audio
+coded and decoded, no stream), :func:`compress` / :func:`decompress` (arrays <-> ``.vqa`` bytes),
+:func:`encode_file` / :func:`decode_file` (files, streaming; thin layers over the same core).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -30,23 +32,30 @@ from vqaudio.checkpoint import weights_sha256
 from vqaudio.codec.bitstream import LevelInfo, StreamError, StreamHeader, StreamReader, StreamWriter
 from vqaudio.codec.entropy import FrequencyTable, decode_codes, encode_codes
 from vqaudio.errors import AudioError, UserError
-from vqaudio.models import VQVAE, LevelModel
+from vqaudio.models import VQVAE
 
 __all__ = [
+    "AudioSource",
     "EncodeResult",
     "compress",
+    "decode_audio",
     "decompress",
+    "encode_audio",
     "encode_file",
     "decode_file",
     "encoder_context",
     "model_sha256",
     "output_format",
+    "round_trip",
+    "write_blocks",
 ]
 
 log = logging.getLogger(__name__)
 
 _ENTROPY_MODELS = ("order0", "order1")  # payload byte 0 of each level in an entropy-coded chunk
+_BLOCK = 1 << 16  # frames read (and resampled) at a time
 Progress = Callable[[int, int], None]
+Speaker = str | int | torch.Tensor | None
 
 
 @dataclass
@@ -63,63 +72,133 @@ def model_sha256(model: VQVAE) -> str:
     return weights_sha256(model.state_dict())
 
 
-# --------------------------------------------------------------------------- reading audio
+# --------------------------------------------------------------------------- audio in and out
 
 
 @dataclass
-class _Source:
-    blocks: Iterator[np.ndarray]  # float32 mono at the model rate
+class AudioSource:
+    """Mono float32 audio at a model's rate as blocks, read lazily (bounded memory), and what the
+    original was: its rate, length and channels (a stream header records them, so that decoding can
+    restore the rate and length). Make one with :meth:`read` (a file) or :meth:`of_array`."""
+
+    blocks: Iterator[np.ndarray]  # float32 [n] each, at the model rate, num_samples in all
     num_samples: int  # at the model rate
-    sample_rate: int  # of the file
-    frames: int  # of the file
+    sample_rate: int  # of the original
+    frames: int  # of the original
     channels: int
 
+    @classmethod
+    def read(cls, source: str | Path | BinaryIO, sample_rate: int) -> AudioSource:
+        """An audio file (anything libsndfile reads), read block by block, at ``sample_rate``."""
+        name = source if isinstance(source, (str, Path)) else "<stdin>"
+        if isinstance(source, (str, Path)):
+            p = Path(source)
+            if not p.is_file():
+                raise AudioError(f"{p}: no such file")
+            if p.stat().st_size == 0:
+                raise AudioError(f"{p}: empty file (0 bytes)")
+        try:
+            f = sf.SoundFile(source)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            raise AudioError(f"{name}: not a readable audio file ({err})") from None
 
-def _open_audio(source: str | Path | BinaryIO, sample_rate: int, block: int = 1 << 16) -> _Source:
-    name = source if isinstance(source, (str, Path)) else "<stdin>"
-    if isinstance(source, (str, Path)):
-        p = Path(source)
-        if not p.is_file():
-            raise AudioError(f"{p}: no such file")
-        if p.stat().st_size == 0:
-            raise AudioError(f"{p}: empty file (0 bytes)")
-    try:
-        f = sf.SoundFile(source)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(f"{name}: not a readable audio file ({err})") from None
-    if f.frames <= 0:
-        f.close()
-        raise AudioError(f"{name}: no audio samples")
-    n_out = int(round(f.frames * sample_rate / f.samplerate)) if f.samplerate != sample_rate else f.frames
-    if n_out < 1:
-        f.close()
-        raise AudioError(f"{name}: too short to resample to {sample_rate} Hz")
+        def blocks() -> Iterator[np.ndarray]:
+            read = 0
+            with f:
+                while True:
+                    try:
+                        x = f.read(_BLOCK, dtype="float32", always_2d=True)
+                    except (sf.LibsndfileError, RuntimeError) as err:
+                        raise AudioError(f"{name}: corrupt or truncated audio ({err})") from None
+                    read += x.shape[0]
+                    if not np.isfinite(x).all():
+                        raise AudioError(f"{name}: contains NaN or infinite samples")
+                    yield _mono(x)
+                    if x.shape[0] < _BLOCK or read >= f.frames:
+                        return
 
-    def blocks() -> Iterator[np.ndarray]:
-        rs = (
-            soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
-            if f.samplerate != sample_rate
-            else None
+        try:
+            return _at_rate(name, blocks(), f.samplerate, f.frames, f.channels, sample_rate)
+        except AudioError:
+            f.close()
+            raise
+
+    @classmethod
+    def of_array(cls, wav: np.ndarray | torch.Tensor, sample_rate: int, model_rate: int) -> AudioSource:
+        """Audio ``[T]`` or ``[C, T]`` at ``sample_rate``, at ``model_rate``: downmixed and resampled in
+        the blocks a file is read in, so an array codes exactly as its float WAV file does."""
+        x = (
+            wav.detach().cpu().float().numpy()
+            if isinstance(wav, torch.Tensor)
+            else np.asarray(wav, np.float32)
         )
-        read = 0
-        with f:
-            while True:
-                try:
-                    x = f.read(block, dtype="float32", always_2d=True)
-                except (sf.LibsndfileError, RuntimeError) as err:
-                    raise AudioError(f"{name}: corrupt or truncated audio ({err})") from None
-                last = x.shape[0] < block or read + x.shape[0] >= f.frames
-                read += x.shape[0]
-                if not np.isfinite(x).all():
-                    raise AudioError(f"{name}: contains NaN or infinite samples")
-                mono = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
-                out = rs.resample_chunk(mono, last=last) if rs is not None else mono
-                if out.size:
-                    yield np.ascontiguousarray(out, dtype=np.float32)
-                if last:
-                    return
+        if x.ndim not in (1, 2):
+            raise ValueError(f"expected audio [T] or [C, T], got shape {tuple(x.shape)}")
+        frames = x.reshape(-1, 1) if x.ndim == 1 else x.T  # [T, C], as a file reads
+        if not np.isfinite(frames).all():
+            raise AudioError("<array>: contains NaN or infinite samples")
+        blocks = (_mono(frames[i : i + _BLOCK]) for i in range(0, frames.shape[0], _BLOCK))
+        return _at_rate("<array>", blocks, sample_rate, frames.shape[0], frames.shape[1], model_rate)
 
-    return _Source(blocks(), n_out, f.samplerate, f.frames, f.channels)
+
+def _mono(x: np.ndarray) -> np.ndarray:
+    """Frames ``[n, C]`` -> ``[n]`` float32, channels averaged."""
+    return np.ascontiguousarray(x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0])
+
+
+def _at_rate(
+    name: object, blocks: Iterator[np.ndarray], sr: int, frames: int, channels: int, rate: int
+) -> AudioSource:
+    """Mono blocks of ``frames`` samples at ``sr`` -> an :class:`AudioSource` at ``rate``."""
+    if frames <= 0:
+        raise AudioError(f"{name}: no audio samples")
+    n_out = int(round(frames * rate / sr)) if sr != rate else frames
+    if n_out < 1:
+        raise AudioError(f"{name}: too short to resample to {rate} Hz")
+    return AudioSource(_resampled(blocks, sr, rate, n_out), n_out, sr, frames, channels)
+
+
+def _resampled(blocks: Iterator[np.ndarray], sr_in: int, sr_out: int, length: int) -> Iterator[np.ndarray]:
+    """Stream-resample and trim / zero-pad to exactly ``length`` samples."""
+    rs = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ") if sr_in != sr_out else None
+    written = 0
+    pending = next(blocks, None)
+    while pending is not None:
+        nxt = next(blocks, None)
+        out = rs.resample_chunk(pending, last=nxt is None) if rs is not None else pending
+        out = out[: max(0, length - written)]
+        written += out.size
+        if out.size:
+            yield out
+        pending = nxt
+    if written < length:
+        yield np.zeros(length - written, dtype=np.float32)
+
+
+def output_format(path: Path) -> dict[str, str]:
+    ext = path.suffix.lower()
+    formats = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+    if ext not in formats:
+        raise UserError(f"{path}: unsupported output format '{ext or '(none)'}' (use .wav, .flac or .ogg)")
+    fmt, subtype = formats[ext]
+    return {"format": fmt, "subtype": subtype}
+
+
+def write_blocks(blocks: Iterable[np.ndarray], target: str | Path | BinaryIO, sample_rate: int) -> None:
+    """Write mono float blocks ``[n]`` as they come: to a path (wav/flac/ogg by its extension, 16-bit or
+    Vorbis, atomically), or to a file object as 16-bit WAV (written whole at the end: WAV states its
+    length up front, and the object may be a pipe)."""
+    if isinstance(target, (str, Path)):
+        fmt = output_format(Path(target))
+        with atomic_write(target) as tmp, sf.SoundFile(tmp, "w", sample_rate, 1, **fmt) as out:
+            for b in blocks:
+                out.write(b)
+        return
+    data = io.BytesIO()
+    with sf.SoundFile(data, "w", sample_rate, 1, format="WAV", subtype="PCM_16") as out:
+        for b in blocks:
+            out.write(b)
+    target.write(data.getvalue())
 
 
 # --------------------------------------------------------------------------- encoding
@@ -140,35 +219,143 @@ def encoder_context(model: VQVAE, level: int) -> int:
 
 @torch.no_grad()
 def _encode_chunks(
-    model: VQVAE, src: _Source, levels: Sequence[int], chunk: int, device: torch.device
+    model: VQVAE, src: AudioSource, levels: Sequence[int], chunk: int
 ) -> Iterator[list[np.ndarray]]:
-    """Codes of each chunk (one array per level), computed with receptive-field context."""
+    """Codes ``[ceil(chunk / hop)]`` of each chunk (one array per level), with receptive-field context."""
     n = src.num_samples
     ctx = {lv: encoder_context(model, lv) for lv in levels}
     keep = max(ctx.values())
     buf = np.zeros(0, dtype=np.float32)
     buf_start = 0  # absolute sample index of buf[0]
-    exhausted = False
     for start in range(0, n, chunk):
         end = min(start + chunk, n)
-        while not exhausted and buf_start + buf.size < min(n, end + keep):
-            try:
-                buf = np.concatenate([buf, next(src.blocks)])
-            except StopIteration:
-                exhausted = True
-        if buf_start + buf.size < n and exhausted:
-            buf = np.concatenate([buf, np.zeros(n - buf_start - buf.size, np.float32)])  # resampler rounding
+        while buf_start + buf.size < min(n, end + keep):
+            buf = np.concatenate([buf, next(src.blocks)])  # the source holds exactly n samples
         out = []
         for lv in levels:
-            level: LevelModel = model.levels[lv]  # type: ignore[assignment]
+            hop = model.hops[lv]
             lo, hi = max(0, start - ctx[lv]), min(n, end + ctx[lv])
-            seg = torch.from_numpy(buf[lo - buf_start : hi - buf_start]).to(device)[None, None]
-            codes = model.encode(seg, level=lv)[0].as_subclass(torch.Tensor)
-            first = (start - lo) // level.hop
-            out.append(codes[first : first + math.ceil((end - start) / level.hop)].cpu().numpy())
+            codes = model.encode(torch.from_numpy(buf[lo - buf_start : hi - buf_start]), level=lv)[0]
+            first = (start - lo) // hop
+            out.append(codes[first : first + math.ceil((end - start) / hop)].cpu().numpy())
         yield out
         drop = max(0, end - keep - buf_start)
         buf, buf_start = buf[drop:], buf_start + drop
+
+
+def _levels(model: VQVAE, levels: Sequence[int]) -> list[int]:
+    """``levels`` checked (a UserError names the valid ones), as sorted, distinct indices."""
+    checked = sorted({model.check_level(lv) for lv in levels})
+    if not checked:
+        raise UserError("no level to encode")
+    return checked
+
+
+def encode_audio(
+    model: VQVAE,
+    wav: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    level: int = 0,
+    chunk_seconds: float = 10.0,
+) -> np.ndarray:
+    """Audio ``[T]`` or ``[C, T]`` (downmixed) at ``sample_rate`` -> ``level``'s codes ``[ceil(T' / hop)]``
+    (int64; ``T'``: the length at the model's rate), encoded ``chunk_seconds`` at a time: the codes of a
+    whole-signal :meth:`VQVAE.encode`, in bounded memory."""
+    model.eval()
+    (lv,) = _levels(model, [level])
+    src = AudioSource.of_array(wav, sample_rate, model.sample_rate)
+    parts = [c[0] for c in _encode_chunks(model, src, [lv], _chunk_samples(model, [lv], chunk_seconds))]
+    return np.concatenate(parts)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@torch.no_grad()
+def _decode_chunks(
+    model: VQVAE, codes: Iterator[np.ndarray], level: int, num_samples: int, chunk: int, speaker: Speaker
+) -> Iterator[np.ndarray]:
+    """Audio ``[chunk]`` of each chunk of ``level``'s codes (``chunk // hop`` frames; ``num_samples`` in
+    all), decoded with the decoder's receptive field of frames from its neighbours as context."""
+    hop = model.hops[level]
+    ctx = max(model.receptive_field(level).decoder)
+    frames_per_chunk = chunk // hop
+    total = math.ceil(num_samples / hop)
+    buf = np.zeros(0, dtype=np.int64)
+    buf_start = 0
+    exhausted = False
+    for f0 in range(0, total, frames_per_chunk):
+        f1 = min(f0 + frames_per_chunk, total)
+        while not exhausted and buf_start + buf.size < min(total, f1 + ctx):
+            try:
+                buf = np.concatenate([buf, next(codes)])
+            except StopIteration:
+                exhausted = True
+        lo, hi = max(0, f0 - ctx), min(total, f1 + ctx)
+        wav = model.decode(torch.from_numpy(buf[lo - buf_start : hi - buf_start]), level, speaker)[0, 0]
+        a = (f0 - lo) * hop
+        end = min(f1 * hop, num_samples)
+        yield wav[a : a + end - f0 * hop].float().cpu().numpy()
+        drop = max(0, f1 - ctx - buf_start)
+        buf, buf_start = buf[drop:], buf_start + drop
+
+
+def _clamped(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    clipped = 0
+    for b in blocks:
+        clipped += int(np.count_nonzero(np.abs(b) > 1.0))
+        yield np.clip(b, -1.0, 1.0)
+    if clipped:
+        log.warning("%d samples were outside [-1, 1] and were clamped", clipped)
+
+
+def _joined(blocks: Iterable[np.ndarray]) -> np.ndarray:
+    """Blocks -> one float32 array ``[T]``."""
+    parts = list(blocks)
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+
+
+def decode_audio(
+    model: VQVAE,
+    codes: np.ndarray | torch.Tensor,
+    level: int = 0,
+    speaker: Speaker = None,
+    num_samples: int | None = None,
+    chunk_seconds: float = 10.0,
+) -> np.ndarray:
+    """``level``'s codes ``[frames]`` -> audio ``[num_samples]`` (default ``frames * hop``) float32 in
+    [-1, 1] at the model's rate, decoded ``chunk_seconds`` at a time: a whole-signal :meth:`VQVAE.decode`
+    in ``speaker``'s voice, clamped, in bounded memory."""
+    model.eval()
+    lv = model.check_level(level)
+    c = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    if c.ndim != 1:
+        raise ValueError(f"expected codes [frames], got shape {tuple(c.shape)}")
+    hop = model.hops[lv]
+    n = c.size * hop if num_samples is None else num_samples
+    if math.ceil(n / hop) != c.size:
+        raise ValueError(f"{c.size} frames of hop {hop} do not make {n} samples")
+    chunk = _chunk_samples(model, [lv], chunk_seconds)
+    frames = chunk // hop
+    parts = (c[i : i + frames].astype(np.int64) for i in range(0, c.size, frames))
+    return _joined(_clamped(_decode_chunks(model, parts, lv, n, chunk, speaker)))
+
+
+def round_trip(
+    model: VQVAE, src: AudioSource, level: int, speaker: Speaker = None, chunk_seconds: float = 10.0
+) -> Iterator[np.ndarray]:
+    """``src`` coded with ``level``'s codes and decoded in ``speaker``'s voice, chunk by chunk, with no
+    stream in between: float32 blocks in [-1, 1] at the source's own rate and length (what
+    :func:`decode_file` with ``sample_rate=0`` makes of :func:`encode_file`'s stream, less the WAV)."""
+    model.eval()
+    (lv,) = _levels(model, [level])
+    chunk = _chunk_samples(model, [lv], chunk_seconds)
+    codes = (c[0] for c in _encode_chunks(model, src, [lv], chunk))
+    audio = _decode_chunks(model, codes, lv, src.num_samples, chunk, speaker)
+    return _clamped(_resampled(audio, model.sample_rate, src.sample_rate, src.frames))
+
+
+# --------------------------------------------------------------------------- streams
 
 
 def _entropy_payload(codes: np.ndarray, table: FrequencyTable) -> bytes:
@@ -196,7 +383,7 @@ def _tables(model: VQVAE, levels: Sequence[int]) -> dict[int, FrequencyTable]:
 @torch.no_grad()
 def _encode(
     model: VQVAE,
-    src: _Source,
+    src: AudioSource,
     out: BinaryIO,
     levels: Sequence[int],
     entropy: bool,
@@ -205,14 +392,9 @@ def _encode(
     progress: Progress | None,
 ) -> StreamHeader:
     model.eval()
-    device = next(model.parameters()).device
     if speaker is not None:
         model.speaker_index(speaker)  # fail early on unknown names
-    for lv in levels:
-        model.check_level(lv)  # a UserError naming the valid levels
-    levels = sorted({lv % model.num_levels for lv in levels})
-    if not levels:
-        raise UserError("no level to encode")
+    levels = _levels(model, levels)
     chunk = _chunk_samples(model, levels, chunk_seconds)
     header = StreamHeader(
         model_sha256=model_sha256(model),
@@ -230,7 +412,7 @@ def _encode(
     )
     tables = _tables(model, levels) if entropy else {}
     with StreamWriter(out, header) as writer:
-        for c, codes in enumerate(_encode_chunks(model, src, levels, chunk, device)):
+        for c, codes in enumerate(_encode_chunks(model, src, levels, chunk)):
             if entropy:
                 writer.write_entropy_chunk(
                     [_entropy_payload(x, tables[lv]) for x, lv in zip(codes, levels, strict=True)]
@@ -253,7 +435,7 @@ def encode_file(
     progress: Progress | None = None,
 ) -> EncodeResult:
     """Encode an audio file to a ``.vqa`` stream, streaming; a path target is written atomically."""
-    src = _open_audio(source, model.sample_rate)
+    src = AudioSource.read(source, model.sample_rate)
     if isinstance(target, (str, Path)):
         with atomic_write(target) as tmp, open(tmp, "wb") as f:
             header = _encode(model, src, f, levels, entropy, speaker, chunk_seconds, progress)
@@ -274,20 +456,11 @@ def compress(
     chunk_seconds: float = 10.0,
 ) -> bytes:
     """Audio ``[T]`` or ``[C, T]`` at ``sample_rate`` -> ``.vqa`` bytes (level 0 unless told)."""
-    x = wav.detach().cpu().float().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav, np.float32)
-    x = x.T if x.ndim == 2 else x.reshape(-1, 1) if x.ndim == 1 else x
-    if x.ndim != 2:
-        raise ValueError(f"expected audio [T] or [C, T], got shape {tuple(np.shape(wav))}")
-    buf = io.BytesIO()
-    sf.write(buf, x, sample_rate, format="WAV", subtype="FLOAT")
-    buf.seek(0)
+    src = AudioSource.of_array(wav, sample_rate, model.sample_rate)
     out = io.BytesIO()
     chosen = list(levels) if levels is not None else [0 if level is None else level]
-    encode_file(model, buf, out, chosen, entropy, speaker, chunk_seconds)
+    _encode(model, src, out, chosen, entropy, speaker, chunk_seconds, None)
     return out.getvalue()
-
-
-# --------------------------------------------------------------------------- decoding
 
 
 def _check_stream(model: VQVAE, header: StreamHeader) -> None:
@@ -322,49 +495,10 @@ def _chunk_codes(reader: StreamReader, index: int, tables: FrequencyTable | None
             yield part
 
 
-@torch.no_grad()
-def _decode_chunks(
-    model: VQVAE,
-    codes: Iterator[np.ndarray],
-    level: int,
-    header: StreamHeader,
-    speaker: int | torch.Tensor,
-    device: torch.device,
-) -> Iterator[np.ndarray]:
-    """Audio of each chunk, decoded with the decoder's receptive field of frames from its neighbours."""
-    lv: LevelModel = model.levels[level]  # type: ignore[assignment]
-    ctx = max(model.receptive_field(level).decoder)
-    frames_per_chunk = header.chunk_samples // lv.hop
-    total = math.ceil(header.num_samples / lv.hop)
-    buf = np.zeros(0, dtype=np.int64)
-    buf_start = 0
-    exhausted = False
-    cond = lv.condition(model.speaker_vector(speaker, 1, device))
-    for f0 in range(0, total, frames_per_chunk):
-        f1 = min(f0 + frames_per_chunk, total)
-        while not exhausted and buf_start + buf.size < min(total, f1 + ctx):
-            try:
-                buf = np.concatenate([buf, next(codes)])
-            except StopIteration:
-                exhausted = True
-        lo, hi = max(0, f0 - ctx), min(total, f1 + ctx)
-        x = torch.from_numpy(buf[lo - buf_start : hi - buf_start]).to(device)[None]
-        wav = lv.decoder(lv.quantizer.dequantize(x), cond)[0, 0]
-        a = (f0 - lo) * lv.hop
-        end = min(f1 * lv.hop, header.num_samples)
-        yield wav[a : a + end - f0 * lv.hop].float().cpu().numpy()
-        drop = max(0, f1 - ctx - buf_start)
-        buf, buf_start = buf[drop:], buf_start + drop
-
-
-@torch.no_grad()
 def _decode(
-    model: VQVAE,
-    reader: StreamReader,
-    level: int | None,
-    speaker: str | int | torch.Tensor | None,
-    progress: Progress | None,
+    model: VQVAE, reader: StreamReader, level: int | None, speaker: Speaker, progress: Progress | None
 ) -> tuple[StreamHeader, Iterator[np.ndarray]]:
+    """The stream's header and its audio blocks at the model's rate (not clamped)."""
     model.eval()
     header = reader.header
     _check_stream(model, header)
@@ -377,11 +511,9 @@ def _decode(
         )
     index = stored.index(level)
     who = speaker if speaker is not None else header.speaker
-    spk: int | torch.Tensor = (
-        who if isinstance(who, torch.Tensor) else (model.speaker_index(who) if who is not None else 0)
-    )
+    if who is not None and not isinstance(who, torch.Tensor):
+        model.speaker_index(who)  # fail early on unknown names
     tables = _tables(model, [level])[level] if header.coding == "entropy" else None
-    device = next(model.parameters()).device
 
     def counted() -> Iterator[np.ndarray]:
         for c, x in enumerate(_chunk_codes(reader, index, tables)):
@@ -389,33 +521,18 @@ def _decode(
             if progress is not None:
                 progress(c + 1, header.num_chunks)
 
-    return header, _decode_chunks(model, counted(), level, header, spk, device)
+    return header, _decode_chunks(model, counted(), level, header.num_samples, header.chunk_samples, who)
 
 
-def _clamped(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    clipped = 0
-    for b in blocks:
-        clipped += int(np.count_nonzero(np.abs(b) > 1.0))
-        yield np.clip(b, -1.0, 1.0)
-    if clipped:
-        log.warning("%d samples were outside [-1, 1] and were clamped", clipped)
-
-
-def _resampled(blocks: Iterator[np.ndarray], sr_in: int, sr_out: int, length: int) -> Iterator[np.ndarray]:
-    """Stream-resample and trim / zero-pad to exactly ``length`` samples."""
-    rs = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ") if sr_in != sr_out else None
-    written = 0
-    pending = next(blocks, None)
-    while pending is not None:
-        nxt = next(blocks, None)
-        out = rs.resample_chunk(pending, last=nxt is None) if rs is not None else pending
-        out = out[: max(0, length - written)]
-        written += out.size
-        if out.size:
-            yield out
-        pending = nxt
-    if written < length:
-        yield np.zeros(length - written, dtype=np.float32)
+def _output_rate(header: StreamHeader, sample_rate: int | None) -> tuple[int, int]:
+    """(rate, length) of the decoded audio: the model's, the original file's (``0``) or ``sample_rate``."""
+    if sample_rate is None:
+        return header.sample_rate, header.num_samples
+    src_rate = int(header.extra.get("source_sample_rate", header.sample_rate))
+    rate = src_rate if sample_rate == 0 else sample_rate
+    if rate == src_rate and "source_num_samples" in header.extra:
+        return rate, int(header.extra["source_num_samples"])
+    return rate, int(round(header.num_samples * rate / header.sample_rate))
 
 
 def decode_file(
@@ -423,7 +540,7 @@ def decode_file(
     source: str | Path | BinaryIO,
     target: str | Path | BinaryIO,
     level: int | None = None,
-    speaker: str | int | torch.Tensor | None = None,
+    speaker: Speaker = None,
     sample_rate: int | None = None,
     progress: Progress | None = None,
 ) -> StreamHeader:
@@ -432,7 +549,8 @@ def decode_file(
     ``sample_rate`` resamples the output (``0`` = the original file's rate); a path target is written
     atomically, and the output never exceeds [-1, 1].
     """
-    fmt = output_format(Path(target)) if isinstance(target, (str, Path)) else {}
+    if isinstance(target, (str, Path)):
+        output_format(Path(target))  # an unwritable format fails before any work
     if isinstance(source, (str, Path)):
         if not Path(source).is_file():
             raise UserError(f"{source}: no such file")
@@ -440,40 +558,13 @@ def decode_file(
     else:
         f = source
     try:
-        reader = StreamReader(f)
-        header, blocks = _decode(model, reader, level, speaker, progress)
-        sr_out, length = header.sample_rate, header.num_samples
-        if sample_rate is not None:
-            src_rate = int(header.extra.get("source_sample_rate", header.sample_rate))
-            sr_out = src_rate if sample_rate == 0 else sample_rate
-            if sr_out == src_rate and "source_num_samples" in header.extra:
-                length = int(header.extra["source_num_samples"])
-            else:
-                length = int(round(header.num_samples * sr_out / header.sample_rate))
-        audio = _clamped(_resampled(blocks, header.sample_rate, sr_out, length))
-        if isinstance(target, (str, Path)):
-            with atomic_write(target) as tmp, sf.SoundFile(tmp, "w", sr_out, 1, **fmt) as out:
-                for b in audio:
-                    out.write(b)
-        else:
-            data = io.BytesIO()
-            with sf.SoundFile(data, "w", sr_out, 1, format="WAV", subtype="PCM_16") as out:
-                for b in audio:
-                    out.write(b)
-            target.write(data.getvalue())
+        header, blocks = _decode(model, StreamReader(f), level, speaker, progress)
+        rate, length = _output_rate(header, sample_rate)
+        write_blocks(_clamped(_resampled(blocks, header.sample_rate, rate, length)), target, rate)
         return header
     finally:
         if isinstance(source, (str, Path)):
             f.close()
-
-
-def output_format(path: Path) -> dict[str, str]:
-    ext = path.suffix.lower()
-    formats = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
-    if ext not in formats:
-        raise UserError(f"{path}: unsupported output format '{ext or '(none)'}' (use .wav, .flac or .ogg)")
-    fmt, subtype = formats[ext]
-    return {"format": fmt, "subtype": subtype}
 
 
 def decompress(
@@ -481,6 +572,4 @@ def decompress(
 ) -> tuple[np.ndarray, int]:
     """``.vqa`` bytes -> (audio ``[T]`` float32 in [-1, 1], sample rate) at the model rate."""
     header, blocks = _decode(model, StreamReader(io.BytesIO(data)), level, speaker, None)
-    parts = list(_clamped(blocks))
-    wav = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-    return wav.astype(np.float32, copy=False), header.sample_rate
+    return _joined(_clamped(blocks)), header.sample_rate
