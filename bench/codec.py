@@ -26,7 +26,7 @@ import torch
 from vqaudio import load_model
 from vqaudio.audio import read_audio
 from vqaudio.checkpoint import save_checkpoint
-from vqaudio.codec.compress import decode_file, encode_file
+from vqaudio.codec.compress import code_tables, decode_file, encode_file
 from vqaudio.data.synthetic import toy_utterance
 
 
@@ -95,7 +95,9 @@ def main() -> None:
     model = load_model(args.model)
     # a single-file checkpoint with code tables (older checkpoints lack them); same weights, same SHA
     ckpt = work / "model.safetensors"
-    save_checkpoint(ckpt, model, model.checkpoint.config, model.checkpoint.step)
+    save_checkpoint(
+        ckpt, model, model.checkpoint.config, model.checkpoint.step, code_tables=code_tables(model)
+    )
     model = load_model(ckpt)
     sr = model.sample_rate
     x = _speech(args.audio, args.seconds, sr)

@@ -56,6 +56,16 @@ def test_metadata_is_json_with_config_speakers_and_hash(saved) -> None:
     assert meta["config"]["model"]["levels"][1]["strides"] == [4, 5, 2]
 
 
+def test_code_tables_are_stored_as_handed_over(saved, tmp_path: Path) -> None:
+    path, model = saved
+    assert read_checkpoint(path)[1].code_tables == {}  # none given, none stored
+    tables = {0: b"\x00\x01table", 1: bytes(range(256))}
+    save_checkpoint(
+        tmp_path / "t.safetensors", model, RunConfig(model=tiny_model_config()), code_tables=tables
+    )
+    assert read_checkpoint(tmp_path / "t.safetensors")[1].code_tables == tables
+
+
 def test_corrupted_weights_are_detected(saved, tmp_path: Path) -> None:
     path, _ = saved
     state, meta = read_checkpoint(path)

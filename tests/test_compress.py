@@ -19,7 +19,14 @@ import vqaudio
 from vqaudio.checkpoint import save_checkpoint
 from vqaudio.cli import app
 from vqaudio.codec.bitstream import StreamError, decode_stream, read_header
-from vqaudio.codec.compress import compress, decode_audio, decompress, encode_audio, encode_file
+from vqaudio.codec.compress import (
+    code_tables,
+    compress,
+    decode_audio,
+    decompress,
+    encode_audio,
+    encode_file,
+)
 from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig, RunConfig
 from vqaudio.data.synthetic import toy_utterance
 
@@ -43,7 +50,8 @@ def _trained_tiny(seed: int) -> vqaudio.VQVAE:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_checkpoint(path, _trained_tiny(0), RunConfig(model=tiny_model_config()))
+    model = _trained_tiny(0)
+    save_checkpoint(path, model, RunConfig(model=tiny_model_config()), code_tables=code_tables(model))
     return path
 
 
@@ -332,13 +340,19 @@ def test_long_file_at_another_rate_is_resampled_in_blocks(tmp_path: Path, model)
     assert np.mean(streamed == whole) > 0.99
 
 
-def test_export_keeps_the_sha_and_adds_code_tables(tmp_path: Path, ckpt: Path, model) -> None:
+def test_export_keeps_the_sha_and_adds_code_tables(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.safetensors"
+    save_checkpoint(bare, _trained_tiny(0), RunConfig(model=tiny_model_config()))  # no tables handed over
+    model = vqaudio.load_model(bare)
+    assert model.checkpoint.code_tables == {}
+    with pytest.raises(vqaudio.errors.UserError, match="no code frequency tables"):
+        compress(model, _speech(0.5), SR, entropy=True)
     out = tmp_path / "exported.safetensors"
-    assert _cli("export", ckpt, "-o", out).exit_code == 0
+    assert _cli("export", bare, "-o", out).exit_code == 0
     again = vqaudio.load_model(out)
     assert again.checkpoint.weights_sha256 == model.checkpoint.weights_sha256
-    assert sorted(again.checkpoint.code_tables) == [0, 1]
-    assert _cli("export", ckpt, "-o", out).exit_code == 2  # exists, no --force
+    assert again.checkpoint.code_tables == code_tables(model)
+    assert _cli("export", bare, "-o", out).exit_code == 2  # exists, no --force
 
 
 def test_receptive_field_follows_the_encoder_blocks() -> None:

@@ -22,6 +22,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 import vqaudio
+from vqaudio.codec.compress import code_tables
 from vqaudio.config import RunConfig, load_config
 from vqaudio.data.dataset import SegmentDataset
 from vqaudio.data.synthetic import toy_utterance
@@ -88,6 +89,8 @@ def test_run_directory_layout_and_reload(trained_run: Path) -> None:
     assert not model.training
     step_model = vqaudio.load_model(run / "checkpoints" / "step_00000003.safetensors")
     assert step_model.checkpoint.step == 3  # type: ignore[union-attr]
+    for m in (model, step_model):  # the trainer hands the checkpoint its entropy-coding tables
+        assert m.checkpoint.code_tables == code_tables(m)  # type: ignore[union-attr]
     for name, value in step_model.state_dict().items():
         assert torch.isfinite(value.float()).all(), name
     wav = torch.randn(1, 1, 1237) * 0.1

@@ -18,7 +18,6 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +26,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from vqaudio._version import __version__
 from vqaudio.audio import atomic_write
-from vqaudio.codec.entropy import FrequencyTable
 from vqaudio.config import RunConfig, config_from_dict, config_to_dict
 from vqaudio.errors import CheckpointError, ConfigError
-from vqaudio.models import VQVAE, build_model
+from vqaudio.models import VQVAE, CheckpointMeta, build_model
 from vqaudio.pretrained import resolve_model
 
 __all__ = [
     "CHECKPOINT_SCHEMA",
     "CheckpointMeta",
     "weights_sha256",
+    "model_sha256",
     "save_checkpoint",
     "read_checkpoint",
     "load_model",
@@ -46,20 +46,6 @@ __all__ = [
 
 CHECKPOINT_SCHEMA = 1
 _META_KEY = "vqaudio"
-
-
-@dataclass
-class CheckpointMeta:
-    schema: int
-    config: RunConfig
-    speakers: list[str]
-    sample_rate: int
-    version: str
-    step: int
-    weights_sha256: str
-    extra: dict[str, Any]
-    code_tables: dict[int, bytes]
-    speaker_info: dict[str, dict[str, str | None]]
 
 
 def weights_sha256(state: Mapping[str, Tensor]) -> str:
@@ -72,39 +58,38 @@ def weights_sha256(state: Mapping[str, Tensor]) -> str:
     return h.hexdigest()
 
 
-def _package_version() -> str:
-    from vqaudio import __version__
-
-    return __version__
-
-
-def code_table(counts: Tensor) -> FrequencyTable:
-    """Entropy-coding table of one level from its quantiser's EMA code usage (training data)."""
-    return FrequencyTable.from_counts(counts.detach().double().cpu().numpy().clip(min=0))
+def model_sha256(model: VQVAE) -> str:
+    """The SHA-256 that identifies ``model`` (a stream or a voices file records it): its checkpoint's
+    when it was loaded from one, else computed from its weights."""
+    meta = model.checkpoint
+    if meta is not None:
+        return meta.weights_sha256
+    return weights_sha256(model.state_dict())
 
 
 def save_checkpoint(
-    path: str | Path, model: VQVAE, config: RunConfig, step: int = 0, extra: dict[str, Any] | None = None
+    path: str | Path,
+    model: VQVAE,
+    config: RunConfig,
+    step: int = 0,
+    extra: dict[str, Any] | None = None,
+    code_tables: Mapping[int, bytes] | None = None,
 ) -> str:
     """Write ``model`` atomically to ``path`` (a ``.safetensors`` file); returns the weights' SHA-256.
 
-    The metadata also holds, per level, the frequency table that ``--entropy`` coding uses, measured
-    from the quantiser's usage statistics on the training data (``code_tables``, base64).
+    ``code_tables``: the entropy coder's serialised frequency table of each level, as the producer
+    made them (the trainer and ``vqaudio export`` call :func:`vqaudio.codec.compress.code_tables`);
+    stored as they are (base64), none when not given.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     sha = weights_sha256(state)
-    tables = {
-        str(i): base64.b64encode(code_table(model.level_model(i).quantizer.ema_count).to_bytes()).decode(
-            "ascii"
-        )
-        for i in range(model.num_levels)
-    }
+    tables = {str(i): base64.b64encode(t).decode("ascii") for i, t in (code_tables or {}).items()}
     meta = {
         "schema": CHECKPOINT_SCHEMA,
         "config": config_to_dict(config),
         "speakers": list(model.speakers),
         "sample_rate": model.sample_rate,
-        "version": _package_version(),
+        "version": __version__,
         "step": int(step),
         "weights_sha256": sha,
         "extra": extra or {},
@@ -190,7 +175,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     """Rebuild a model from a checkpoint, run directory or shipped model's name alone, in eval mode on
     ``device``; with no ``path``, ``$VQAUDIO_MODEL``, else the model shipped in the package.
 
-    ``model.checkpoint`` holds the :class:`CheckpointMeta` (SHA-256, step, config...).
+    ``model.checkpoint`` holds the :class:`~vqaudio.models.meta.CheckpointMeta` (SHA-256, step, config...).
     """
     path = resolve_checkpoint(path)
     state, meta = read_checkpoint(path)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vqaudio.audio import atomic_write, read_audio
-from vqaudio.codec.compress import model_sha256
+from vqaudio.checkpoint import model_sha256
 from vqaudio.errors import AudioError, UserError
 from vqaudio.models import VQVAE
 from vqaudio.pretrained import shipped_name

@@ -159,13 +159,14 @@ def export(
 ) -> None:
     """Write a model as one self-contained .safetensors file (same weights and SHA-256, fresh code tables)."""
     from vqaudio.checkpoint import load_model, save_checkpoint
+    from vqaudio.codec.compress import code_tables
 
     if out.exists() and not force:
         raise UserError(f"{out} exists (use --force to overwrite)")
     net = load_model(model)
     meta = net.checkpoint
     assert meta is not None
-    sha = save_checkpoint(out, net, meta.config, meta.step, meta.extra)
+    sha = save_checkpoint(out, net, meta.config, meta.step, meta.extra, code_tables(net))
     err_console.print(f"wrote {out} (step {meta.step}, sha256 {sha[:12]}...)", highlight=False)
 
 

@@ -28,7 +28,7 @@ import soxr
 import torch
 
 from vqaudio.audio import atomic_write
-from vqaudio.checkpoint import weights_sha256
+from vqaudio.checkpoint import model_sha256
 from vqaudio.codec.bitstream import LevelInfo, StreamError, StreamHeader, StreamReader, StreamWriter
 from vqaudio.codec.entropy import FrequencyTable, decode_codes, encode_codes
 from vqaudio.errors import AudioError, UserError
@@ -37,6 +37,7 @@ from vqaudio.models import VQVAE
 __all__ = [
     "AudioSource",
     "EncodeResult",
+    "code_tables",
     "compress",
     "decode_audio",
     "decompress",
@@ -44,7 +45,6 @@ __all__ = [
     "encode_file",
     "decode_file",
     "encoder_context",
-    "model_sha256",
     "output_format",
     "round_trip",
     "write_blocks",
@@ -62,14 +62,6 @@ Speaker = str | int | torch.Tensor | None
 class EncodeResult:
     header: StreamHeader
     num_bytes: int
-
-
-def model_sha256(model: VQVAE) -> str:
-    """The SHA-256 a stream records: from the checkpoint when loaded, else computed from the weights."""
-    meta = getattr(model, "checkpoint", None)
-    if meta is not None:
-        return str(meta.weights_sha256)
-    return weights_sha256(model.state_dict())
 
 
 # --------------------------------------------------------------------------- audio in and out
@@ -368,9 +360,20 @@ def _entropy_payload(codes: np.ndarray, table: FrequencyTable) -> bytes:
     return best
 
 
+def code_tables(model: VQVAE) -> dict[int, bytes]:
+    """The entropy coder's frequency table of each level (serialised), made from the codes' usage in
+    training (:meth:`VQVAE.code_counts`): what a producer hands :func:`~vqaudio.checkpoint.save_checkpoint`
+    for ``--entropy`` coding."""
+    tables = {}
+    for level in range(model.num_levels):
+        counts = model.code_counts(level).double().cpu().numpy().clip(min=0)
+        tables[level] = FrequencyTable.from_counts(counts).to_bytes()
+    return tables
+
+
 def _tables(model: VQVAE, levels: Sequence[int]) -> dict[int, FrequencyTable]:
-    meta = getattr(model, "checkpoint", None)
-    stored = getattr(meta, "code_tables", {}) if meta is not None else {}
+    """The stored tables of ``levels``, from the model's checkpoint."""
+    stored = model.checkpoint.code_tables if model.checkpoint is not None else {}
     missing = [lv for lv in levels if lv not in stored]
     if missing:
         raise UserError(

@@ -3,6 +3,7 @@
 from vqaudio.models.blocks import Downsample, GatedResBlock, ResidualStack, Upsample
 from vqaudio.models.decoder import Decoder
 from vqaudio.models.encoder import Encoder
+from vqaudio.models.meta import CheckpointMeta
 from vqaudio.models.vqvae import (
     VQVAE,
     Codes,
@@ -14,6 +15,7 @@ from vqaudio.models.vqvae import (
 )
 
 __all__ = [
+    "CheckpointMeta",
     "Codes",
     "Decoder",
     "Downsample",

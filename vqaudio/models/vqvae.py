@@ -11,7 +11,6 @@ import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +20,10 @@ from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig
 from vqaudio.errors import UserError
 from vqaudio.models.decoder import Decoder
 from vqaudio.models.encoder import Encoder
+from vqaudio.models.meta import CheckpointMeta
 from vqaudio.models.perturb import perturb_voices
 from vqaudio.models.speaker import SpeakerAdversary, SpeakerEncoder
 from vqaudio.quantize import QuantizerOutput, VectorQuantizer
-
-if TYPE_CHECKING:
-    from vqaudio.checkpoint import CheckpointMeta
 
 __all__ = [
     "Codes",
@@ -201,7 +198,7 @@ class VQVAE(nn.Module):
     """Hierarchical VQ-VAE with a speaker-conditioned decoder per level.
 
     Attributes: ``sample_rate``, ``num_levels``, ``speakers`` (names in index order), ``config``, and
-    ``checkpoint`` (its :class:`~vqaudio.checkpoint.CheckpointMeta` when loaded by ``load_model``).
+    ``checkpoint`` (its :class:`~vqaudio.models.meta.CheckpointMeta` when loaded by ``load_model``).
     """
 
     checkpoint: CheckpointMeta | None = None
@@ -299,6 +296,11 @@ class VQVAE(nn.Module):
     def level_model(self, level: int) -> LevelModel:
         """The encoder, quantiser and decoder of ``level`` (checked as :meth:`check_level` does)."""
         return self.levels[self.check_level(level)]  # type: ignore[return-value]
+
+    def code_counts(self, level: int) -> Tensor:
+        """``[K]`` float: how often ``level``'s codes were used in training (its quantiser's EMA counts),
+        from which the entropy coder's frequency table is made."""
+        return self.level_model(level).quantizer.ema_count.detach()
 
     def speaker_tensors(self) -> list[str]:
         """State-dict names of the tensors indexed by speaker along their first dimension (the speaker

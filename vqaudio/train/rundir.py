@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -157,11 +158,13 @@ class RunDir:
         state: dict[str, Any],
         keep_last: int,
         extra: dict[str, Any] | None = None,
+        code_tables: Mapping[int, bytes] | None = None,
     ) -> Path:
-        """Write model + state for ``step`` atomically, point ``latest.txt`` at it, prune old ones."""
+        """Write model + state for ``step`` atomically, point ``latest.txt`` at it, prune old ones
+        (``extra`` and ``code_tables`` as :func:`~vqaudio.checkpoint.save_checkpoint` takes them)."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         model_path = self.ckpt_dir / self._model_name(step)
-        save_checkpoint(model_path, model, config, step, extra)
+        save_checkpoint(model_path, model, config, step, extra, code_tables)
         with atomic_write(self.ckpt_dir / self._state_name(step)) as tmp:
             torch.save(state, tmp)
         with atomic_write(self.root / "latest.txt") as tmp:
@@ -171,8 +174,15 @@ class RunDir:
             (self.ckpt_dir / self._state_name(old)).unlink(missing_ok=True)
         return model_path
 
-    def save_best(self, model: VQVAE, config: RunConfig, step: int, extra: dict[str, Any]) -> None:
-        save_checkpoint(self.best_path, model, config, step, extra)
+    def save_best(
+        self,
+        model: VQVAE,
+        config: RunConfig,
+        step: int,
+        extra: dict[str, Any],
+        code_tables: Mapping[int, bytes] | None = None,
+    ) -> None:
+        save_checkpoint(self.best_path, model, config, step, extra, code_tables)
 
     def latest(self) -> tuple[Path, Path] | None:
         """(model, state) paths of the newest complete step checkpoint."""

@@ -24,6 +24,7 @@ from rich.console import Console
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from vqaudio.codec.compress import code_tables
 from vqaudio.config import RunConfig
 from vqaudio.data import (
     SegmentDataset,
@@ -609,6 +610,7 @@ class Trainer:
             self._state(),
             self.cfg.train.keep_last,
             extra={"best_valid_mel": self.best, **self._init_summary()},
+            code_tables=code_tables(self.model),
         )
 
     def evaluate_and_maybe_save_best(self) -> None:
@@ -629,7 +631,11 @@ class Trainer:
         if self.best is None or before_gan or metrics["valid/mel"] < self.best:
             self.best, self.best_step = metrics["valid/mel"], self.step
             self.run.save_best(
-                self.model, self.cfg, self.step, {"valid_mel": self.best, **self._init_summary()}
+                self.model,
+                self.cfg,
+                self.step,
+                {"valid_mel": self.best, **self._init_summary()},
+                code_tables(self.model),
             )
 
     # ------------------------------------------------------------------ loop
