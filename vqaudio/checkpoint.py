@@ -6,10 +6,9 @@ index order), the sample rate, the package version, the training step and the SH
 weights.  Nothing is unpickled: training state lives in a separate ``.state.pt`` file that loads
 with ``torch.load(weights_only=True)``.
 
-A run directory holds ``checkpoints/step_XXXXXXXX.safetensors`` (+ ``.state.pt``), ``best.safetensors``
-and ``latest.txt``; anything that takes a model accepts a checkpoint file, a run directory (then
-the best checkpoint, else the latest) or a shipped model's name, and with none given uses
-``$VQAUDIO_MODEL``, else the model shipped in the package (see :mod:`vqaudio.pretrained`).
+Anything that takes a model accepts a checkpoint file, a run directory (then its best checkpoint,
+else its latest: :mod:`vqaudio.runlayout` names the files) or a shipped model's name, and with none
+given uses ``$VQAUDIO_MODEL``, else the model shipped in the package (see :mod:`vqaudio.pretrained`).
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from vqaudio.config import RunConfig, config_from_dict, config_to_dict
 from vqaudio.errors import CheckpointError, ConfigError
 from vqaudio.models import VQVAE, CheckpointMeta, build_model
 from vqaudio.pretrained import resolve_model
+from vqaudio.runlayout import RunLayout
 
 __all__ = [
     "CHECKPOINT_SCHEMA",
@@ -106,20 +106,12 @@ def resolve_checkpoint(path: str | Path | None = None) -> Path:
     else its latest; a shipped model's name, or ``None`` (``$VQAUDIO_MODEL``, else the shipped default)
     as :func:`vqaudio.pretrained.resolve_model` says."""
     p = resolve_model(path)
-    if p.is_dir():
-        for candidate in (p / "best.safetensors", p / "checkpoints" / "best.safetensors"):
-            if candidate.is_file():
-                return candidate
-        latest = p / "latest.txt"
-        if latest.is_file():
-            target = p / latest.read_text(encoding="utf-8").strip()
-            if target.is_file():
-                return target
-        found = sorted((p / "checkpoints").glob("step_*.safetensors")) if (p / "checkpoints").is_dir() else []
-        if found:
-            return found[-1]
+    if not p.is_dir():
+        return p
+    found = RunLayout(p).model_checkpoint()
+    if found is None:
         raise CheckpointError(f"{p}: no checkpoint in this run directory")
-    return p
+    return found
 
 
 def read_checkpoint(path: str | Path | None = None) -> tuple[dict[str, Tensor], CheckpointMeta]:

@@ -22,6 +22,7 @@ from vqaudio.checkpoint import model_sha256
 from vqaudio.errors import AudioError, UserError
 from vqaudio.models import VQVAE
 from vqaudio.pretrained import shipped_name
+from vqaudio.runlayout import RunLayout
 
 __all__ = ["voices_path", "load_voices", "enroll", "resolve_speaker", "reference_embedding"]
 
@@ -36,7 +37,7 @@ def voices_path(model_path: str | Path, sha256: str) -> Path:
     if name is not None:
         base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
         return base / "vqaudio" / "voices" / f"{name}-{sha256[:12]}.voices.json"
-    return p / "voices.json" if p.is_dir() else p.with_suffix(".voices.json")
+    return RunLayout(p).voices if p.is_dir() else p.with_suffix(".voices.json")
 
 
 def load_voices(model: VQVAE, model_path: str | Path) -> dict[str, torch.Tensor]:

@@ -1,20 +1,11 @@
 """The run directory: resolved config, step checkpoints with training state, best and latest.
 
-Layout::
-
-    RUN/config.yaml                          fully resolved config (what ``--resume`` checks against)
-    RUN/checkpoints/step_00001000.safetensors   model (see :mod:`vqaudio.checkpoint`)
-    RUN/checkpoints/step_00001000.state.pt      optimizer, step, RNG... (``torch.load(weights_only=True)``)
-    RUN/best.safetensors                     best model on the validation mel loss
-    RUN/latest.txt                           relative path of the newest step checkpoint
-    RUN/init.json                            the model a fine-tuning run started from (``--init``)
-    RUN/tb/                                  TensorBoard events
+The file names and the layout are :class:`vqaudio.runlayout.RunLayout`'s, which inference reads too.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,10 +18,9 @@ from vqaudio.checkpoint import save_checkpoint
 from vqaudio.config import RunConfig, config_to_dict
 from vqaudio.errors import CheckpointError, ConfigError
 from vqaudio.models import VQVAE
+from vqaudio.runlayout import RunLayout
 
 __all__ = ["RunDir", "RESUMABLE_KEYS", "flatten_keys"]
-
-_STEP_RE = re.compile(r"step_(\d{8})\.safetensors$")
 
 # Keys that may change between a run and its resumption; anything else must match.
 RESUMABLE_KEYS = {
@@ -65,53 +55,43 @@ def flatten_keys(d: dict[str, Any] | list[Any], prefix: str = "") -> dict[str, A
 
 
 class RunDir:
-    """Reads and writes one training run's directory."""
+    """Reads and writes one training run's directory (``layout`` names its files)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.ckpt_dir = self.root / "checkpoints"
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def best_path(self) -> Path:
-        return self.root / "best.safetensors"
-
-    @property
-    def init_path(self) -> Path:
-        return self.root / "init.json"
+        self.layout = RunLayout(self.root)
 
     def create(self, config: RunConfig, init: dict[str, Any] | None = None) -> None:
         """Write the resolved config and ``init.json`` (the ``--init`` record; removed when ``None``)."""
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        self.finished_path.unlink(missing_ok=True)
-        with atomic_write(self.config_path) as tmp:
+        self.layout.checkpoints.mkdir(parents=True, exist_ok=True)
+        self.layout.finished.unlink(missing_ok=True)
+        with atomic_write(self.layout.config) as tmp:
             tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")
         if init is None:
-            self.init_path.unlink(missing_ok=True)
+            self.layout.init.unlink(missing_ok=True)
         else:
-            with atomic_write(self.init_path) as tmp:
+            with atomic_write(self.layout.init) as tmp:
                 tmp.write_text(json.dumps(init, indent=1) + "\n", encoding="utf-8")
 
     def read_init(self) -> dict[str, Any] | None:
         """What ``init.json`` says about the model this run started from (``None``: trained from scratch)."""
-        if not self.init_path.is_file():
+        path = self.layout.init
+        if not path.is_file():
             return None
         try:
-            data = json.loads(self.init_path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict) or not isinstance(data.get("speakers"), list):
                 raise ValueError("not an object with a speaker list")
         except ValueError as err:
-            raise CheckpointError(f"{self.init_path}: unreadable ({err})") from None
+            raise CheckpointError(f"{path}: unreadable ({err})") from None
         return data
 
     def check_resumable(self, config: RunConfig) -> None:
         """Refuse to resume with a config that differs beyond :data:`RESUMABLE_KEYS`."""
-        if not self.config_path.is_file():
-            raise CheckpointError(f"{self.root}: nothing to resume (no config.yaml)")
-        old = flatten_keys(yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {})
+        path = self.layout.config
+        if not path.is_file():
+            raise CheckpointError(f"{self.root}: nothing to resume (no {path.name})")
+        old = flatten_keys(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
         new = flatten_keys(config_to_dict(config))
         diff = sorted(
             k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_KEYS
@@ -120,10 +100,6 @@ class RunDir:
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
             raise ConfigError(f"cannot resume {self.root}: the config changed ({shown})")
 
-    @property
-    def finished_path(self) -> Path:
-        return self.root / "finished.json"
-
     def mark_finished(
         self, step: int, reason: str, best: float | None, stats: dict[str, Any] | None = None
     ) -> None:
@@ -131,24 +107,12 @@ class RunDir:
         ``stats`` (e.g. steps per second, peak GPU memory, the ``--init`` source) are stored next to the
         step and reason."""
         record = {"step": step, "reason": reason, "best_valid_mel": best, **(stats or {})}
-        with atomic_write(self.finished_path) as tmp:
+        with atomic_write(self.layout.finished) as tmp:
             tmp.write_text(json.dumps(record) + "\n")
 
     def steps(self) -> list[int]:
-        if not self.ckpt_dir.is_dir():
-            return []
-        found = (_STEP_RE.search(p.name) for p in self.ckpt_dir.iterdir())
-        return sorted(
-            int(m.group(1))
-            for m in found
-            if m and (self.ckpt_dir / self._state_name(int(m.group(1)))).is_file()
-        )
-
-    def _model_name(self, step: int) -> str:
-        return f"step_{step:08d}.safetensors"
-
-    def _state_name(self, step: int) -> str:
-        return f"step_{step:08d}.state.pt"
+        """Steps with a complete checkpoint (model and training state), ascending."""
+        return [s for s in self.layout.model_steps() if self.layout.step_state(s).is_file()]
 
     def save(
         self,
@@ -162,16 +126,16 @@ class RunDir:
     ) -> Path:
         """Write model + state for ``step`` atomically, point ``latest.txt`` at it, prune old ones
         (``extra`` and ``code_tables`` as :func:`~vqaudio.checkpoint.save_checkpoint` takes them)."""
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        model_path = self.ckpt_dir / self._model_name(step)
+        self.layout.checkpoints.mkdir(parents=True, exist_ok=True)
+        model_path = self.layout.step_model(step)
         save_checkpoint(model_path, model, config, step, extra, code_tables)
-        with atomic_write(self.ckpt_dir / self._state_name(step)) as tmp:
+        with atomic_write(self.layout.step_state(step)) as tmp:
             torch.save(state, tmp)
-        with atomic_write(self.root / "latest.txt") as tmp:
-            tmp.write_text(f"checkpoints/{model_path.name}\n", encoding="utf-8")
+        with atomic_write(self.layout.latest) as tmp:
+            tmp.write_text(model_path.relative_to(self.root).as_posix() + "\n", encoding="utf-8")
         for old in self.steps()[:-keep_last]:
-            (self.ckpt_dir / self._model_name(old)).unlink(missing_ok=True)
-            (self.ckpt_dir / self._state_name(old)).unlink(missing_ok=True)
+            self.layout.step_model(old).unlink(missing_ok=True)
+            self.layout.step_state(old).unlink(missing_ok=True)
         return model_path
 
     def save_best(
@@ -182,15 +146,14 @@ class RunDir:
         extra: dict[str, Any],
         code_tables: Mapping[int, bytes] | None = None,
     ) -> None:
-        save_checkpoint(self.best_path, model, config, step, extra, code_tables)
+        save_checkpoint(self.layout.best, model, config, step, extra, code_tables)
 
     def latest(self) -> tuple[Path, Path] | None:
         """(model, state) paths of the newest complete step checkpoint."""
         steps = self.steps()
         if not steps:
             return None
-        s = steps[-1]
-        return self.ckpt_dir / self._model_name(s), self.ckpt_dir / self._state_name(s)
+        return self.layout.step_model(steps[-1]), self.layout.step_state(steps[-1])
 
     @staticmethod
     def load_state(path: Path, device: torch.device) -> dict[str, Any]:

@@ -292,7 +292,9 @@ class Trainer:
         # training time of the run so far (all sessions): the time budget and a budget schedule use it
         self.train_seconds = float(state.get("train_seconds", 0.0)) if state else 0.0
         self.timer = StepTimer(self.device)  # bench/train_speed.py enables it
-        self.log = Monitor(out_dir / "tb", cfg.train.max_steps, self.step, self.info.is_main, console)
+        self.log = Monitor(
+            self.run.layout.tensorboard, cfg.train.max_steps, self.step, self.info.is_main, console
+        )
         source = InitSource.load(init) if init is not None else None
         # RUN/init.json: the source and its speakers (the first rows of the speaker table, on resume too)
         self.init_record: dict[str, Any] | None = self.run.read_init() if resume else None
