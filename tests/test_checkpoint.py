@@ -117,3 +117,22 @@ def test_run_directory_resolves_best_then_latest(saved, tmp_path: Path) -> None:
     (run / "best.safetensors").write_bytes(path.read_bytes())
     assert resolve_checkpoint(run) == run / "best.safetensors"
     assert vqaudio.load_model(run).speakers == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("vqaudio.checkpoint", ("vqaudio.codec", "vqaudio.cli", "vqaudio.train")),
+        ("vqaudio.models", ("vqaudio.checkpoint", "vqaudio.codec", "vqaudio.cli", "vqaudio.train")),
+    ],
+)
+def test_imports_point_down_only(module: str, forbidden: tuple[str, ...], subprocess_env) -> None:
+    """The checkpoint stores what it is handed (it imports neither the codec nor the CLI), and the models
+    import no checkpoint: checked in a fresh interpreter, where nothing else was imported first."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith({forbidden!r})))"
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
