@@ -6,18 +6,23 @@ libsndfile can decode (WAV, FLAC, OGG/Vorbis, MP3, ...) into that form, downmixi
 names the file, never in a raw libsndfile traceback. :func:`write_audio` never leaves a half-written
 file behind: it writes to a temporary file in the target folder and renames it into place
 (:func:`atomic_write`, which checkpoints reuse).
+
+For audio of any length, :class:`AudioSource` reads a file (or splits an array) into mono float32
+blocks at a target rate, stream-resampling as it goes, and :func:`write_blocks` writes blocks as they
+come: the codec's chunked coding reads and writes through them in bounded memory.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -31,11 +36,15 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIO_EXTENSIONS",
     "AudioInfo",
+    "AudioSource",
     "atomic_write",
     "atomic_write_text",
     "audio_info",
+    "output_format",
     "read_audio",
+    "resample_blocks",
     "write_audio",
+    "write_blocks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +62,8 @@ _WRITE_FORMATS: dict[str, tuple[str, str]] = {
 # Everything soundfile/libsndfile raise for a file it cannot decode. LibsndfileError is a
 # RuntimeError; MemoryError covers corrupt headers announcing absurd frame counts.
 _DECODE_ERRORS = (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError, EOFError, MemoryError)
+
+_BLOCK = 1 << 16  # frames an AudioSource reads (and resamples) at a time
 
 # The process umask, read once, so atomically written files get normal permissions (mkstemp uses 0600).
 _UMASK = os.umask(0)
@@ -259,3 +270,141 @@ def write_audio(
         raise AudioError(str(err)) from err
     except _DECODE_ERRORS as err:
         raise AudioError(f"{path}: cannot write audio ({_reason(err)})") from err
+
+
+# --------------------------------------------------------------------------- streaming, in blocks
+
+
+@dataclass
+class AudioSource:
+    """Mono float32 audio at a target rate as blocks, read lazily (bounded memory), and what the
+    original was: its rate, length and channels (a ``.vqa`` header records them, so that decoding can
+    restore the rate and length). Make one with :meth:`read` (a file) or :meth:`of_array`."""
+
+    blocks: Iterator[np.ndarray]  # float32 [n] each, at the target rate, num_samples in all
+    num_samples: int  # at the target rate
+    sample_rate: int  # of the original
+    frames: int  # of the original
+    channels: int
+
+    @classmethod
+    def read(cls, source: str | Path | BinaryIO, rate: int) -> AudioSource:
+        """An audio file or file object (anything libsndfile reads), read block by block, at ``rate``.
+
+        Raises:
+            AudioError: missing, empty or unreadable, no samples, or too short for ``rate``; while
+                reading the blocks: corrupt or truncated data, NaN or infinite samples.
+        """
+        name = source if isinstance(source, (str, Path)) else "<stdin>"
+        if isinstance(source, (str, Path)):
+            p = Path(source)
+            if not p.is_file():
+                raise AudioError(f"{p}: no such file")
+            if p.stat().st_size == 0:
+                raise AudioError(f"{p}: empty file (0 bytes)")
+        try:
+            f = sf.SoundFile(source)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            raise AudioError(f"{name}: not a readable audio file ({err})") from None
+
+        def blocks() -> Iterator[np.ndarray]:
+            read = 0
+            with f:
+                while True:
+                    try:
+                        x = f.read(_BLOCK, dtype="float32", always_2d=True)
+                    except (sf.LibsndfileError, RuntimeError) as err:
+                        raise AudioError(f"{name}: corrupt or truncated audio ({err})") from None
+                    read += x.shape[0]
+                    if not np.isfinite(x).all():
+                        raise AudioError(f"{name}: contains NaN or infinite samples")
+                    yield _mono(x)
+                    if x.shape[0] < _BLOCK or read >= f.frames:
+                        return
+
+        try:
+            return _at_rate(name, blocks(), f.samplerate, f.frames, f.channels, rate)
+        except AudioError:
+            f.close()
+            raise
+
+    @classmethod
+    def of_array(cls, wav: np.ndarray | torch.Tensor, sample_rate: int, rate: int) -> AudioSource:
+        """Audio ``[T]`` or ``[C, T]`` (numpy or torch) at ``sample_rate``, at ``rate``: downmixed and
+        resampled in the blocks a file is read in, so an array codes exactly as its float WAV does."""
+        x = _to_numpy(wav)
+        if x.ndim not in (1, 2):
+            raise ValueError(f"expected audio [T] or [C, T], got shape {tuple(x.shape)}")
+        frames = x.reshape(-1, 1) if x.ndim == 1 else x.T  # [T, C], as a file reads
+        if not np.isfinite(frames).all():
+            raise AudioError("<array>: contains NaN or infinite samples")
+        blocks = (_mono(frames[i : i + _BLOCK]) for i in range(0, frames.shape[0], _BLOCK))
+        return _at_rate("<array>", blocks, sample_rate, frames.shape[0], frames.shape[1], rate)
+
+
+def _mono(x: np.ndarray) -> np.ndarray:
+    """Frames ``[n, C]`` -> ``[n]`` float32, channels averaged."""
+    return np.ascontiguousarray(x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0])
+
+
+def _at_rate(
+    name: object, blocks: Iterator[np.ndarray], sr: int, frames: int, channels: int, rate: int
+) -> AudioSource:
+    """Mono blocks of ``frames`` samples at ``sr`` -> an :class:`AudioSource` at ``rate``."""
+    if frames <= 0:
+        raise AudioError(f"{name}: no audio samples")
+    n_out = int(round(frames * rate / sr)) if sr != rate else frames
+    if n_out < 1:
+        raise AudioError(f"{name}: too short to resample to {rate} Hz")
+    return AudioSource(resample_blocks(blocks, sr, rate, n_out), n_out, sr, frames, channels)
+
+
+def resample_blocks(
+    blocks: Iterator[np.ndarray], sr_in: int, sr_out: int, length: int
+) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at ``sr_in`` -> blocks at ``sr_out`` (soxr "HQ", streaming), trimmed or
+    zero-padded to exactly ``length`` samples in all."""
+    rs = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ") if sr_in != sr_out else None
+    written = 0
+    pending = next(blocks, None)
+    while pending is not None:
+        nxt = next(blocks, None)
+        out = rs.resample_chunk(pending, last=nxt is None) if rs is not None else pending
+        out = out[: max(0, length - written)]
+        written += out.size
+        if out.size:
+            yield out
+        pending = nxt
+    if written < length:
+        yield np.zeros(length - written, dtype=np.float32)
+
+
+def output_format(path: Path) -> dict[str, str]:
+    """soundfile's ``format`` and ``subtype`` for writing ``path``, by its extension.
+
+    Raises:
+        UserError: an extension :func:`write_audio` cannot write.
+    """
+    ext = path.suffix.lower()
+    if ext not in _WRITE_FORMATS:
+        supported = ", ".join(_WRITE_FORMATS)
+        raise UserError(f"{path}: unsupported output format '{ext or '(none)'}' (use {supported})")
+    fmt, subtype = _WRITE_FORMATS[ext]
+    return {"format": fmt, "subtype": subtype}
+
+
+def write_blocks(blocks: Iterable[np.ndarray], target: str | Path | BinaryIO, sample_rate: int) -> None:
+    """Write mono float blocks ``[n]`` as they come: to a path (wav/flac/ogg by its extension, 16-bit or
+    Vorbis, atomically), or to a file object as 16-bit WAV (written whole at the end: WAV states its
+    length up front, and the object may be a pipe)."""
+    if isinstance(target, (str, Path)):
+        fmt = output_format(Path(target))
+        with atomic_write(target) as tmp, sf.SoundFile(tmp, "w", sample_rate, 1, **fmt) as out:
+            for b in blocks:
+                out.write(b)
+        return
+    data = io.BytesIO()
+    with sf.SoundFile(data, "w", sample_rate, 1, format="WAV", subtype="PCM_16") as out:
+        for b in blocks:
+            out.write(b)
+    target.write(data.getvalue())

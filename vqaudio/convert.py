@@ -14,7 +14,8 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from vqaudio.codec.compress import AudioSource, output_format, round_trip, write_blocks
+from vqaudio.audio import AudioSource, output_format, write_blocks
+from vqaudio.codec.compress import round_trip
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 

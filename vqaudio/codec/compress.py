@@ -1,7 +1,7 @@
 """Audio <-> codes <-> ``.vqa`` code streams with a model, in chunks, in bounded memory.
 
-The core works on audio as float32 blocks (an :class:`AudioSource`, from an array or read from a file
-block by block, downmixed and stream-resampled with soxr): it encodes ``chunk_samples`` at a time with
+The core works on audio as float32 blocks (a :class:`vqaudio.audio.AudioSource`, from an array or read
+from a file block by block, downmixed and stream-resampled): it encodes ``chunk_samples`` at a time with
 enough audio on both sides to cover the encoder's receptive field (:meth:`VQVAE.receptive_field`), so
 the codes equal those of a whole-signal encode (up to float rounding; see ``tests/test_compress.py``)
 while memory stays bounded for any length; decoding takes one chunk of codes at a time with
@@ -23,19 +23,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
 
-from vqaudio.audio import atomic_write
+from vqaudio.audio import AudioSource, atomic_write, output_format, resample_blocks, write_blocks
 from vqaudio.checkpoint import model_sha256
 from vqaudio.codec.bitstream import LevelInfo, StreamError, StreamHeader, StreamReader, StreamWriter
 from vqaudio.codec.entropy import FrequencyTable, decode_codes, encode_codes
-from vqaudio.errors import AudioError, UserError
+from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
 __all__ = [
-    "AudioSource",
     "EncodeResult",
     "code_tables",
     "compress",
@@ -45,15 +42,12 @@ __all__ = [
     "encode_file",
     "decode_file",
     "encoder_context",
-    "output_format",
     "round_trip",
-    "write_blocks",
 ]
 
 log = logging.getLogger(__name__)
 
 _ENTROPY_MODELS = ("order0", "order1")  # payload byte 0 of each level in an entropy-coded chunk
-_BLOCK = 1 << 16  # frames read (and resampled) at a time
 Progress = Callable[[int, int], None]
 Speaker = str | int | torch.Tensor | None
 
@@ -62,135 +56,6 @@ Speaker = str | int | torch.Tensor | None
 class EncodeResult:
     header: StreamHeader
     num_bytes: int
-
-
-# --------------------------------------------------------------------------- audio in and out
-
-
-@dataclass
-class AudioSource:
-    """Mono float32 audio at a model's rate as blocks, read lazily (bounded memory), and what the
-    original was: its rate, length and channels (a stream header records them, so that decoding can
-    restore the rate and length). Make one with :meth:`read` (a file) or :meth:`of_array`."""
-
-    blocks: Iterator[np.ndarray]  # float32 [n] each, at the model rate, num_samples in all
-    num_samples: int  # at the model rate
-    sample_rate: int  # of the original
-    frames: int  # of the original
-    channels: int
-
-    @classmethod
-    def read(cls, source: str | Path | BinaryIO, sample_rate: int) -> AudioSource:
-        """An audio file (anything libsndfile reads), read block by block, at ``sample_rate``."""
-        name = source if isinstance(source, (str, Path)) else "<stdin>"
-        if isinstance(source, (str, Path)):
-            p = Path(source)
-            if not p.is_file():
-                raise AudioError(f"{p}: no such file")
-            if p.stat().st_size == 0:
-                raise AudioError(f"{p}: empty file (0 bytes)")
-        try:
-            f = sf.SoundFile(source)
-        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-            raise AudioError(f"{name}: not a readable audio file ({err})") from None
-
-        def blocks() -> Iterator[np.ndarray]:
-            read = 0
-            with f:
-                while True:
-                    try:
-                        x = f.read(_BLOCK, dtype="float32", always_2d=True)
-                    except (sf.LibsndfileError, RuntimeError) as err:
-                        raise AudioError(f"{name}: corrupt or truncated audio ({err})") from None
-                    read += x.shape[0]
-                    if not np.isfinite(x).all():
-                        raise AudioError(f"{name}: contains NaN or infinite samples")
-                    yield _mono(x)
-                    if x.shape[0] < _BLOCK or read >= f.frames:
-                        return
-
-        try:
-            return _at_rate(name, blocks(), f.samplerate, f.frames, f.channels, sample_rate)
-        except AudioError:
-            f.close()
-            raise
-
-    @classmethod
-    def of_array(cls, wav: np.ndarray | torch.Tensor, sample_rate: int, model_rate: int) -> AudioSource:
-        """Audio ``[T]`` or ``[C, T]`` at ``sample_rate``, at ``model_rate``: downmixed and resampled in
-        the blocks a file is read in, so an array codes exactly as its float WAV file does."""
-        x = (
-            wav.detach().cpu().float().numpy()
-            if isinstance(wav, torch.Tensor)
-            else np.asarray(wav, np.float32)
-        )
-        if x.ndim not in (1, 2):
-            raise ValueError(f"expected audio [T] or [C, T], got shape {tuple(x.shape)}")
-        frames = x.reshape(-1, 1) if x.ndim == 1 else x.T  # [T, C], as a file reads
-        if not np.isfinite(frames).all():
-            raise AudioError("<array>: contains NaN or infinite samples")
-        blocks = (_mono(frames[i : i + _BLOCK]) for i in range(0, frames.shape[0], _BLOCK))
-        return _at_rate("<array>", blocks, sample_rate, frames.shape[0], frames.shape[1], model_rate)
-
-
-def _mono(x: np.ndarray) -> np.ndarray:
-    """Frames ``[n, C]`` -> ``[n]`` float32, channels averaged."""
-    return np.ascontiguousarray(x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0])
-
-
-def _at_rate(
-    name: object, blocks: Iterator[np.ndarray], sr: int, frames: int, channels: int, rate: int
-) -> AudioSource:
-    """Mono blocks of ``frames`` samples at ``sr`` -> an :class:`AudioSource` at ``rate``."""
-    if frames <= 0:
-        raise AudioError(f"{name}: no audio samples")
-    n_out = int(round(frames * rate / sr)) if sr != rate else frames
-    if n_out < 1:
-        raise AudioError(f"{name}: too short to resample to {rate} Hz")
-    return AudioSource(_resampled(blocks, sr, rate, n_out), n_out, sr, frames, channels)
-
-
-def _resampled(blocks: Iterator[np.ndarray], sr_in: int, sr_out: int, length: int) -> Iterator[np.ndarray]:
-    """Stream-resample and trim / zero-pad to exactly ``length`` samples."""
-    rs = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ") if sr_in != sr_out else None
-    written = 0
-    pending = next(blocks, None)
-    while pending is not None:
-        nxt = next(blocks, None)
-        out = rs.resample_chunk(pending, last=nxt is None) if rs is not None else pending
-        out = out[: max(0, length - written)]
-        written += out.size
-        if out.size:
-            yield out
-        pending = nxt
-    if written < length:
-        yield np.zeros(length - written, dtype=np.float32)
-
-
-def output_format(path: Path) -> dict[str, str]:
-    ext = path.suffix.lower()
-    formats = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
-    if ext not in formats:
-        raise UserError(f"{path}: unsupported output format '{ext or '(none)'}' (use .wav, .flac or .ogg)")
-    fmt, subtype = formats[ext]
-    return {"format": fmt, "subtype": subtype}
-
-
-def write_blocks(blocks: Iterable[np.ndarray], target: str | Path | BinaryIO, sample_rate: int) -> None:
-    """Write mono float blocks ``[n]`` as they come: to a path (wav/flac/ogg by its extension, 16-bit or
-    Vorbis, atomically), or to a file object as 16-bit WAV (written whole at the end: WAV states its
-    length up front, and the object may be a pipe)."""
-    if isinstance(target, (str, Path)):
-        fmt = output_format(Path(target))
-        with atomic_write(target) as tmp, sf.SoundFile(tmp, "w", sample_rate, 1, **fmt) as out:
-            for b in blocks:
-                out.write(b)
-        return
-    data = io.BytesIO()
-    with sf.SoundFile(data, "w", sample_rate, 1, format="WAV", subtype="PCM_16") as out:
-        for b in blocks:
-            out.write(b)
-    target.write(data.getvalue())
 
 
 # --------------------------------------------------------------------------- encoding
@@ -344,7 +209,7 @@ def round_trip(
     chunk = _chunk_samples(model, [lv], chunk_seconds)
     codes = (c[0] for c in _encode_chunks(model, src, [lv], chunk))
     audio = _decode_chunks(model, codes, lv, src.num_samples, chunk, speaker)
-    return _clamped(_resampled(audio, model.sample_rate, src.sample_rate, src.frames))
+    return _clamped(resample_blocks(audio, model.sample_rate, src.sample_rate, src.frames))
 
 
 # --------------------------------------------------------------------------- streams
@@ -563,7 +428,7 @@ def decode_file(
     try:
         header, blocks = _decode(model, StreamReader(f), level, speaker, progress)
         rate, length = _output_rate(header, sample_rate)
-        write_blocks(_clamped(_resampled(blocks, header.sample_rate, rate, length)), target, rate)
+        write_blocks(_clamped(resample_blocks(blocks, header.sample_rate, rate, length)), target, rate)
         return header
     finally:
         if isinstance(source, (str, Path)):
