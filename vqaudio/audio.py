@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "WRITE_EXTENSIONS",
     "AudioInfo",
     "AudioSource",
     "atomic_write",
@@ -58,6 +59,8 @@ _WRITE_FORMATS: dict[str, tuple[str, str]] = {
     ".flac": ("FLAC", "PCM_16"),
     ".ogg": ("OGG", "VORBIS"),
 }
+WRITE_EXTENSIONS: tuple[str, ...] = tuple(_WRITE_FORMATS)
+"""File extensions :func:`write_audio` can write."""
 
 # Everything soundfile/libsndfile raise for a file it cannot decode. LibsndfileError is a
 # RuntimeError; MemoryError covers corrupt headers announcing absurd frame counts.

@@ -78,13 +78,18 @@ def reference_embedding(model: VQVAE, references: list[Path]) -> torch.Tensor:
     return model.embed_reference(clips)
 
 
-def enroll(model: VQVAE, model_path: str | Path, name: str, references: list[Path]) -> Path:
-    """Embed ``references`` and store the voice as ``name`` in the model's sidecar; returns its path."""
+def enroll(
+    model: VQVAE, model_path: str | Path, name: str, references: list[Path], replace: bool = False
+) -> Path:
+    """Embed ``references`` and store the voice as ``name`` in the model's sidecar; returns its path.
+    An enrolled voice of that name is replaced only when ``replace`` is set."""
     if not name or name.strip() != name or "\t" in name:
         raise UserError(f"bad voice name {name!r}")
     if name in model.speakers:
         raise UserError(f"'{name}' is already a training speaker of this model; pick another name")
-    load_voices(model, model_path)  # refuses a sidecar of another model before any work
+    enrolled = load_voices(model, model_path)  # refuses a sidecar of another model before any work
+    if name in enrolled and not replace:
+        raise UserError(f"'{name}' is already enrolled for this model (use --force to replace it)")
     emb = reference_embedding(model, references)
     path = voices_path(model_path, model_sha256(model))
     previous = json.loads(path.read_text(encoding="utf-8"))["voices"] if path.is_file() else {}

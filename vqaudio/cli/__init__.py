@@ -8,6 +8,7 @@ this order gives ``vqaudio --help`` its order.
 from __future__ import annotations
 
 import importlib
+import signal
 
 from vqaudio.cli.common import app
 
@@ -17,6 +18,12 @@ for _topic in ("train", "codec", "models", "analysis", "voice", "report"):
 __all__ = ["app", "main"]
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like SIGINT does, so partial outputs (temporary files) are removed on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminated)
     app(prog_name="vqaudio")

@@ -47,6 +47,7 @@ def encode(
 ) -> None:
     """Compress audio files into .vqa code streams."""
 
+    from vqaudio.audio import AUDIO_EXTENSIONS
     from vqaudio.checkpoint import load_model
     from vqaudio.codec.compress import encode_file
     from vqaudio.device import resolve_device
@@ -57,7 +58,7 @@ def encode(
         chosen = [int(v) for v in levels.split(",")] if levels is not None else [level or 0]
     except ValueError:
         raise UserError(f"--levels expects comma-separated integers, got {levels!r}") from None
-    plan, many = plan_files(inputs, out, (".wav", ".flac", ".ogg", ".mp3"), ".vqa", force)
+    plan, many = plan_files(inputs, out, AUDIO_EXTENSIONS, ".vqa", force)
     net = load_model(model, resolve_device(device))
     total_in = total_out = 0.0
     with progress_bar(True) as bar:
@@ -112,6 +113,7 @@ def decode(
 ) -> None:
     """Decode .vqa code streams back to audio (trimmed to the original length, never clipping)."""
 
+    from vqaudio.audio import WRITE_EXTENSIONS
     from vqaudio.checkpoint import load_model
     from vqaudio.codec.compress import decode_file
     from vqaudio.device import resolve_device
@@ -124,7 +126,7 @@ def decode(
             rate = int(sample_rate)
         else:
             raise UserError(f"--sample-rate expects Hz (>= 1000) or 'orig', got {sample_rate!r}")
-    plan, many = plan_files(inputs, out, (".vqa",), ".wav", force)
+    plan, many = plan_files(inputs, out, (".vqa",), ".wav", force, WRITE_EXTENSIONS)
     net = load_model(model, resolve_device(device))
     with progress_bar(True) as bar:
         task = bar.add_task("decoding", total=len(plan) if many else None)
@@ -161,6 +163,10 @@ def export(
     from vqaudio.checkpoint import load_model, save_checkpoint
     from vqaudio.codec.compress import code_tables
 
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; give the file to write")
+    if out.suffix != ".safetensors":
+        raise UserError(f"{out}: the output must end in .safetensors")
     if out.exists() and not force:
         raise UserError(f"{out} exists (use --force to overwrite)")
     net = load_model(model)
@@ -182,7 +188,9 @@ def info(
     from vqaudio.codec.bitstream import StreamReader
 
     if not stream.is_file():
-        raise UserError(f"{stream}: no such file")
+        raise UserError(
+            f"{stream}: is a folder; give one .vqa file" if stream.is_dir() else f"{stream}: no such file"
+        )
     size = stream.stat().st_size
     with open(stream, "rb") as f:
         reader = StreamReader(f)

@@ -88,10 +88,19 @@ def expand_inputs(inputs: list[Path], suffixes: tuple[str, ...]) -> list[tuple[P
 
 
 def plan_outputs(
-    inputs: list[tuple[Path, Path]], out: Path, suffix: str, force: bool, many: bool
+    inputs: list[tuple[Path, Path]],
+    out: Path,
+    suffix: str,
+    force: bool,
+    many: bool,
+    out_suffixes: tuple[str, ...] | None = None,
 ) -> list[tuple[Path, Path | str]]:
-    """Where each input goes; refuses to overwrite unless ``force`` (checked before any work)."""
+    """Where each input goes, checked before any work: an existing output needs ``force``; an output
+    named like none of ``out_suffixes`` (default: ``suffix``), an output that is its own input and two
+    inputs that would write one output are refused."""
+    allowed = out_suffixes or (suffix,)
     plan: list[tuple[Path, Path | str]] = []
+    sources: dict[Path, Path] = {}
     for src, rel in inputs:
         if str(out) == "-":
             if many:
@@ -99,6 +108,20 @@ def plan_outputs(
             plan.append((src, "-"))
             continue
         target = out / rel.with_suffix(suffix) if many or out.is_dir() else out
+        key = target.resolve()
+        if key in sources:
+            raise UserError(
+                f"{sources[key]} and {src} would both write {target}; give their parent folder instead "
+                "(outputs mirror its tree) or run them one at a time"
+            )
+        sources[key] = src
+        if str(src) != "-" and key == src.resolve():
+            raise UserError(f"{target}: the output is the input file")
+        if target.suffix.lower() not in allowed:
+            raise UserError(
+                f"{target}: unsupported output format '{target.suffix or '(none)'}' "
+                f"(use {', '.join(allowed)}, a folder or -)"
+            )
         if target.exists() and not force:
             raise UserError(f"{target} exists (use --force to overwrite)")
         plan.append((src, target))
@@ -106,14 +129,22 @@ def plan_outputs(
 
 
 def plan_files(
-    inputs: list[Path], out: Path, in_suffixes: tuple[str, ...], out_suffix: str, force: bool
+    inputs: list[Path],
+    out: Path,
+    in_suffixes: tuple[str, ...],
+    out_suffix: str,
+    force: bool,
+    out_suffixes: tuple[str, ...] | None = None,
 ) -> tuple[list[tuple[Path, Path | str]], bool]:
     """Inputs expanded, outputs planned (a folder is created for many); ``many`` tells which."""
     files = expand_inputs(inputs, in_suffixes)
     many = len(files) > 1 or any(p.is_dir() for p in inputs)
+    plan = plan_outputs(files, out, out_suffix, force, many, out_suffixes)
     if many and str(out) != "-":
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out}: not a folder (several inputs need an output folder)")
         out.mkdir(parents=True, exist_ok=True)
-    return plan_outputs(files, out, out_suffix, force, many), many
+    return plan, many
 
 
 R = TypeVar("R")
@@ -124,15 +155,20 @@ def run_io(src: Path, target: Path | str, work: Callable[[Any, Any], R]) -> R:
     import io
 
     source: Any = io.BytesIO(sys.stdin.buffer.read()) if str(src) == "-" else src
-    if target == "-":
-        buf = io.BytesIO()
-        result = work(source, buf)
-        sys.stdout.buffer.write(buf.getvalue())
-        sys.stdout.buffer.flush()
-        return result
-    assert isinstance(target, Path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return work(source, target)
+    try:
+        if target == "-":
+            buf = io.BytesIO()
+            result = work(source, buf)
+            sys.stdout.buffer.write(buf.getvalue())
+            sys.stdout.buffer.flush()
+            return result
+        assert isinstance(target, Path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return work(source, target)
+    except UserError as err:  # name the file: with many inputs the message alone does not say which
+        if str(err).startswith(str(src)):
+            raise
+        raise type(err)(f"{src}: {err}") from err
 
 
 def per_chunk(bar: Any, task: Any, many: bool) -> Callable[[int, int], None]:
@@ -154,6 +190,6 @@ def progress_bar(enabled: bool) -> Any:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        disable=not enabled,
+        disable=not enabled or not err_console.is_terminal,  # a log file gets no bar (nor a blank line)
         transient=True,
     )

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vqaudio.cli.common import (
+    ForceOpt,
     RecipeArg,
     SetOpt,
     app,
@@ -120,6 +121,8 @@ def train(
         best = f"{result.best_metric:.4f}" if result.best_metric is not None else "n/a"
         state = "interrupted" if result.interrupted else "finished"
         console.print(f"{state} at step {result.step}; best valid mel {best}; run directory {result.run_dir}")
+    if result.interrupted and result.signal is not None:  # saved; the shell still learns it was stopped
+        raise typer.Exit(128 + result.signal)
 
 
 @app.command("config")
@@ -139,11 +142,14 @@ def toy_corpus(
     utterances: Annotated[int, typer.Option(min=1, help="Utterances per speaker.")] = 12,
     seconds: Annotated[float, typer.Option(min=0.1, help="Mean utterance length in seconds.")] = 2.0,
     seed: int = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Generate a small synthetic speech-like corpus (for smoke tests and recipes/tiny.yaml)."""
     from vqaudio.data.synthetic import make_toy_corpus
 
-    root = make_toy_corpus(out, speakers=speakers, utterances=utterances, seconds=seconds, seed=seed)
+    root = make_toy_corpus(
+        out, speakers=speakers, utterances=utterances, seconds=seconds, seed=seed, overwrite=force
+    )
     err_console.print(f"wrote {speakers * utterances} utterances to {root}")
 
 

@@ -73,6 +73,7 @@ def convert(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Say the same words in another voice: encode with a level's codes, decode as --speaker."""
+    from vqaudio.audio import AUDIO_EXTENSIONS, WRITE_EXTENSIONS
     from vqaudio.checkpoint import load_model
     from vqaudio.convert import convert_file
     from vqaudio.device import resolve_device
@@ -81,7 +82,7 @@ def convert(
 
     if str(out) == "-":
         raise UserError("convert writes files: give an output path, not -")
-    plan, many = plan_files(inputs, out, (".wav", ".flac", ".ogg", ".mp3"), ".wav", force)
+    plan, many = plan_files(inputs, out, AUDIO_EXTENSIONS, ".wav", force, WRITE_EXTENSIONS)
     if (speaker is None) == (not reference):
         raise UserError("give either --speaker NAME or --reference CLIP (one or more), not both")
     source = resolve_model(model)
@@ -115,6 +116,9 @@ def enroll(
         str, typer.Option("--name", help="Name to give the voice (used with convert --speaker).")
     ],
     model: ModelOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Replace an enrolled voice of that name.")
+    ] = False,
 ) -> None:
     """Store a voice from reference clips in a sidecar next to the model (the checkpoint is not modified)."""
     from vqaudio.checkpoint import load_model
@@ -123,7 +127,7 @@ def enroll(
 
     source = resolve_model(model)
     net = load_model(source)
-    path = enroll_voice(net, source, name, references)
+    path = enroll_voice(net, source, name, references, replace=force)
     err_console.print(f"enrolled '{name}' from {len(references)} clip(s) into {path}", highlight=False)
 
 

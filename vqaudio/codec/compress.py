@@ -155,6 +155,8 @@ def _decode_chunks(
         yield wav[a : a + end - f0 * hop].float().cpu().numpy()
         drop = max(0, f1 - ctx - buf_start)
         buf, buf_start = buf[drop:], buf_start + drop
+    for _ in codes:  # read the source to its end, so its own checks run (a stream's trailing bytes)
+        pass
 
 
 def _clamped(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

@@ -37,10 +37,15 @@ A stream is only the rANS bytes: the caller stores the code count, the model nam
 from __future__ import annotations
 
 import operator
+import os
 import struct
 import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
+from numba import config as numba_config
 from numba import njit
 
 from vqaudio.errors import UserError
@@ -54,6 +59,29 @@ __all__ = [
     "rans_decode",
     "rans_encode",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def numba_cache_dir() -> Path:
+    """Where the compiled kernels are cached: ``$NUMBA_CACHE_DIR`` when set, else
+    ``$XDG_CACHE_HOME/vqaudio/numba`` (``~/.cache`` without XDG_CACHE_HOME); never inside the installed
+    package, which may be read-only or shared."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vqaudio" / "numba"
+
+
+def _kernel(func: _F) -> _F:
+    """``njit(cache=True)`` with the cache in :func:`numba_cache_dir` (numba fixes a function's cache
+    folder when it is decorated; numba's global setting is restored at once, for other libraries)."""
+    saved = numba_config.CACHE_DIR  # type: ignore[attr-defined]
+    numba_config.CACHE_DIR = str(numba_cache_dir())  # type: ignore[attr-defined]
+    try:
+        return njit(cache=True)(func)  # type: ignore[return-value]
+    finally:
+        numba_config.CACHE_DIR = saved  # type: ignore[attr-defined]
+
 
 RANS_L = 1 << 23  # lower bound of the normalised state interval [L, 256 L) (ryg_rans' RANS_BYTE_L)
 MAX_PRECISION = 16  # bits of a FrequencyTable's total
@@ -221,7 +249,7 @@ class FrequencyTable:
 # numba kernels: rANS core
 
 
-@njit(cache=True)
+@_kernel
 def _rans_encode_pairs(starts: np.ndarray, freqs: np.ndarray, scale: int) -> tuple[np.ndarray, int]:
     """rANS-encode the intervals ``[start, start + freq)`` of a total ``2**scale``, last first (ryg_rans'
     RansEncPut/RansEncFlush). Returns a buffer and the offset where the stream starts in it."""
@@ -244,7 +272,7 @@ def _rans_encode_pairs(starts: np.ndarray, freqs: np.ndarray, scale: int) -> tup
     return buf, pos
 
 
-@njit(cache=True)
+@_kernel
 def _rans_init(data: np.ndarray) -> tuple[np.int64, int]:
     """Read the initial state; status 1 if truncated, 2 if outside ``[L, 256 L)``."""
     if data.shape[0] < 4:
@@ -255,7 +283,7 @@ def _rans_init(data: np.ndarray) -> tuple[np.int64, int]:
     return x, 0
 
 
-@njit(cache=True)
+@_kernel
 def _decode_order0(
     data: np.ndarray, count: int, cdf: np.ndarray, freqs: np.ndarray, lookup: np.ndarray, scale: int
 ) -> tuple[np.ndarray, int]:
@@ -286,7 +314,7 @@ def _decode_order0(
 # numba kernels: adaptive order-1 model (per-context Fenwick trees over successor counts)
 
 
-@njit(cache=True)
+@_kernel
 def _prefix(tree: np.ndarray, p: int, i: int) -> int:
     """Sum of the counts of symbols ``< i`` in context ``p``."""
     total = 0
@@ -296,7 +324,7 @@ def _prefix(tree: np.ndarray, p: int, i: int) -> int:
     return total
 
 
-@njit(cache=True)
+@_kernel
 def _count(
     tree: np.ndarray, totals: np.ndarray, distinct: np.ndarray, p: int, s: int, new: bool, params: np.ndarray
 ) -> None:
@@ -327,7 +355,7 @@ def _count(
         totals[p] = total
 
 
-@njit(cache=True)
+@_kernel
 def _order1_intervals(
     symbols: np.ndarray, cdf0: np.ndarray, params: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -359,7 +387,7 @@ def _order1_intervals(
     return starts, freqs
 
 
-@njit(cache=True)
+@_kernel
 def _decode_order1(
     data: np.ndarray, count: int, cdf0: np.ndarray, params: np.ndarray
 ) -> tuple[np.ndarray, int]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+
+from vqaudio.audio import write_audio
+from vqaudio.errors import UserError
 
 __all__ = ["make_toy_corpus", "toy_utterance"]
 
@@ -75,16 +77,33 @@ def make_toy_corpus(
     seconds: float = 2.0,
     sample_rate: int = 16000,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``out_dir/<speaker>/<utt>.wav``: a plain-folder corpus (speaker = folder name)."""
+    """Write ``out_dir/<speaker>/<utt>.wav``: a plain-folder corpus (speaker = folder name).
+
+    Raises:
+        UserError: ``out_dir`` is a file or cannot be created, or (unless ``overwrite``) one of the files
+            to write exists already; checked before anything is written.
+    """
     root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root}: not a folder")
+    paths = [root / f"spk{s}" / f"spk{s}_{u:03d}.wav" for s in range(speakers) for u in range(utterances)]
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise UserError(
+            f"{existing[0]} exists ({len(existing)} of the corpus's files do; use --force to overwrite)"
+        )
+    try:
+        for s in range(speakers):
+            (root / f"spk{s}").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{root}: cannot create the corpus folder ({err.strerror or err})") from None
     rng = np.random.default_rng(seed)
     for s in range(speakers):
         f0 = 90 + 150 * s / max(1, speakers - 1)
         tract = 1.0 + 0.25 * s / max(1, speakers - 1)
-        spk_dir = root / f"spk{s}"
-        spk_dir.mkdir(parents=True, exist_ok=True)
         for u in range(utterances):
             wav = toy_utterance(rng, sample_rate, seconds * rng.uniform(0.7, 1.3), f0, tract)
-            sf.write(spk_dir / f"spk{s}_{u:03d}.wav", wav, sample_rate, subtype="PCM_16")
+            write_audio(paths[s * utterances + u], wav, sample_rate)
     return root

@@ -160,4 +160,13 @@ class RunDir:
         try:
             return torch.load(path, map_location=device, weights_only=True)  # type: ignore[no-any-return]
         except Exception as err:  # noqa: BLE001 - any failure here means an unusable file
-            raise CheckpointError(f"{path}: unreadable training state ({err})") from None
+            raise CheckpointError(f"{path}: unreadable training state ({_load_failure(err)})") from None
+
+
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line, without torch's advice to retry with
+    ``weights_only=False`` (never take it for a file you did not write: it runs arbitrary code)."""
+    text = str(err)
+    if "weights_only" in text or "Weights only" in text:
+        return "it holds objects other than tensors and plain data, which vqaudio never unpickles"
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__

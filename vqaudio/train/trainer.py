@@ -78,6 +78,7 @@ class TrainResult:
     interrupted: bool
     skipped_steps: int
     history: list[dict[str, float]] = field(default_factory=list)
+    signal: int | None = None  # the signal that stopped an interrupted run (SIGINT, SIGTERM), if any
 
 
 def schedule_progress(step: int, cfg: RunConfig, minutes: float = 0.0) -> float:
@@ -162,6 +163,7 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.stop = False
+        self.signum: int | None = None
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
@@ -177,6 +179,7 @@ class _StopFlag:
             signal.signal(signum, signal.SIG_DFL)
             raise KeyboardInterrupt
         self.stop = True
+        self.signum = signum
 
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
@@ -727,7 +730,14 @@ class Trainer:
         all_reduce_flag(True, self.device)
         self.log.close()
         return TrainResult(
-            self.step, self.run.root, last_saved, self.best, interrupted, self.skipped, self.history
+            self.step,
+            self.run.root,
+            last_saved,
+            self.best,
+            interrupted,
+            self.skipped,
+            self.history,
+            flag.signum if interrupted else None,
         )
 
 
