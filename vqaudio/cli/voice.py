@@ -169,8 +169,8 @@ def eval_convert(
     from vqaudio.checkpoint import load_model
     from vqaudio.data import scan_manifest
     from vqaudio.device import resolve_device
-    from vqaudio.evaluate_conversion import evaluate_conversion
-    from vqaudio.report import NO_SIMILARITY
+    from vqaudio.eval.conversion import evaluate_conversion
+    from vqaudio.eval.report import NO_SIMILARITY
     from vqaudio.voices import reference_embedding
 
     net = load_model(model, resolve_device(device))
@@ -204,7 +204,7 @@ def eval_convert(
     phone_labels = None
     if labels is not None:
         from vqaudio.analysis import read_labels
-        from vqaudio.analyze import find_pairs
+        from vqaudio.eval.phones import find_pairs
 
         found, _ = find_pairs(data, labels)
         phone_labels = {
