@@ -203,7 +203,7 @@ def eval_convert(
         err_console.print(f"enrolled {voice} from {len(clips)} clips ({total:.1f} s)", highlight=False)
     phone_labels = None
     if labels is not None:
-        from vqaudio.analysis import read_labels
+        from vqaudio.data.labels import read_labels
         from vqaudio.eval.phones import find_pairs
 
         found, _ = find_pairs(data, labels)

@@ -35,11 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from vqaudio.analysis import check_coverage, label_frames, pair_audio_labels, read_labels
+from vqaudio.analysis import check_coverage, label_frames
 from vqaudio.analysis.metrics import LevelAnalysis, UttCodes, analyze_level, run_seconds
 from vqaudio.analysis.plots import plot_code_usage, plot_confusion, plot_cooccurrence, plot_durations
 from vqaudio.audio import atomic_write, read_audio
 from vqaudio.data import is_heldout_voice, scan_manifest
+from vqaudio.data.labels import pair_audio_labels, read_labels
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
