@@ -1,4 +1,4 @@
-"""Tests for vqaudio.data.labels: phone label formats, folding and pairing."""
+"""Tests for vqaudio.data.labels: phone label formats, folding and normalisation."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from vqaudio.data.labels import (
     TIMIT_61_TO_39,
     PhoneIntervals,
     normalise,
-    pair_audio_labels,
     read_htk_lab,
     read_labels,
     read_textgrid,
@@ -419,59 +418,6 @@ def test_phone_intervals_container() -> None:
         PhoneIntervals.from_tuples([(0.5, 0.5, "a")])
     with pytest.raises(ValueError, match="labels"):
         PhoneIntervals(np.zeros(2), np.ones(2), ("a",))
-
-
-# --- pairing -----------------------------------------------------------------------------------------
-
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
-
-
-def test_pair_audio_labels(tmp_path: Path) -> None:
-    audio, labels = tmp_path / "wavs", tmp_path / "labels"
-    a1 = touch(audio / "p1" / "u1.wav")
-    a2 = touch(audio / "p1" / "u2.flac")
-    a3 = touch(audio / "p2" / "u3.WAV")
-    lonely = touch(audio / "p2" / "u4.wav")
-    touch(audio / "p2" / "._u3.wav")  # macOS metadata: ignored
-    dup_a = [touch(audio / "p1" / "dup.wav"), touch(audio / "p2" / "dup.wav")]
-    l1 = touch(labels / "p1" / "u1.tsv")
-    l2 = touch(labels / "u2.TextGrid")  # flat labels folder: matched by stem
-    l3 = touch(labels / "p2" / "u3.lab")
-    orphan = touch(labels / "extra" / "u9.tsv")
-    touch(labels / "dup.tsv")
-    touch(labels / "notes.md")  # not a label file
-    pairs, problems = pair_audio_labels(audio, labels)
-    assert pairs == sorted([(a1, l1), (a2, l2), (a3, l3)])
-    assert f"audio without labels: {lonely}" in problems
-    assert f"labels without audio: {orphan}" in problems
-    ambiguous = [p for p in problems if p.startswith("ambiguous stem 'dup'")]
-    assert len(ambiguous) == 1 and all(str(p) in ambiguous[0] for p in dup_a)
-    assert len(problems) == 3
-    assert all("\n" not in p for p in problems)
-    only_tsv, problems = pair_audio_labels(audio, labels, fmt="tsv")
-    assert only_tsv == [(a1, l1)]
-    assert f"audio without labels: {a2}" in problems
-
-
-def test_pair_same_folder_several_formats(tmp_path: Path) -> None:
-    root = tmp_path / "TIMIT" / "TRAIN" / "DR1" / "FCJF0"
-    wav = touch(root / "SA1.WAV")
-    phn = touch(root / "SA1.PHN")
-    touch(root / "SA1.TXT")
-    touch(root / "SA1.WRD")
-    both = [touch(tmp_path / "x" / "u.wav"), touch(tmp_path / "x" / "u.flac")]
-    pairs, problems = pair_audio_labels(tmp_path, tmp_path)
-    assert pairs == [(wav, phn)]
-    assert len(problems) == 2
-    assert problems[0] == f"several audio files for x/u: {both[1]}, {both[0]}"
-    assert problems[1].startswith(f"1 names have label files in several formats; used e.g. {phn} over")
-    assert pair_audio_labels(tmp_path, tmp_path, fmt="timit") == ([(wav, phn)], problems[:1])
-    with pytest.raises(UserError, match="not a folder"):
-        pair_audio_labels(tmp_path / "nope", tmp_path)
 
 
 def test_label_readers_and_analysis_import_no_torch() -> None:

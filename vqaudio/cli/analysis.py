@@ -48,8 +48,9 @@ def analyze(
 ) -> None:
     """Align each level's codes with phone labels: purity, PNMI, mapping accuracy, speaker leakage, plots."""
     from vqaudio.checkpoint import load_model
+    from vqaudio.data.pairing import find_pairs
     from vqaudio.device import resolve_device
-    from vqaudio.eval.phones import analyze_corpus, find_pairs, write_report
+    from vqaudio.eval.phones import analyze_corpus, write_report
 
     if fmt not in ("textgrid", "timit", "htk", "tsv", "auto"):
         raise UserError(f"--format must be textgrid, timit, htk, tsv or auto, got {fmt!r}")

@@ -204,7 +204,7 @@ def eval_convert(
     phone_labels = None
     if labels is not None:
         from vqaudio.data.labels import read_labels
-        from vqaudio.eval.phones import find_pairs
+        from vqaudio.data.pairing import find_pairs
 
         found, _ = find_pairs(data, labels)
         phone_labels = {

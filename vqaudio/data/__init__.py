@@ -1,5 +1,5 @@
-"""Corpora on disk, phone labels, train/validation splits, reproducible training segments and their
-augmentation.
+"""Corpora on disk, phone labels and their pairing with audio, train/validation splits, reproducible
+training segments and their augmentation.
 
 The names below are imported lazily, so ``import vqaudio.data.labels`` or ``vqaudio.data.corpora``
 (numpy only) does not import torch; the dataset and augmentation modules do.
@@ -61,6 +61,7 @@ __getattr__, __dir__ = lazy_exports(
             "read_tsv_labels",
             "strip_stress",
         ),
+        "vqaudio.data.pairing": ("LabelledUtterance", "find_pairs"),
     },
 )
 
@@ -106,6 +107,7 @@ if TYPE_CHECKING:
         read_tsv_labels,
         strip_stress,
     )
+    from vqaudio.data.pairing import LabelledUtterance, find_pairs
 
 __all__ = [
     # augment
@@ -153,4 +155,7 @@ __all__ = [
     "read_timit_phn",
     "read_tsv_labels",
     "strip_stress",
+    # pairing
+    "LabelledUtterance",
+    "find_pairs",
 ]

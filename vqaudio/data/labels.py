@@ -21,8 +21,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,15 +30,14 @@ import numpy as np
 from vqaudio.errors import UserError
 
 __all__ = [
-    "AUDIO_SUFFIXES",
     "LABEL_FORMATS",
     "SILENCE",
     "SILENCE_LABELS",
     "TIMIT_39_PHONES",
     "TIMIT_61_TO_39",
     "PhoneIntervals",
+    "label_suffixes",
     "normalise",
-    "pair_audio_labels",
     "read_htk_lab",
     "read_labels",
     "read_textgrid",
@@ -57,16 +55,14 @@ SILENCE_LABELS: frozenset[str] = frozenset({"sil", "sp", "spn", "pau", "h#", "<s
 """Silence markers (compared lower-cased): MFA/Kaldi ``sil``/``sp``/``spn``, flite/Festival ``pau``,
 TIMIT ``h#``, ``<sil>``, and an empty interval (an unlabelled TextGrid interval)."""
 
-AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
 LABEL_FORMATS: dict[str, tuple[str, ...]] = {
     "textgrid": (".textgrid",),
     "timit": (".phn",),
     "htk": (".lab",),
     "tsv": (".tsv", ".txt"),
 }
-"""Label file suffixes (lower-cased) per format; ``fmt="auto"`` picks the format from the suffix."""
-
-_AUTO_PRIORITY: tuple[str, ...] = (".textgrid", ".phn", ".lab", ".tsv", ".txt")
+"""Label file suffixes (lower-cased) per format; ``fmt="auto"`` picks the format from the suffix, and
+where one name has files of several formats prefers them in this order (:func:`label_suffixes`)."""
 
 # TIMIT's 61 phones -> the 39 scoring classes of Lee & Hon (1989), as in Kaldi's
 # egs/timit/s5/conf/phones.60-48-39.map (third column). ``q`` (glottal stop) has no class: dropped.
@@ -474,7 +470,7 @@ def _format_of(path: Path) -> str:
     for fmt, suffixes in LABEL_FORMATS.items():
         if suffix in suffixes:
             return fmt
-    known = ", ".join(s for suffixes in LABEL_FORMATS.values() for s in suffixes)
+    known = ", ".join(label_suffixes())
     raise UserError(f"{path}: unknown label file type {path.suffix!r} (known: {known}); pass the format")
 
 
@@ -506,78 +502,22 @@ def read_labels(
         return read_htk_lab(path, strip_stress=strip_stress)
     if fmt == "tsv":
         return read_tsv_labels(path, strip_stress=strip_stress)
-    raise UserError(f"unknown label format {fmt!r} (expected auto, {', '.join(LABEL_FORMATS)})")
+    raise _unknown_format(fmt)
 
 
-# --- pairing audio with labels ----------------------------------------------------------------------
+def label_suffixes(fmt: str = "auto") -> tuple[str, ...]:
+    """The lower-case file suffixes of label format ``fmt``, in order of preference where one name has
+    several (``"auto"``: every format's, TextGrid, PHN, lab, tsv, txt).
 
-
-def _scan(root: Path, suffixes: Sequence[str]) -> dict[str, list[Path]]:
-    """Files under ``root`` (recursive; dotfiles skipped) by relative path without suffix."""
-    found: dict[str, list[Path]] = defaultdict(list)
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file():
-            found[p.relative_to(root).with_suffix("").as_posix()].append(p)
-    return found
-
-
-def pair_audio_labels(
-    audio_root: PathLike, labels_root: PathLike, fmt: str = "auto"
-) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Pair audio files (wav/flac/ogg/mp3) with label files by name, searching both trees recursively.
-
-    Files are matched by relative path without suffix (``wavs/p1/u1.wav`` <-> ``labels/p1/u1.tsv``),
-    then the rest by bare stem where that stem is unique on both sides. Where one name has label
-    files in several formats (TIMIT's ``.PHN`` next to its ``.TXT``), ``fmt="auto"`` takes the first
-    of TextGrid, PHN, lab, tsv, txt and says so in one summary problem.
-
-    Returns:
-        ``(pairs, problems)``: ``(audio, labels)`` pairs sorted by audio path, and one-line messages
-        for audio without labels, labels without audio and ambiguous names (none of which are paired).
+    Raises:
+        UserError: an unknown format.
     """
-    audio_root, labels_root = Path(audio_root), Path(labels_root)
-    for root in (audio_root, labels_root):
-        if not root.is_dir():
-            raise UserError(f"{root}: not a folder")
-    if fmt != "auto" and fmt not in LABEL_FORMATS:
-        raise UserError(f"unknown label format {fmt!r} (expected auto, {', '.join(LABEL_FORMATS)})")
-    label_suffixes = _AUTO_PRIORITY if fmt == "auto" else LABEL_FORMATS[fmt]
-    problems: list[str] = []
-    audio: dict[str, Path] = {}
-    for key, files in _scan(audio_root, AUDIO_SUFFIXES).items():
-        if len(files) > 1:
-            problems.append(f"several audio files for {key}: {', '.join(map(str, files))}")
-        else:
-            audio[key] = files[0]
-    labels: dict[str, Path] = {}
-    several: list[str] = []
-    for key, files in _scan(labels_root, label_suffixes).items():
-        labels[key] = min(files, key=lambda p: label_suffixes.index(p.suffix.lower()))
-        if len(files) > 1:
-            several.append(f"{labels[key]} over {', '.join(str(f) for f in files if f != labels[key])}")
-    if several:
-        problems.append(
-            f"{len(several)} names have label files in several formats; used e.g. {several[0]} "
-            f"(priority {', '.join(label_suffixes)}; pass fmt to choose)"
-        )
-    pairs = [(audio.pop(key), labels.pop(key)) for key in sorted(set(audio) & set(labels))]
-    audio_by_stem: dict[str, list[Path]] = defaultdict(list)
-    labels_by_stem: dict[str, list[Path]] = defaultdict(list)
-    for path in audio.values():
-        audio_by_stem[path.stem].append(path)
-    for path in labels.values():
-        labels_by_stem[path.stem].append(path)
-    for stem, audio_files in sorted(audio_by_stem.items()):
-        label_files = labels_by_stem.pop(stem, [])
-        if len(audio_files) == 1 and len(label_files) == 1:
-            pairs.append((audio_files[0], label_files[0]))
-        elif label_files:
-            problems.append(
-                f"ambiguous stem {stem!r}: audio {', '.join(map(str, audio_files))}; "
-                f"labels {', '.join(map(str, label_files))}"
-            )
-        else:
-            problems.extend(f"audio without labels: {p}" for p in audio_files)
-    problems.extend(f"labels without audio: {p}" for files in labels_by_stem.values() for p in files)
-    pairs.sort()
-    return pairs, problems
+    if fmt == "auto":
+        return tuple(suffix for suffixes in LABEL_FORMATS.values() for suffix in suffixes)
+    if fmt not in LABEL_FORMATS:
+        raise _unknown_format(fmt)
+    return LABEL_FORMATS[fmt]
+
+
+def _unknown_format(fmt: str) -> UserError:
+    return UserError(f"unknown label format {fmt!r} (expected auto, {', '.join(LABEL_FORMATS)})")

@@ -42,9 +42,7 @@ __getattr__, __dir__ = lazy_exports(
             "METRICS_SCHEMA",
             "VOICE_GROUPS",
             "AnalysisResult",
-            "LabelledUtterance",
             "analyze_corpus",
-            "find_pairs",
             "write_report",
         ),
         "vqaudio.eval.reconstruction": (
@@ -80,9 +78,7 @@ if TYPE_CHECKING:
         METRICS_SCHEMA,
         VOICE_GROUPS,
         AnalysisResult,
-        LabelledUtterance,
         analyze_corpus,
-        find_pairs,
         write_report,
     )
     from vqaudio.eval.reconstruction import (
@@ -114,9 +110,7 @@ __all__ = [
     "METRICS_SCHEMA",
     "VOICE_GROUPS",
     "AnalysisResult",
-    "LabelledUtterance",
     "analyze_corpus",
-    "find_pairs",
     "write_report",
     # reconstruction
     "HELDOUT",
