@@ -43,6 +43,7 @@ __all__ = [
     "read_textgrid",
     "read_timit_phn",
     "read_tsv_labels",
+    "read_tsv_rows",
     "strip_stress",
 ]
 
@@ -437,6 +438,18 @@ def read_tsv_labels(path: PathLike, strip_stress: bool = True) -> PhoneIntervals
     (``start end label``) are skipped; a missing label counts as silence.
     """
     path = Path(path)
+    return _build(path, read_tsv_rows(path), strip_stress)
+
+
+def read_tsv_rows(path: PathLike) -> list[tuple[int, float, float, str]]:
+    """The lines of a tab-separated label file as :func:`read_tsv_labels` parses them, before it checks
+    and normalises them: ``(line number, start_s, end_s, label)``, the label as written (``""`` where
+    it is missing). For readers with stricter rules of their own (the demo corpus's).
+
+    Raises:
+        UserError: an unreadable file or a line without a start and an end time.
+    """
+    path = Path(path)
     rows = []
     seen_content = False
     for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
@@ -454,7 +467,7 @@ def read_tsv_labels(path: PathLike, strip_stress: bool = True) -> PhoneIntervals
                 continue  # a header line
             raise UserError(f"{path}:{lineno}: expected 'start<TAB>end<TAB>label' in seconds") from None
         rows.append((lineno, start, end, fields[2] if len(fields) > 2 else ""))
-    return _build(path, rows, strip_stress)
+    return rows
 
 
 def _is_number(text: str) -> bool:
