@@ -1,5 +1,5 @@
-"""Phone labels: read time-aligned phone transcriptions (the frame targets made of them are in
-:mod:`vqaudio.analysis.frames`).
+"""Phone labels: read time-aligned phone transcriptions. Which label file is which audio file's is
+:mod:`vqaudio.data.pairing`'s; the frame targets made of labels are :mod:`vqaudio.analysis.frames`'.
 
 Formats (see the "Reading audio and labels" section of DESIGN.md):
 
