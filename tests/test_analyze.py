@@ -20,11 +20,12 @@ from vqaudio.analysis.metrics import (
     purity_scores,
     split_utterances,
 )
-from vqaudio.analyze import analyze_corpus, find_pairs, write_report
 from vqaudio.checkpoint import load_model, save_checkpoint
 from vqaudio.cli import app
 from vqaudio.config import RunConfig
+from vqaudio.data.pairing import find_pairs
 from vqaudio.data.synthetic import toy_utterance
+from vqaudio.eval.phones import analyze_corpus, write_report
 
 SR = 16000
 runner = CliRunner()

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from vqaudio.baselines import BASELINES, codec2_roundtrip, ogg_payload_bytes, opus_roundtrip
 from vqaudio.data.synthetic import toy_utterance
+from vqaudio.eval.baselines import BASELINES, codec2_roundtrip, ogg_payload_bytes, opus_roundtrip
 
 SR = 16000
 needs_c2 = pytest.mark.skipif(shutil.which("c2enc") is None, reason="codec2 not installed")
@@ -53,7 +53,7 @@ def test_the_standard_baselines_are_listed() -> None:
 
 
 def test_align_removes_a_pure_delay() -> None:
-    from vqaudio.baselines import align
+    from vqaudio.eval.baselines import align
 
     x = _speech(1.0).astype(np.float32)
     delayed = np.concatenate([np.zeros(107, np.float32), x[:-107]])

@@ -168,7 +168,7 @@ def test_reference_user_errors(ckpt_with_encoder: Path, ckpt: Path, tmp_path: Pa
 
 
 def test_mcd_is_zero_for_identical_and_small_for_time_stretched() -> None:
-    from vqaudio.evaluate_conversion import mel_cepstral_distortion
+    from vqaudio.eval.conversion import mel_cepstral_distortion
 
     a = _speech(1.0, seed=1)
     b = _speech(1.0, seed=2)
@@ -184,7 +184,7 @@ def test_eval_convert_on_a_parallel_corpus(
 ) -> None:
     import json
 
-    from vqaudio import evaluate_conversion
+    from vqaudio.eval import conversion
 
     # a stand-in speaker embedding (Resemblyzer is optional): level and brightness of the audio
     def fake_embedder():  # type: ignore[no-untyped-def]
@@ -193,7 +193,7 @@ def test_eval_convert_on_a_parallel_corpus(
 
         return embed
 
-    monkeypatch.setattr(evaluate_conversion, "_speaker_embedder", fake_embedder)
+    monkeypatch.setattr(conversion, "_speaker_embedder", fake_embedder)
 
     rows = ["# path\tspeaker\ttext\tsplit\tvoices"]
     for spk, f0 in (("ann", 110.0), ("bob", 200.0), ("cat", 150.0)):  # cat: never trained on

@@ -30,6 +30,7 @@ from vqaudio.data.demo_voices import (
     voice_sentences,
 )
 from vqaudio.data.espeak import EspeakServers, parse_espeak_voice
+from vqaudio.data.tts import format_labels
 from vqaudio.errors import UserError
 
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
@@ -92,6 +93,37 @@ def test_parse_psdur_rejects_bad_output(text: str) -> None:
 
 def test_parse_psdur_empty() -> None:
     assert parse_psdur("\n") == []
+
+
+# ------------------------------------------------------------------------------------------- label files
+
+
+def test_read_labels_round_trips_and_keeps_the_labels(tmp_path: Path) -> None:
+    path = tmp_path / "u.tsv"
+    intervals = [(0.0, 0.254, "pau"), (0.254, 0.296, "hh"), (0.296, 0.341, "AH0")]
+    path.write_text(format_labels(intervals))
+    assert read_labels(path) == intervals  # as written: no silence mapping, no stress stripping
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.0\t0.5\tpau\n0.4\t0.9\ta\n",  # overlapping
+        "0.0\t0.5\tpau\n0.5\t0.5\ta\n",  # empty
+        "0.5\t0.9\ta\n0.0\t0.5\tpau\n",  # out of order
+        "0.0\t0.5\n",  # no label
+        "0.0\tx\tpau\n",  # not a time
+        "0.0\t0.5\tpau\n0.5\n",  # cut short
+        "0.0\tnan\tpau\n",
+    ],
+)
+def test_read_labels_rejects_what_was_not_written_here(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "u.tsv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=str(path)):
+        read_labels(path)
+    with pytest.raises(ValueError, match="cannot read"):
+        read_labels(tmp_path / "missing.tsv")
 
 
 # ------------------------------------------------------------------------------------------- splits

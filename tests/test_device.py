@@ -55,8 +55,9 @@ def test_inference_modules_import_nothing_from_training(subprocess_env: dict[str
     import sys
 
     code = (
-        "import sys, vqaudio.evaluate, vqaudio.evaluate_conversion, vqaudio.codec.compress, vqaudio.convert, "
-        "vqaudio.device, vqaudio.analyze; print([m for m in sys.modules if m.startswith('vqaudio.train')])"
+        "import sys, vqaudio.eval, vqaudio.eval.reconstruction, vqaudio.eval.conversion, "
+        "vqaudio.eval.phones, vqaudio.eval.baselines, vqaudio.eval.report, vqaudio.codec.compress, "
+        "vqaudio.convert, vqaudio.device; print([m for m in sys.modules if m.startswith('vqaudio.train')])"
     )
     done = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

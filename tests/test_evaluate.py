@@ -11,7 +11,7 @@ import torch
 from test_models import tiny_model_config
 
 from vqaudio.data import scan_folder
-from vqaudio.evaluate import evaluate_reconstruction, si_sdr
+from vqaudio.eval.reconstruction import evaluate_reconstruction, si_sdr
 from vqaudio.models import build_model
 
 
@@ -45,7 +45,7 @@ def test_evaluate_reconstruction_scores_every_level(toy_corpus) -> None:
 
 def test_voice_kinds_and_first_per_speaker() -> None:
     from vqaudio.data import Utterance
-    from vqaudio.evaluate import first_per_speaker, voice_kinds
+    from vqaudio.eval.reconstruction import first_per_speaker, voice_kinds
 
     def utt(spk: str, i: int, heldout: bool = False) -> Utterance:
         return Utterance(Path(f"{spk}/{i}.wav"), spk, f"{spk}/{i}", None, "test", heldout)
@@ -60,7 +60,7 @@ def test_voice_kinds_and_first_per_speaker() -> None:
 
 
 def test_seen_and_heldout_voices_are_scored_apart(toy_corpus) -> None:
-    from vqaudio.evaluate import evaluate_baselines
+    from vqaudio.eval.reconstruction import evaluate_baselines
 
     torch.manual_seed(0)
     utts = sorted(scan_folder(toy_corpus), key=lambda u: u.utt_id)

@@ -1,4 +1,4 @@
-"""Tests for vqaudio.analysis.labels: phone label formats, folding, pairing and frame labelling."""
+"""Tests for vqaudio.data.labels: phone label formats, folding and normalisation."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqaudio.analysis.labels import (
+from vqaudio.data.labels import (
     SILENCE,
     TIMIT_39_PHONES,
     TIMIT_61_TO_39,
     PhoneIntervals,
-    check_coverage,
-    label_frames,
     normalise,
-    pair_audio_labels,
     read_htk_lab,
     read_labels,
     read_textgrid,
@@ -423,110 +420,9 @@ def test_phone_intervals_container() -> None:
         PhoneIntervals(np.zeros(2), np.ones(2), ("a",))
 
 
-# --- pairing -----------------------------------------------------------------------------------------
-
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
-
-
-def test_pair_audio_labels(tmp_path: Path) -> None:
-    audio, labels = tmp_path / "wavs", tmp_path / "labels"
-    a1 = touch(audio / "p1" / "u1.wav")
-    a2 = touch(audio / "p1" / "u2.flac")
-    a3 = touch(audio / "p2" / "u3.WAV")
-    lonely = touch(audio / "p2" / "u4.wav")
-    touch(audio / "p2" / "._u3.wav")  # macOS metadata: ignored
-    dup_a = [touch(audio / "p1" / "dup.wav"), touch(audio / "p2" / "dup.wav")]
-    l1 = touch(labels / "p1" / "u1.tsv")
-    l2 = touch(labels / "u2.TextGrid")  # flat labels folder: matched by stem
-    l3 = touch(labels / "p2" / "u3.lab")
-    orphan = touch(labels / "extra" / "u9.tsv")
-    touch(labels / "dup.tsv")
-    touch(labels / "notes.md")  # not a label file
-    pairs, problems = pair_audio_labels(audio, labels)
-    assert pairs == sorted([(a1, l1), (a2, l2), (a3, l3)])
-    assert f"audio without labels: {lonely}" in problems
-    assert f"labels without audio: {orphan}" in problems
-    ambiguous = [p for p in problems if p.startswith("ambiguous stem 'dup'")]
-    assert len(ambiguous) == 1 and all(str(p) in ambiguous[0] for p in dup_a)
-    assert len(problems) == 3
-    assert all("\n" not in p for p in problems)
-    only_tsv, problems = pair_audio_labels(audio, labels, fmt="tsv")
-    assert only_tsv == [(a1, l1)]
-    assert f"audio without labels: {a2}" in problems
-
-
-def test_pair_same_folder_several_formats(tmp_path: Path) -> None:
-    root = tmp_path / "TIMIT" / "TRAIN" / "DR1" / "FCJF0"
-    wav = touch(root / "SA1.WAV")
-    phn = touch(root / "SA1.PHN")
-    touch(root / "SA1.TXT")
-    touch(root / "SA1.WRD")
-    both = [touch(tmp_path / "x" / "u.wav"), touch(tmp_path / "x" / "u.flac")]
-    pairs, problems = pair_audio_labels(tmp_path, tmp_path)
-    assert pairs == [(wav, phn)]
-    assert len(problems) == 2
-    assert problems[0] == f"several audio files for x/u: {both[1]}, {both[0]}"
-    assert problems[1].startswith(f"1 names have label files in several formats; used e.g. {phn} over")
-    assert pair_audio_labels(tmp_path, tmp_path, fmt="timit") == ([(wav, phn)], problems[:1])
-    with pytest.raises(UserError, match="not a folder"):
-        pair_audio_labels(tmp_path / "nope", tmp_path)
-
-
-def test_check_coverage() -> None:
-    assert check_coverage(PHONES, audio_seconds=1.2, frame_seconds=0.02) is None
-    assert check_coverage(PHONES, audio_seconds=1.19, frame_seconds=0.02) is None  # within a frame
-    assert check_coverage(PHONES, audio_seconds=5.0, frame_seconds=0.02) is None  # labels may end early
-    message = check_coverage(PHONES, audio_seconds=1.0, frame_seconds=0.02)
-    assert message is not None and "1.200 s" in message and "1.000 s" in message
-
-
-# --- frame labels ----------------------------------------------------------------------------------------
-
-
-def test_label_frames_centre_rule() -> None:
-    intervals = PhoneIntervals.from_tuples([(0, 0.1, "a"), (0.1, 0.25, "b")])
-    vocab: dict[str, int] = {}
-    got = label_frames(intervals, 8, 0.05, vocab)
-    assert vocab == {"a": 0, "b": 1}
-    assert got.dtype == np.int64
-    # centres 0.025, 0.075 -> a; 0.125, 0.175, 0.225 -> b; 0.275... -> past the end
-    assert got.tolist() == [0, 0, 1, 1, 1, -1, -1, -1]
-
-
-def test_label_frames_gaps_boundaries_and_shared_vocab() -> None:
-    # centre exactly on a boundary belongs to the interval starting there ([start, end))
-    # (binary-exact times: centres 0.125 0.375 0.625 0.875 1.125 at hop 0.25)
-    intervals = PhoneIntervals.from_tuples([(0.0, 0.375, "x"), (0.375, 0.5, "b"), (0.75, 1.0, "y")])
-    vocab = {"b": 5}
-    got = label_frames(intervals, 5, 0.25, vocab)
-    assert vocab == {"b": 5, "x": 6, "y": 7}
-    assert got.tolist() == [6, 5, -1, 7, -1]
-    assert label_frames(PhoneIntervals.from_tuples([]), 3, 0.1, vocab).tolist() == [-1, -1, -1]
-    assert label_frames(PhoneIntervals.from_tuples([(0.0, 0.125, "z")]), 1, 0.25, vocab).tolist() == [-1]
-    assert label_frames(intervals, 0, 0.1, vocab).shape == (0,)
-    with pytest.raises(ValueError, match="hop_seconds"):
-        label_frames(intervals, 3, 0.0, vocab)
-
-
-def test_label_frames_matches_loop() -> None:
-    rng = np.random.default_rng(0)
-    edges = np.cumsum(rng.uniform(0.01, 0.2, size=41))
-    keep = rng.random(20) < 0.8  # some gaps
-    rows = [(edges[2 * i], edges[2 * i + 1], f"p{i % 7}") for i in range(20) if keep[i]]
-    intervals = PhoneIntervals.from_tuples(rows)
-    vocab: dict[str, int] = {}
-    hop = 0.0125
-    got = label_frames(intervals, 500, hop, vocab)
-    for i, value in enumerate(got):
-        centre = (i + 0.5) * hop
-        hit = [label for start, end, label in rows if start <= centre < end]
-        assert value == (vocab[hit[0]] if hit else -1)
-
-
-def test_analysis_imports_no_torch() -> None:
-    code = "import sys, vqaudio.analysis; assert not {'torch', 'vqaudio.train'} & set(sys.modules)"
+def test_label_readers_and_analysis_import_no_torch() -> None:
+    code = (
+        "import sys, vqaudio.analysis, vqaudio.data.labels; "
+        "assert not {'torch', 'vqaudio.train', 'vqaudio.models'} & set(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,9 +1,11 @@
-"""Tests for vqaudio.report (the experiment report) and the ``vqaudio report`` command."""
+"""Tests for vqaudio.eval.report (the experiment report) and the ``vqaudio report`` command."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from typer.testing import CliRunner
 
 from vqaudio.cli import app
 from vqaudio.errors import UserError
-from vqaudio.report import experiment_report
+from vqaudio.eval.report import experiment_report
 
 EVAL = {
     "utterances": 12,
@@ -282,3 +284,23 @@ def test_shipped_model_section_comes_first(exp: Path) -> None:
     (shipped / "eval.json").unlink()
     with pytest.raises(UserError, match="no eval.json"):
         experiment_report(exp)
+
+
+def test_report_imports_no_torch(subprocess_env: dict[str, str]) -> None:
+    code = "import sys, vqaudio.eval.report; print(sorted({'torch', 'vqaudio.models'} & set(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_eval_package_names_resolve() -> None:
+    import vqaudio.eval
+
+    assert set(vqaudio.eval.__all__) <= set(dir(vqaudio.eval))
+    for name in vqaudio.eval.__all__:
+        value = getattr(vqaudio.eval, name)
+        assert getattr(value, "__module__", "vqaudio.eval").startswith("vqaudio.eval"), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        vqaudio.eval.nope  # noqa: B018

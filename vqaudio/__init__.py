@@ -14,24 +14,22 @@ numpy) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vqaudio._lazy import lazy_exports
 
 from vqaudio._version import __version__
 
-_LAZY = {
-    "available_models": "vqaudio.pretrained",
-    "load_model": "vqaudio.checkpoint",
-    "read_checkpoint": "vqaudio.checkpoint",
-    "save_checkpoint": "vqaudio.checkpoint",
-    "RunConfig": "vqaudio.config",
-    "load_config": "vqaudio.config",
-    "VQVAE": "vqaudio.models",
-    "Codes": "vqaudio.models",
-    "build_model": "vqaudio.models",
-    "compress": "vqaudio.codec.compress",
-    "decompress": "vqaudio.codec.compress",
-}
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "vqaudio.checkpoint": ("load_model", "read_checkpoint", "save_checkpoint"),
+        "vqaudio.codec.compress": ("compress", "decompress"),
+        "vqaudio.config": ("RunConfig", "load_config"),
+        "vqaudio.models": ("VQVAE", "Codes", "build_model"),
+        "vqaudio.pretrained": ("available_models",),
+    },
+)
 
 if TYPE_CHECKING:
     from vqaudio.checkpoint import load_model, read_checkpoint, save_checkpoint
@@ -39,18 +37,6 @@ if TYPE_CHECKING:
     from vqaudio.config import RunConfig, load_config
     from vqaudio.models import VQVAE, Codes, build_model
     from vqaudio.pretrained import available_models
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'vqaudio' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
 
 
 __all__ = [

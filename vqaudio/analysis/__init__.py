@@ -1,30 +1,14 @@
-"""Analysis of codes against phones and speakers: label readers, frame targets and metrics.
+"""Analysis of codes against phones and speakers: frame targets, metrics and figures.
 
-Nothing in this subpackage imports torch or the training code, so it runs on saved codes alone.
+Pure measurements that need no model: nothing in this subpackage imports torch or the training code,
+so it runs on saved codes alone. Label files are read by :mod:`vqaudio.data.labels`; running a model
+over a corpus to get the codes is :mod:`vqaudio.eval`'s.
 """
 
 from __future__ import annotations
 
-# --- phone labels (labels.py) ---
-from vqaudio.analysis.labels import (
-    AUDIO_SUFFIXES,
-    LABEL_FORMATS,
-    SILENCE,
-    SILENCE_LABELS,
-    TIMIT_39_PHONES,
-    TIMIT_61_TO_39,
-    PhoneIntervals,
-    check_coverage,
-    label_frames,
-    normalise,
-    pair_audio_labels,
-    read_htk_lab,
-    read_labels,
-    read_textgrid,
-    read_timit_phn,
-    read_tsv_labels,
-    strip_stress,
-)
+# --- frame targets (frames.py) ---
+from vqaudio.analysis.frames import check_coverage, label_frames
 
 # --- metrics (metrics.py) and figures (plots.py) ---
 from vqaudio.analysis.metrics import (
@@ -45,24 +29,9 @@ from vqaudio.analysis.metrics import (
 from vqaudio.analysis.plots import plot_code_usage, plot_confusion, plot_cooccurrence, plot_durations
 
 __all__ = [
-    # labels
-    "AUDIO_SUFFIXES",
-    "LABEL_FORMATS",
-    "SILENCE",
-    "SILENCE_LABELS",
-    "TIMIT_39_PHONES",
-    "TIMIT_61_TO_39",
-    "PhoneIntervals",
+    # frame targets
     "check_coverage",
     "label_frames",
-    "normalise",
-    "pair_audio_labels",
-    "read_htk_lab",
-    "read_labels",
-    "read_textgrid",
-    "read_timit_phn",
-    "read_tsv_labels",
-    "strip_stress",
     # metrics
     "LevelAnalysis",
     "PurityScores",

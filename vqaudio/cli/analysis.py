@@ -20,7 +20,7 @@ from vqaudio.cli.common import (
 from vqaudio.errors import UserError
 
 if TYPE_CHECKING:
-    from vqaudio.analyze import AnalysisResult
+    from vqaudio.eval.phones import AnalysisResult
 
 
 @app.command()
@@ -47,9 +47,10 @@ def analyze(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Align each level's codes with phone labels: purity, PNMI, mapping accuracy, speaker leakage, plots."""
-    from vqaudio.analyze import analyze_corpus, find_pairs, write_report
     from vqaudio.checkpoint import load_model
+    from vqaudio.data.pairing import find_pairs
     from vqaudio.device import resolve_device
+    from vqaudio.eval.phones import analyze_corpus, write_report
 
     if fmt not in ("textgrid", "timit", "htk", "tsv", "auto"):
         raise UserError(f"--format must be textgrid, timit, htk, tsv or auto, got {fmt!r}")

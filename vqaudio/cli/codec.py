@@ -285,7 +285,7 @@ def evaluate(
     from vqaudio.checkpoint import load_model
     from vqaudio.data import scan_corpus
     from vqaudio.device import resolve_device
-    from vqaudio.evaluate import (
+    from vqaudio.eval.reconstruction import (
         ALL,
         EVAL_JSON_VERSION,
         evaluate_reconstruction,
@@ -310,7 +310,7 @@ def evaluate(
             net, utts, progress=lambda d, t: bar.update(task, completed=d, total=t), kinds=kinds
         )
         if baselines:
-            from vqaudio.evaluate import evaluate_baselines
+            from vqaudio.eval.reconstruction import evaluate_baselines
 
             task = bar.add_task("Codec2 / Opus", total=len(utts))
             scores += evaluate_baselines(

@@ -23,7 +23,7 @@ def report(
 ) -> None:
     """One markdown page for an experiment folder: training, reconstruction, conversion, codes vs phones."""
     from vqaudio.audio import atomic_write
-    from vqaudio.report import experiment_report
+    from vqaudio.eval.report import experiment_report
 
     target = exp / "report.md" if out is None else out
     text = experiment_report(exp, title, base=target.parent)

@@ -173,8 +173,8 @@ def eval_convert(
     from vqaudio.checkpoint import load_model
     from vqaudio.data import scan_manifest
     from vqaudio.device import resolve_device
-    from vqaudio.evaluate_conversion import evaluate_conversion
-    from vqaudio.report import NO_SIMILARITY
+    from vqaudio.eval.conversion import evaluate_conversion
+    from vqaudio.eval.report import NO_SIMILARITY
     from vqaudio.voices import reference_embedding
 
     net = load_model(model, resolve_device(device))
@@ -207,8 +207,8 @@ def eval_convert(
         err_console.print(f"enrolled {voice} from {len(clips)} clips ({total:.1f} s)", highlight=False)
     phone_labels = None
     if labels is not None:
-        from vqaudio.analysis import read_labels
-        from vqaudio.analyze import find_pairs
+        from vqaudio.data.labels import read_labels
+        from vqaudio.data.pairing import find_pairs
 
         found, _ = find_pairs(data, labels)
         phone_labels = {

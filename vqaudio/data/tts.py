@@ -16,6 +16,8 @@ import soundfile as sf
 import soxr
 
 from vqaudio.audio import atomic_write_text, write_audio
+from vqaudio.data.labels import read_tsv_rows
+from vqaudio.errors import UserError
 
 __all__ = [
     "LABEL_TOLERANCE_S",
@@ -47,20 +49,23 @@ def format_labels(intervals: Iterable[tuple[float, float, str]]) -> str:
 
 
 def read_labels(path: Path) -> PhoneIntervals:
-    """Read an Audacity-style label file (``start<TAB>end<TAB>label`` in seconds) as written here.
+    """Read a label file as written here: Audacity labels (``start<TAB>end<TAB>label`` in seconds, parsed
+    by :func:`vqaudio.data.labels.read_tsv_rows`), every line labelled, the intervals non-empty, in time
+    order and not overlapping; labels as written (``pau`` stays ``pau``).
 
     Raises:
-        ValueError: malformed line, or intervals that are empty, overlapping or out of order.
+        ValueError: an unreadable file, a malformed line or one without a label, or intervals that are
+            empty, overlapping or out of order (:func:`existing_duration` makes such an utterance again).
     """
+    try:
+        rows = read_tsv_rows(path)
+    except UserError as err:
+        raise ValueError(str(err)) from None
     intervals: PhoneIntervals = []
     prev_end = 0.0
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) != 3:
+    for lineno, start, end, label in rows:
+        if not label:
             raise ValueError(f"{path}:{lineno}: expected start<TAB>end<TAB>label")
-        start, end, label = float(fields[0]), float(fields[1]), fields[2]
         if not (math.isfinite(start) and math.isfinite(end)) or start < prev_end - 1e-9 or end <= start:
             raise ValueError(f"{path}:{lineno}: intervals must be non-empty and in time order")
         intervals.append((start, end, label))

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vqaudio.analysis import check_coverage, label_frames, pair_audio_labels, read_labels
+from vqaudio.analysis import check_coverage, label_frames
 from vqaudio.analysis.metrics import LevelAnalysis, UttCodes, analyze_level, run_seconds
 from vqaudio.analysis.plots import plot_code_usage, plot_confusion, plot_cooccurrence, plot_durations
 from vqaudio.audio import atomic_write, read_audio
-from vqaudio.data import is_heldout_voice, scan_manifest
+from vqaudio.data import LabelledUtterance, is_heldout_voice, read_labels
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
@@ -47,13 +47,9 @@ __all__ = [
     "METRICS_SCHEMA",
     "VOICE_GROUPS",
     "AnalysisResult",
-    "LabelledUtterance",
-    "find_pairs",
     "analyze_corpus",
     "write_report",
 ]
-
-_LABEL_EXTS = (".textgrid", ".phn", ".lab", ".tsv", ".txt")
 
 METRICS_SCHEMA = 2
 """Version of ``metrics.json``: 2 added the ``schema`` key and the per-level ``voices`` groups."""
@@ -61,17 +57,6 @@ METRICS_SCHEMA = 2
 VOICE_GROUPS = {"seen": "seen", "heldout": "held-out"}
 """Keys of a level's ``voices`` groups (in ``metrics.json`` and :attr:`AnalysisResult.voices`) and
 how tables name them."""
-
-
-@dataclass(frozen=True)
-class LabelledUtterance:
-    """An audio file, its label file, and (from a manifest's 5th column) whether its voice is held out."""
-
-    audio: Path
-    labels: Path
-    speaker: str
-    utt_id: str
-    heldout: bool = False
 
 
 @dataclass
@@ -93,52 +78,6 @@ class AnalysisResult:
         when :attr:`voices` has them."""
         groups = self.voices.get(level, {})
         return [("all", self.levels[level])] + [(VOICE_GROUPS[k], g) for k, g in groups.items()]
-
-
-def _match_by_suffix(audio: Path, index: dict[str, list[Path]]) -> Path | None:
-    """Label file whose path (without extension) ends like the audio's: longest unique suffix wins."""
-    parts = audio.with_suffix("").parts
-    for n in range(len(parts), 0, -1):
-        found = index.get("/".join(parts[-n:]).lower(), [])
-        if len(found) == 1:
-            return found[0]
-    return None
-
-
-def find_pairs(
-    audio: Path, labels: Path, fmt: str = "auto", split: str | None = None
-) -> tuple[list[LabelledUtterance], list[str]]:
-    """Audio (a folder, speaker = parent folder; or a TSV manifest) matched to label files by stem."""
-    if not labels.is_dir():
-        raise UserError(f"{labels}: labels folder not found")
-    if audio.is_file():
-        utts = scan_manifest(audio)
-        if split is not None:
-            utts = [u for u in utts if u.split == split]
-        index: dict[str, list[Path]] = {}
-        for p in labels.rglob("*"):
-            if p.is_file() and p.suffix.lower() in _LABEL_EXTS:
-                rel = p.relative_to(labels).with_suffix("").parts
-                for n in range(1, len(rel) + 1):
-                    index.setdefault("/".join(rel[-n:]).lower(), []).append(p)
-        pairs, problems = [], []
-        for u in utts:
-            lab = _match_by_suffix(u.path, index)
-            if lab is None:
-                problems.append(f"{u.path}: no label file found")
-            else:
-                pairs.append(LabelledUtterance(u.path, lab, u.speaker, u.utt_id, u.heldout))
-        return pairs, problems
-    if not audio.is_dir():
-        raise UserError(f"{audio}: audio folder or manifest not found")
-    if split is not None:
-        raise UserError("--split needs a TSV manifest as --audio")
-    found, problems = pair_audio_labels(audio, labels, fmt)
-    pairs = [
-        LabelledUtterance(a, lab, a.parent.name, a.relative_to(audio).with_suffix("").as_posix())
-        for a, lab in found
-    ]
-    return pairs, problems
 
 
 @torch.no_grad()

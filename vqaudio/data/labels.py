@@ -1,4 +1,5 @@
-"""Phone labels: read time-aligned phone transcriptions and turn them into per-frame targets.
+"""Phone labels: read time-aligned phone transcriptions. Which label file is which audio file's is
+:mod:`vqaudio.data.pairing`'s; the frame targets made of labels are :mod:`vqaudio.analysis.frames`'.
 
 Formats (see the "Reading audio and labels" section of DESIGN.md):
 
@@ -20,8 +21,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,22 +30,20 @@ import numpy as np
 from vqaudio.errors import UserError
 
 __all__ = [
-    "AUDIO_SUFFIXES",
     "LABEL_FORMATS",
     "SILENCE",
     "SILENCE_LABELS",
     "TIMIT_39_PHONES",
     "TIMIT_61_TO_39",
     "PhoneIntervals",
-    "check_coverage",
-    "label_frames",
+    "label_suffixes",
     "normalise",
-    "pair_audio_labels",
     "read_htk_lab",
     "read_labels",
     "read_textgrid",
     "read_timit_phn",
     "read_tsv_labels",
+    "read_tsv_rows",
     "strip_stress",
 ]
 
@@ -58,16 +56,14 @@ SILENCE_LABELS: frozenset[str] = frozenset({"sil", "sp", "spn", "pau", "h#", "<s
 """Silence markers (compared lower-cased): MFA/Kaldi ``sil``/``sp``/``spn``, flite/Festival ``pau``,
 TIMIT ``h#``, ``<sil>``, and an empty interval (an unlabelled TextGrid interval)."""
 
-AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
 LABEL_FORMATS: dict[str, tuple[str, ...]] = {
     "textgrid": (".textgrid",),
     "timit": (".phn",),
     "htk": (".lab",),
     "tsv": (".tsv", ".txt"),
 }
-"""Label file suffixes (lower-cased) per format; ``fmt="auto"`` picks the format from the suffix."""
-
-_AUTO_PRIORITY: tuple[str, ...] = (".textgrid", ".phn", ".lab", ".tsv", ".txt")
+"""Label file suffixes (lower-cased) per format; ``fmt="auto"`` picks the format from the suffix, and
+where one name has files of several formats prefers them in this order (:func:`label_suffixes`)."""
 
 # TIMIT's 61 phones -> the 39 scoring classes of Lee & Hon (1989), as in Kaldi's
 # egs/timit/s5/conf/phones.60-48-39.map (third column). ``q`` (glottal stop) has no class: dropped.
@@ -442,6 +438,18 @@ def read_tsv_labels(path: PathLike, strip_stress: bool = True) -> PhoneIntervals
     (``start end label``) are skipped; a missing label counts as silence.
     """
     path = Path(path)
+    return _build(path, read_tsv_rows(path), strip_stress)
+
+
+def read_tsv_rows(path: PathLike) -> list[tuple[int, float, float, str]]:
+    """The lines of a tab-separated label file as :func:`read_tsv_labels` parses them, before it checks
+    and normalises them: ``(line number, start_s, end_s, label)``, the label as written (``""`` where
+    it is missing). For readers with stricter rules of their own (the demo corpus's).
+
+    Raises:
+        UserError: an unreadable file or a line without a start and an end time.
+    """
+    path = Path(path)
     rows = []
     seen_content = False
     for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
@@ -459,7 +467,7 @@ def read_tsv_labels(path: PathLike, strip_stress: bool = True) -> PhoneIntervals
                 continue  # a header line
             raise UserError(f"{path}:{lineno}: expected 'start<TAB>end<TAB>label' in seconds") from None
         rows.append((lineno, start, end, fields[2] if len(fields) > 2 else ""))
-    return _build(path, rows, strip_stress)
+    return rows
 
 
 def _is_number(text: str) -> bool:
@@ -475,7 +483,7 @@ def _format_of(path: Path) -> str:
     for fmt, suffixes in LABEL_FORMATS.items():
         if suffix in suffixes:
             return fmt
-    known = ", ".join(s for suffixes in LABEL_FORMATS.values() for s in suffixes)
+    known = ", ".join(label_suffixes())
     raise UserError(f"{path}: unknown label file type {path.suffix!r} (known: {known}); pass the format")
 
 
@@ -507,124 +515,22 @@ def read_labels(
         return read_htk_lab(path, strip_stress=strip_stress)
     if fmt == "tsv":
         return read_tsv_labels(path, strip_stress=strip_stress)
-    raise UserError(f"unknown label format {fmt!r} (expected auto, {', '.join(LABEL_FORMATS)})")
+    raise _unknown_format(fmt)
 
 
-# --- pairing audio with labels ----------------------------------------------------------------------
+def label_suffixes(fmt: str = "auto") -> tuple[str, ...]:
+    """The lower-case file suffixes of label format ``fmt``, in order of preference where one name has
+    several (``"auto"``: every format's, TextGrid, PHN, lab, tsv, txt).
 
-
-def _scan(root: Path, suffixes: Sequence[str]) -> dict[str, list[Path]]:
-    """Files under ``root`` (recursive; dotfiles skipped) by relative path without suffix."""
-    found: dict[str, list[Path]] = defaultdict(list)
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file():
-            found[p.relative_to(root).with_suffix("").as_posix()].append(p)
-    return found
-
-
-def pair_audio_labels(
-    audio_root: PathLike, labels_root: PathLike, fmt: str = "auto"
-) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Pair audio files (wav/flac/ogg/mp3) with label files by name, searching both trees recursively.
-
-    Files are matched by relative path without suffix (``wavs/p1/u1.wav`` <-> ``labels/p1/u1.tsv``),
-    then the rest by bare stem where that stem is unique on both sides. Where one name has label
-    files in several formats (TIMIT's ``.PHN`` next to its ``.TXT``), ``fmt="auto"`` takes the first
-    of TextGrid, PHN, lab, tsv, txt and says so in one summary problem.
-
-    Returns:
-        ``(pairs, problems)``: ``(audio, labels)`` pairs sorted by audio path, and one-line messages
-        for audio without labels, labels without audio and ambiguous names (none of which are paired).
+    Raises:
+        UserError: an unknown format.
     """
-    audio_root, labels_root = Path(audio_root), Path(labels_root)
-    for root in (audio_root, labels_root):
-        if not root.is_dir():
-            raise UserError(f"{root}: not a folder")
-    if fmt != "auto" and fmt not in LABEL_FORMATS:
-        raise UserError(f"unknown label format {fmt!r} (expected auto, {', '.join(LABEL_FORMATS)})")
-    label_suffixes = _AUTO_PRIORITY if fmt == "auto" else LABEL_FORMATS[fmt]
-    problems: list[str] = []
-    audio: dict[str, Path] = {}
-    for key, files in _scan(audio_root, AUDIO_SUFFIXES).items():
-        if len(files) > 1:
-            problems.append(f"several audio files for {key}: {', '.join(map(str, files))}")
-        else:
-            audio[key] = files[0]
-    labels: dict[str, Path] = {}
-    several: list[str] = []
-    for key, files in _scan(labels_root, label_suffixes).items():
-        labels[key] = min(files, key=lambda p: label_suffixes.index(p.suffix.lower()))
-        if len(files) > 1:
-            several.append(f"{labels[key]} over {', '.join(str(f) for f in files if f != labels[key])}")
-    if several:
-        problems.append(
-            f"{len(several)} names have label files in several formats; used e.g. {several[0]} "
-            f"(priority {', '.join(label_suffixes)}; pass fmt to choose)"
-        )
-    pairs = [(audio.pop(key), labels.pop(key)) for key in sorted(set(audio) & set(labels))]
-    audio_by_stem: dict[str, list[Path]] = defaultdict(list)
-    labels_by_stem: dict[str, list[Path]] = defaultdict(list)
-    for path in audio.values():
-        audio_by_stem[path.stem].append(path)
-    for path in labels.values():
-        labels_by_stem[path.stem].append(path)
-    for stem, audio_files in sorted(audio_by_stem.items()):
-        label_files = labels_by_stem.pop(stem, [])
-        if len(audio_files) == 1 and len(label_files) == 1:
-            pairs.append((audio_files[0], label_files[0]))
-        elif label_files:
-            problems.append(
-                f"ambiguous stem {stem!r}: audio {', '.join(map(str, audio_files))}; "
-                f"labels {', '.join(map(str, label_files))}"
-            )
-        else:
-            problems.extend(f"audio without labels: {p}" for p in audio_files)
-    problems.extend(f"labels without audio: {p}" for files in labels_by_stem.values() for p in files)
-    pairs.sort()
-    return pairs, problems
+    if fmt == "auto":
+        return tuple(suffix for suffixes in LABEL_FORMATS.values() for suffix in suffixes)
+    if fmt not in LABEL_FORMATS:
+        raise _unknown_format(fmt)
+    return LABEL_FORMATS[fmt]
 
 
-def check_coverage(intervals: PhoneIntervals, audio_seconds: float, frame_seconds: float) -> str | None:
-    """A one-line message if the labels end more than one frame after the audio does, else ``None``
-    (labels ending early are normal: trailing frames simply get no label)."""
-    excess = intervals.duration - audio_seconds
-    if excess > frame_seconds:
-        return (
-            f"labels end at {intervals.duration:.3f} s, {excess:.3f} s after the audio "
-            f"({audio_seconds:.3f} s); wrong labels for this file or wrong sample rate?"
-        )
-    return None
-
-
-# --- frame targets -------------------------------------------------------------------------------
-
-
-def label_frames(
-    intervals: PhoneIntervals, num_frames: int, hop_seconds: float, vocab: dict[str, int]
-) -> np.ndarray:
-    """Label each frame with the interval covering its centre.
-
-    Frame ``i`` spans ``[i * hop, (i + 1) * hop)`` and takes the label of the interval ``[start, end)``
-    containing ``(i + 0.5) * hop``. Labels missing from ``vocab`` are added to it (in time order, with
-    the next index above its largest), so one dict shared across utterances gives consistent indices.
-
-    Returns:
-        ``[num_frames]`` int64 indices into ``vocab``; -1 where the centre is in a gap or past the end.
-    """
-    if num_frames < 0:
-        raise ValueError(f"num_frames must be >= 0, got {num_frames}")
-    if not hop_seconds > 0:
-        raise ValueError(f"hop_seconds must be positive, got {hop_seconds}")
-    ids = np.empty(len(intervals) + 1, dtype=np.int64)
-    next_id = max(vocab.values(), default=-1) + 1
-    for i, label in enumerate(intervals.labels):
-        if label not in vocab:
-            vocab[label] = next_id
-            next_id += 1
-        ids[i] = vocab[label]
-    ids[-1] = -1
-    centres = (np.arange(num_frames, dtype=np.float64) + 0.5) * hop_seconds
-    which = np.searchsorted(intervals.starts, centres, side="right") - 1
-    covered = which >= 0
-    covered[covered] = centres[covered] < intervals.ends[which[covered]]
-    return ids[np.where(covered, which, -1)]
+def _unknown_format(fmt: str) -> UserError:
+    return UserError(f"unknown label format {fmt!r} (expected auto, {', '.join(LABEL_FORMATS)})")

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from vqaudio.audio import read_audio
-from vqaudio.baselines import Baseline, available_baselines
 from vqaudio.data import Utterance, is_heldout_voice
+from vqaudio.eval.baselines import Baseline, available_baselines
 from vqaudio.models import VQVAE
 from vqaudio.spectral import mel_distance
 

@@ -35,11 +35,11 @@ import librosa
 import numpy as np
 import torch
 
-from vqaudio.analysis import PhoneIntervals, label_frames
+from vqaudio.analysis import label_frames
 from vqaudio.analysis.metrics import cooccurrence, fit_mapping, mapping_accuracy
 from vqaudio.audio import read_audio
 from vqaudio.convert import convert
-from vqaudio.data import Utterance, is_heldout_voice
+from vqaudio.data import PhoneIntervals, Utterance, is_heldout_voice
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
