@@ -273,3 +273,20 @@ def test_one_heldout_utterance_is_too_few_for_voice_rows(
     assert "each kind needs at least 2" in result.stderr and "held-out" not in result.stdout
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["utterances"] == 5 and not any("voices" in lv for lv in metrics["levels"].values())
+
+
+def test_labels_read_in_the_wrong_format_are_one_clear_error(corpus, tmp_path: Path) -> None:
+    """Tab-separated labels in seconds named .lab, read as HTK (100 ns units), cover no frame: exit 2
+    with a hint at --format, not a traceback (issue #14)."""
+    root, ckpt, _ = corpus
+    labels = tmp_path / "labels"
+    for tsv in (root / "labels").rglob("*.tsv"):
+        lab = labels / tsv.relative_to(root / "labels").with_suffix(".lab")
+        lab.parent.mkdir(parents=True, exist_ok=True)
+        lab.write_text(tsv.read_text())
+    args = ["analyze", "--model", ckpt, "--audio", root / "wavs", "--labels", labels, "-o", tmp_path / "r"]
+    result = runner.invoke(app, [str(a) for a in [*args, "--format", "htk"]])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "wrong --format?" in lines[0], result.stderr
+    assert not (tmp_path / "r").exists()

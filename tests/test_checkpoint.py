@@ -66,6 +66,48 @@ def test_code_tables_are_stored_as_handed_over(saved, tmp_path: Path) -> None:
     assert read_checkpoint(tmp_path / "t.safetensors")[1].code_tables == tables
 
 
+def test_half_precision_export_halves_the_file_and_decodes_alike(saved, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vqaudio.cli import app
+
+    path, model = saved
+    half = tmp_path / "half.safetensors"
+    result = CliRunner().invoke(app, ["export", str(path), "-o", str(half), "--dtype", "float16"])
+    assert result.exit_code == 0, result.output
+    assert "float16" in result.stderr
+
+    def tensors(p: Path) -> list[torch.Tensor]:
+        with safe_open(str(p), framework="pt") as f:
+            return [f.get_tensor(k) for k in f.keys()]  # noqa: SIM118
+
+    def nbytes(p: Path) -> int:
+        return sum(t.numel() * t.element_size() for t in tensors(p))
+
+    dtypes = {t.dtype for t in tensors(half)}
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    assert nbytes(half) < 0.55 * nbytes(path)  # (int buffers stay as they are)
+    loaded = vqaudio.load_model(half)
+    assert next(loaded.parameters()).dtype == torch.float32  # computes in float32
+    _, meta32 = read_checkpoint(path)
+    assert loaded.checkpoint.weights_sha256 != meta32.weights_sha256  # another model for streams
+    x = torch.randn(1, 1, 4000) * 0.1
+    for level in range(2):
+        c32, c16 = model.encode(x, level=level), loaded.encode(x, level=level)
+        assert (c32 == c16).float().mean() > 0.75  # near-ties flip (many in a random tiny model)
+        y32, y16 = model.decode(c32, level, "x"), loaded.decode(c32, level, "x")
+        assert (y32 - y16).abs().max() < 0.02 * y32.abs().max() + 1e-4
+    again = tmp_path / "again.safetensors"  # re-exporting the half model as half: the same file
+    assert (
+        CliRunner().invoke(app, ["export", str(half), "-o", str(again), "--dtype", "float16"]).exit_code == 0
+    )
+    assert read_checkpoint(again)[1].weights_sha256 == loaded.checkpoint.weights_sha256
+    bad = CliRunner().invoke(
+        app, ["export", str(path), "-o", str(tmp_path / "b.safetensors"), "--dtype", "int8"]
+    )
+    assert bad.exit_code == 2 and "--dtype" in bad.stderr
+
+
 def test_corrupted_weights_are_detected(saved, tmp_path: Path) -> None:
     path, _ = saved
     state, meta = read_checkpoint(path)

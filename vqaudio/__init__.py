@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vqaudio._lazy import lazy_exports
-
 from vqaudio._version import __version__
 
 __getattr__, __dir__ = lazy_exports(

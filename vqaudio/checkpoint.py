@@ -74,14 +74,18 @@ def save_checkpoint(
     step: int = 0,
     extra: dict[str, Any] | None = None,
     code_tables: Mapping[int, bytes] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> str:
     """Write ``model`` atomically to ``path`` (a ``.safetensors`` file); returns the weights' SHA-256.
 
     ``code_tables``: the entropy coder's serialised frequency table of each level, as the producer
     made them (the trainer and ``vqaudio export`` call :func:`vqaudio.codec.compress.code_tables`);
-    stored as they are (base64), none when not given.
+    stored as they are (base64), none when not given. ``dtype`` (e.g. ``torch.float16``: half the
+    size) stores the floating-point tensors in that type; a tensor whose values it cannot hold (out of
+    range) stays as it is. Loading computes in the model's own dtype (float32), and the SHA-256 is that
+    of the stored tensors: the half-precision file is another model as far as streams are concerned.
     """
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: _stored(v.detach().cpu().contiguous(), dtype) for k, v in model.state_dict().items()}
     sha = weights_sha256(state)
     tables = {str(i): base64.b64encode(t).decode("ascii") for i, t in (code_tables or {}).items()}
     meta = {
@@ -99,6 +103,14 @@ def save_checkpoint(
     with atomic_write(Path(path)) as tmp:
         save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
     return sha
+
+
+def _stored(t: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """``t`` as stored: cast to ``dtype`` when it is floating point and every value survives the cast."""
+    if dtype is None or not t.is_floating_point() or t.dtype == dtype:
+        return t
+    cast = t.to(dtype)
+    return cast if bool(torch.isfinite(cast).all()) or not bool(torch.isfinite(t).all()) else t
 
 
 def resolve_checkpoint(path: str | Path | None = None) -> Path:

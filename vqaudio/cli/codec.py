@@ -158,10 +158,23 @@ def export(
         ),
     ] = None,
     force: ForceOpt = False,
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="Store the weights as float32 (the same weights and SHA-256) or float16 (half the size; "
+            "a new SHA-256, so streams of the float32 model do not decode with it).",
+        ),
+    ] = "float32",
 ) -> None:
-    """Write a model as one self-contained .safetensors file (same weights and SHA-256, fresh code tables)."""
+    """Write a model as one self-contained .safetensors file (fresh code tables)."""
+    import torch
+
     from vqaudio.checkpoint import load_model, save_checkpoint
     from vqaudio.codec.compress import code_tables
+
+    dtypes = {"float32": torch.float32, "float16": torch.float16}
+    if dtype not in dtypes:
+        raise UserError(f"--dtype must be float32 or float16, not {dtype!r}")
 
     if out.is_dir():
         raise UserError(f"{out}: is a folder; give the file to write")
@@ -172,8 +185,11 @@ def export(
     net = load_model(model)
     meta = net.checkpoint
     assert meta is not None
-    sha = save_checkpoint(out, net, meta.config, meta.step, meta.extra, code_tables(net))
-    err_console.print(f"wrote {out} (step {meta.step}, sha256 {sha[:12]}...)", highlight=False)
+    sha = save_checkpoint(out, net, meta.config, meta.step, meta.extra, code_tables(net), dtypes[dtype])
+    size = out.stat().st_size / 1e6
+    err_console.print(
+        f"wrote {out} ({dtype}, {size:.1f} MB, step {meta.step}, sha256 {sha[:12]}...)", highlight=False
+    )
 
 
 @app.command()

@@ -115,15 +115,24 @@ def analyze_corpus(
         heldout = is_heldout_voice(pair.heldout, pair.speaker, trained_on)
         durations = np.asarray(intervals.ends) - np.asarray(intervals.starts)
         x = torch.from_numpy(wav)
+        coded: dict[int, UttCodes] = {}
         for lv in levels:
             hop_s = model.hops[lv] / sr
             issue = check_coverage(intervals, seconds, hop_s)
+            if issue is None and intervals.duration < hop_s:
+                issue = (
+                    f"the labels end at {intervals.duration:.4g} s, before the first frame of level {lv} "
+                    f"({hop_s:g} s) and the audio lasts {seconds:.2f} s: wrong --format?"
+                )
             if issue is not None:
                 problems.append(f"{pair.labels}: {issue}")
                 break
             codes = model.encode(x, level=lv)[0].cpu().numpy()
             phones = label_frames(intervals, codes.size, hop_s, vocab)
-            per_level[lv].append(UttCodes(pair.utt_id, pair.speaker, codes, phones, durations, heldout))
+            coded[lv] = UttCodes(pair.utt_id, pair.speaker, codes, phones, durations, heldout)
+        else:
+            for lv, utt in coded.items():
+                per_level[lv].append(utt)
         if progress is not None:
             progress(n + 1, len(pairs))
     usable = len(per_level[levels[0]]) if levels else 0
