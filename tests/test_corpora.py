@@ -281,6 +281,9 @@ def test_scan_corpus_dispatch_and_errors(tmp_path: Path, vctk092: Path) -> None:
         with pytest.raises(UserError, match=f"{empty}.*no audio.*{kind}"):
             scan_corpus(kind, empty)
     assert CORPUS_KINDS == ("vctk", "librispeech", "ljspeech", "folder", "tsv")
+    from vqaudio.data.corpora import _SCANNERS
+
+    assert set(CORPUS_KINDS) == {"vctk", *_SCANNERS}  # the config's kinds are the ones with a reader
 
 
 # ------------------------------------------------------------------------------------------ splits

@@ -28,6 +28,7 @@ from torch import Tensor
 from vqaudio._version import __version__
 from vqaudio.audio import atomic_write
 from vqaudio.config import RunConfig, config_from_dict, config_to_dict
+from vqaudio.device import flush_denormals
 from vqaudio.errors import CheckpointError, ConfigError
 from vqaudio.models import VQVAE, CheckpointMeta, build_model
 from vqaudio.pretrained import resolve_model
@@ -190,5 +191,5 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
         raise CheckpointError(f"{path}: weights do not fit the model its config describes ({err})") from None
     model.checkpoint = meta
     model.speaker_info = meta.speaker_info
-    torch.set_flush_denormal(True)  # subnormal floats slow CPU convolutions several-fold
+    flush_denormals()
     return model.to(device).eval()

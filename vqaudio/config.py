@@ -22,6 +22,7 @@ import yaml
 from vqaudio.errors import ConfigError
 
 __all__ = [
+    "CORPUS_KINDS",
     "LevelConfig",
     "QuantizerConfig",
     "ModelConfig",
@@ -348,9 +349,14 @@ class AugmentConfig:
         return any(kind.prob > 0 for kind in (self.reverb, self.noise, self.eq, self.gain))
 
 
+CorpusKind = Literal["vctk", "librispeech", "ljspeech", "folder", "tsv"]
+CORPUS_KINDS: tuple[str, ...] = get_args(CorpusKind)
+"""The corpus layouts ``data.kind`` names (:func:`vqaudio.data.scan_corpus` reads each)."""
+
+
 @dataclass
 class DataConfig:
-    kind: Literal["vctk", "librispeech", "ljspeech", "folder", "tsv"] = "folder"
+    kind: CorpusKind = "folder"
     root: str | None = None
     mic: Literal["mic1", "mic2"] = "mic1"
     segment_seconds: float = 1.0
@@ -362,8 +368,8 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        kinds = ("vctk", "librispeech", "ljspeech", "folder", "tsv")
-        _check(self.kind in kinds, f"data.kind must be one of {', '.join(kinds)}, got {self.kind!r}")
+        kinds = ", ".join(CORPUS_KINDS)
+        _check(self.kind in CORPUS_KINDS, f"data.kind must be one of {kinds}, got {self.kind!r}")
         _check(self.mic in ("mic1", "mic2"), f"data.mic must be mic1 or mic2, got {self.mic!r}")
         _check(self.segment_seconds > 0, "data.segment_seconds must be > 0")
         _check(self.batch_size >= 1, "data.batch_size must be >= 1")

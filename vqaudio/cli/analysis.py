@@ -48,12 +48,13 @@ def analyze(
 ) -> None:
     """Align each level's codes with phone labels: purity, PNMI, mapping accuracy, speaker leakage, plots."""
     from vqaudio.checkpoint import load_model
+    from vqaudio.data.labels import LABEL_FORMATS
     from vqaudio.data.pairing import find_pairs
     from vqaudio.device import resolve_device
     from vqaudio.eval.phones import analyze_corpus, write_report
 
-    if fmt not in ("textgrid", "timit", "htk", "tsv", "auto"):
-        raise UserError(f"--format must be textgrid, timit, htk, tsv or auto, got {fmt!r}")
+    if fmt != "auto" and fmt not in LABEL_FORMATS:
+        raise UserError(f"--format must be {', '.join(LABEL_FORMATS)} or auto, got {fmt!r}")
     net = load_model(model, resolve_device(device))
     if level == "all":
         levels = list(range(net.num_levels))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -23,6 +23,9 @@ from vqaudio.cli.common import (
     user_errors,
 )
 from vqaudio.errors import UserError
+
+if TYPE_CHECKING:
+    from vqaudio.eval.reconstruction import CodecScore
 
 
 @app.command()
@@ -201,7 +204,7 @@ def info(
     """Describe a .vqa stream: levels, duration, nominal and actual bitrate, model hash (no model needed)."""
     import json
 
-    from vqaudio.codec.bitstream import StreamReader
+    from vqaudio.codec.bitstream import VERSION, StreamReader
 
     if not stream.is_file():
         raise UserError(
@@ -217,7 +220,7 @@ def info(
     nominal = sum(h.sample_rate / lv.hop * math.log2(lv.codebook_size) for lv in h.levels)
     payload = size - reader.header_bytes - 8 * h.num_chunks
     data = {
-        "format_version": 1,
+        "format_version": VERSION,  # the only version this vqaudio reads
         "sample_rate": h.sample_rate,
         "num_samples": h.num_samples,
         "duration": duration,
@@ -287,7 +290,7 @@ def evaluate(
         bool,
         typer.Option("--baselines", help="Also run Codec2 3200/2400/1200 and Opus 6 kbit/s (if installed)."),
     ] = False,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Encode and decode a corpus at every level; print bitrate, mel distance, SI-SDR, PESQ-WB and STOI.
 
@@ -302,23 +305,20 @@ def evaluate(
     from vqaudio.data import scan_corpus
     from vqaudio.device import resolve_device
     from vqaudio.eval.reconstruction import (
-        ALL,
-        EVAL_JSON_VERSION,
+        eval_document,
+        evaluate_baselines,
         evaluate_reconstruction,
-        first_per_speaker,
+        select_utterances,
         voice_kinds,
     )
 
     net = load_model(model, resolve_device(device))
-    utts = scan_corpus(kind or ("tsv" if data.is_file() else "folder"), data)
-    if split is not None:
-        utts = [u for u in utts if u.split == split]
-        if not utts:
-            raise UserError(f"{data}: no utterances in split '{split}'")
-    utts = sorted(utts, key=lambda u: (u.utt_id, u.speaker))
-    if per_speaker is not None:
-        utts = first_per_speaker(utts, per_speaker)
-    utts = utts[:max_utts]
+    try:
+        utts = select_utterances(
+            scan_corpus(kind or ("tsv" if data.is_file() else "folder"), data), split, per_speaker, max_utts
+        )
+    except UserError as err:
+        raise UserError(f"{data}: {err}") from None
     kinds = voice_kinds(utts, net.speakers)
     with progress_bar(True) as bar:
         task = bar.add_task("vqaudio levels", total=len(utts))
@@ -326,28 +326,23 @@ def evaluate(
             net, utts, progress=lambda d, t: bar.update(task, completed=d, total=t), kinds=kinds
         )
         if baselines:
-            from vqaudio.eval.reconstruction import evaluate_baselines
-
             task = bar.add_task("Codec2 / Opus", total=len(utts))
-            scores += evaluate_baselines(
-                utts,
-                net.sample_rate,
-                progress=lambda d, t: bar.update(task, completed=d, total=t),
-                kinds=kinds,
-            )
-    split_voices = kinds[:1] != [ALL]
+            done = lambda d, t: bar.update(task, completed=d, total=t)  # noqa: E731
+            scores += evaluate_baselines(utts, net.sample_rate, progress=done, kinds=kinds)
+    out_console.print(_scores_table(scores, kinds))
+    if json_out is not None:
+        with atomic_write(json_out) as tmp:
+            tmp.write_text(json.dumps(eval_document(kinds, scores), indent=2))
+
+
+def _scores_table(scores: list[CodecScore], kinds: list[str]) -> Table:
+    """``vqaudio evaluate``'s table: one row per score (per kind of voice when there are both)."""
+    split_voices = kinds[:1] != ["all"]
     counts = ", ".join(f"{kinds.count(g)} {g}" for g in ("seen", "heldout") if g in kinds)
-    title = f"reconstruction on {len(utts)} utterances" + (f" ({counts} voices)" if split_voices else "")
+    title = f"reconstruction on {len(kinds)} utterances" + (f" ({counts} voices)" if split_voices else "")
     table = Table(title=title, title_justify="left")
-    for col in (
-        "codec",
-        *(["voices"] if split_voices else []),
-        "bit/s",
-        "mel dist",
-        "SI-SDR dB",
-        "PESQ-WB",
-        "STOI",
-    ):
+    voices = ["voices"] if split_voices else []
+    for col in ("codec", *voices, "bit/s", "mel dist", "SI-SDR dB", "PESQ-WB", "STOI"):
         table.add_column(col, justify="right")
 
     def fmt(v: float | None, spec: str) -> str:
@@ -363,17 +358,4 @@ def evaluate(
             fmt(sc.pesq, ".2f"),
             fmt(sc.stoi, ".3f"),
         )
-    out_console.print(table)
-    if json_out is not None:
-        with atomic_write(json_out) as tmp:
-            tmp.write_text(
-                json.dumps(
-                    {
-                        "version": EVAL_JSON_VERSION,
-                        "utterances": len(utts),
-                        "voices": {g: kinds.count(g) for g in dict.fromkeys(kinds)},
-                        "levels": [s.as_dict() for s in scores],
-                    },
-                    indent=2,
-                )
-            )
+    return table

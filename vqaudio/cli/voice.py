@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -20,6 +20,9 @@ from vqaudio.cli.common import (
     user_errors,
 )
 from vqaudio.errors import UserError
+
+if TYPE_CHECKING:
+    from vqaudio.eval.conversion import ConversionScores
 
 
 @app.command()
@@ -169,53 +172,30 @@ def eval_convert(
     """Measure conversion: speaker similarity to target vs source (Resemblyzer, optional) and MCD."""
     import json
 
-    from vqaudio.audio import atomic_write, audio_info
+    from vqaudio.audio import atomic_write
     from vqaudio.checkpoint import load_model
     from vqaudio.data import scan_manifest
     from vqaudio.device import resolve_device
-    from vqaudio.eval.conversion import evaluate_conversion
-    from vqaudio.eval.report import NO_SIMILARITY
-    from vqaudio.voices import reference_embedding
+    from vqaudio.eval.conversion import (
+        conversion_voices,
+        enrol_from_corpus,
+        evaluate_conversion,
+        labels_by_sentence,
+        sentence_ids,
+    )
 
     net = load_model(model, resolve_device(device))
     utts = scan_manifest(data)
-    present = sorted({u.speaker for u in utts})
-    chosen = [v.strip() for v in voices.split(",")] if voices else [v for v in present if v in net.speakers]
     references = [v.strip() for v in reference_voice.split(",")] if reference_voice else []
-    chosen += [v for v in references if v not in chosen]
-    missing = [v for v in chosen if v not in present]
-    if missing:
-        raise UserError(f"voices not in {data}: {', '.join(missing)}")
-    for v in chosen:
-        if v not in references:
-            net.speaker_index(v)
-    pool = [u for u in utts if split is None or u.split == split]
-    ids = sorted({u.utt_id.rsplit("/", 1)[-1] for u in pool})[:sentences]
+    wanted = [v.strip() for v in voices.split(",")] if voices else None
+    chosen = conversion_voices(net, utts, wanted, references, str(data))
     ref = []
     for voice in references:
-        clips, total = [], 0.0
-        for u in sorted(
-            (u for u in utts if u.speaker == voice and u.split == "train"), key=lambda u: u.utt_id
-        ):
-            clips.append(u.path)
-            total += audio_info(u.path).duration
-            if total >= reference_seconds:
-                break
-        if not clips:
-            raise UserError(f"{data}: voice {voice} has no train-split utterances to enrol from")
-        ref.append((voice, reference_embedding(net, clips)))
-        err_console.print(f"enrolled {voice} from {len(clips)} clips ({total:.1f} s)", highlight=False)
-    phone_labels = None
-    if labels is not None:
-        from vqaudio.data.labels import read_labels
-        from vqaudio.data.pairing import find_pairs
-
-        found, _ = find_pairs(data, labels)
-        phone_labels = {
-            (p.speaker, p.utt_id.rsplit("/", 1)[-1]): read_labels(p.labels)
-            for p in found
-            if p.utt_id.rsplit("/", 1)[-1] in ids
-        }
+        emb, clips, seconds = enrol_from_corpus(net, utts, voice, reference_seconds, str(data))
+        ref.append((voice, emb))
+        err_console.print(f"enrolled {voice} from {clips} clips ({seconds:.1f} s)", highlight=False)
+    ids = sentence_ids(utts, split, sentences)
+    phone_labels = labels_by_sentence(data, labels, ids) if labels is not None else None
     with progress_bar(True) as bar:
         task = bar.add_task("converting", total=None)
         scores = evaluate_conversion(
@@ -228,6 +208,16 @@ def eval_convert(
             labels=phone_labels,
             progress=lambda d, t: bar.update(task, completed=d, total=t),
         )
+
+    _print_conversion(scores)
+    if json_out is not None:
+        with atomic_write(json_out) as tmp:
+            tmp.write_text(json.dumps(scores.as_dict(), indent=1) + "\n")
+
+
+def _print_conversion(scores: ConversionScores) -> None:
+    """``vqaudio eval-convert``'s summary lines, and its table by kind of voice when there are several."""
+    from vqaudio.eval.report import NO_SIMILARITY
 
     def fmt(v: float | None, spec: str) -> str:
         return NO_SIMILARITY if v is None else format(v, spec)
@@ -262,6 +252,3 @@ def eval_convert(
                 "n/a" if g["content_kept"] is None else f"{g['content_kept']:.1%}",
             )
         out_console.print(table)
-    if json_out is not None:
-        with atomic_write(json_out) as tmp:
-            tmp.write_text(json.dumps(scores.as_dict(), indent=1) + "\n")

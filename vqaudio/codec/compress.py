@@ -28,7 +28,7 @@ import torch
 from vqaudio.audio import AudioSource, atomic_write, output_format, resample_blocks, write_blocks
 from vqaudio.checkpoint import model_sha256
 from vqaudio.codec.bitstream import LevelInfo, StreamError, StreamHeader, StreamReader, StreamWriter
-from vqaudio.codec.entropy import FrequencyTable, decode_codes, encode_codes
+from vqaudio.codec.entropy import MODELS, FrequencyTable, decode_codes, encode_codes
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
@@ -47,7 +47,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_ENTROPY_MODELS = ("order0", "order1")  # payload byte 0 of each level in an entropy-coded chunk
+_ENTROPY_MODELS = MODELS  # byte 0 of each level's entropy-coded payload indexes this tuple (stream format)
 Progress = Callable[[int, int], None]
 Speaker = str | int | torch.Tensor | None
 

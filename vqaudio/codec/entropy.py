@@ -85,7 +85,7 @@ def _kernel(func: _F) -> _F:
 
 RANS_L = 1 << 23  # lower bound of the normalised state interval [L, 256 L) (ryg_rans' RANS_BYTE_L)
 MAX_PRECISION = 16  # bits of a FrequencyTable's total
-MODELS = ("order0", "order1")
+MODELS = ("order0", "order1")  # append only: a .vqa payload stores a model as its index here
 ORDER1_MAX_SYMBOLS = 4096
 ORDER1_PRIOR = 2  # weight(p) = PRIOR + PER_DISTINCT * distinct successors of p ...
 ORDER1_PER_DISTINCT = 3

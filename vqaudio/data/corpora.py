@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vqaudio.audio import AUDIO_EXTENSIONS
+from vqaudio.config import CORPUS_KINDS
 from vqaudio.errors import ConfigError, UserError
 
 __all__ = [
@@ -363,8 +364,7 @@ _SCANNERS: dict[str, Callable[[Path], list[Utterance]]] = {
     "ljspeech": scan_ljspeech,
     "folder": scan_folder,
     "tsv": scan_manifest,
-}
-CORPUS_KINDS: tuple[str, ...] = ("vctk", *_SCANNERS)
+}  # with scan_vctk: one reader per kind of CORPUS_KINDS (tested)
 
 
 def scan_corpus(kind: str, root: str | os.PathLike[str], *, mic: str = "mic1") -> list[Utterance]:
@@ -387,9 +387,19 @@ def scan_corpus(kind: str, root: str | os.PathLike[str], *, mic: str = "mic1") -
     return utts
 
 
+def stable_digest(key: str) -> bytes:
+    """SHA-256 of ``key``: the one hash every corpus split and ranking here is made from (the same on every
+    machine and Python run, and independent of which other keys exist)."""
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def stable_fraction(key: str) -> float:
+    """:func:`stable_digest` of ``key`` read as a number in ``[0, 1)`` (its first 8 bytes, big-endian)."""
+    return int.from_bytes(stable_digest(key)[:8], "big") / 2.0**64
+
+
 def _rank_key(seed: int, utt: Utterance) -> tuple[bytes, str, str]:
-    digest = hashlib.sha256(f"{seed}:{utt.utt_id}".encode()).digest()
-    return digest, utt.utt_id, str(utt.path)
+    return stable_digest(f"{seed}:{utt.utt_id}"), utt.utt_id, str(utt.path)
 
 
 def _order_key(utt: Utterance) -> tuple[str, str, str]:

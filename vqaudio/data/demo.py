@@ -21,7 +21,6 @@ Layout written by :func:`make_demo_corpus` (paths relative to ``out_dir``)::
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 import textwrap
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vqaudio.audio import atomic_write_text
+from vqaudio.data.corpora import stable_fraction
 from vqaudio.data.demo_voices import DEMO_VOICES, VoicePlan, plan_voices, voice_sentences
 from vqaudio.data.espeak import EspeakServers, is_espeak_voice, make_espeak_utterance
 from vqaudio.data.flite import (
@@ -137,8 +137,7 @@ def split_of(utt_id: str, valid_fraction: float = 0.1, test_fraction: float = 0.
     The result depends only on the id and the fractions, never on which other sentences exist, so
     growing a corpus never moves a sentence between splits.
     """
-    digest = hashlib.sha256(utt_id.encode("utf-8")).digest()
-    u = int.from_bytes(digest[:8], "big") / 2.0**64
+    u = stable_fraction(utt_id)
     if u < test_fraction:
         return "test"
     if u < test_fraction + valid_fraction:

@@ -24,10 +24,10 @@ different training sentences and together cover all of them.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vqaudio.data.corpora import stable_digest
 from vqaudio.data.espeak import is_espeak_voice, parse_espeak_voice
 from vqaudio.data.flite import VOICE_VARIANTS, split_variant
 from vqaudio.errors import UserError
@@ -100,7 +100,7 @@ def voice_family(name: str) -> str:
 
 
 def _rank(voice: str, utt_id: str) -> bytes:
-    return hashlib.sha256(f"{voice}\t{utt_id}".encode()).digest()
+    return stable_digest(f"{voice}\t{utt_id}")
 
 
 def voice_sentences(

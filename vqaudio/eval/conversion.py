@@ -29,6 +29,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import librosa
@@ -37,13 +38,25 @@ import torch
 
 from vqaudio.analysis import label_frames
 from vqaudio.analysis.metrics import cooccurrence, fit_mapping, mapping_accuracy
-from vqaudio.audio import read_audio
-from vqaudio.convert import convert
+from vqaudio.audio import audio_info, read_audio
+from vqaudio.convert import conversion_level, convert
 from vqaudio.data import PhoneIntervals, Utterance, is_heldout_voice
+from vqaudio.data.labels import read_labels
+from vqaudio.data.pairing import find_pairs
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
+from vqaudio.voices import reference_embedding
 
-__all__ = ["ConversionScores", "mel_cepstral_distortion", "evaluate_conversion", "summarise"]
+__all__ = [
+    "ConversionScores",
+    "conversion_voices",
+    "enrol_from_corpus",
+    "evaluate_conversion",
+    "labels_by_sentence",
+    "mel_cepstral_distortion",
+    "sentence_ids",
+    "summarise",
+]
 
 
 _SUMMARY_KEYS = {
@@ -132,7 +145,7 @@ def evaluate_conversion(
     """
     sr = model.sample_rate
     by_key = {(u.speaker, u.utt_id.rsplit("/", 1)[-1]): u for u in utts}
-    lv = model.config.conversion_level % model.num_levels if level is None else level
+    lv = conversion_level(model) if level is None else model.check_level(level)
     if reference is not None and isinstance(reference[0], str):
         reference = [reference]  # type: ignore[list-item]
     embedding = dict(reference) if reference is not None else {}  # type: ignore[arg-type]
@@ -281,3 +294,66 @@ class _ContentProbe:
         phones = self.phones[(speaker, sentence)]
         n = min(codes.size, phones.size)
         return mapping_accuracy(self.mapping, codes[:n], phones[:n])
+
+
+# ------------------------------------------------------------------ choosing what ``eval-convert`` scores
+
+
+def conversion_voices(
+    model: VQVAE,
+    utts: Sequence[Utterance],
+    voices: Sequence[str] | None,
+    references: Sequence[str] = (),
+    corpus: str = "the corpus",
+) -> list[str]:
+    """The voices to convert between: ``voices`` (default: every corpus voice in the model's speaker
+    table), then the ``references`` voices not among them.
+
+    Raises:
+        UserError: a voice not in the corpus, or a non-reference voice the model does not know.
+    """
+    present = sorted({u.speaker for u in utts})
+    chosen = list(voices) if voices else [v for v in present if v in model.speakers]
+    chosen += [v for v in references if v not in chosen]
+    missing = [v for v in chosen if v not in present]
+    if missing:
+        raise UserError(f"voices not in {corpus}: {', '.join(missing)}")
+    for v in chosen:
+        if v not in references:
+            model.speaker_index(v)
+    return chosen
+
+
+def sentence_ids(utts: Sequence[Utterance], split: str | None, n: int) -> list[str]:
+    """The first ``n`` sentence ids (the last part of each ``utt_id``) of ``split``, sorted."""
+    return sorted({u.utt_id.rsplit("/", 1)[-1] for u in utts if split is None or u.split == split})[:n]
+
+
+def enrol_from_corpus(
+    model: VQVAE, utts: Sequence[Utterance], voice: str, seconds: float, corpus: str = "the corpus"
+) -> tuple[torch.Tensor, int, float]:
+    """``voice``'s speaker embedding from its first train-split utterances (by id) adding up to at least
+    ``seconds``: ``(embedding [D], clips used, their seconds)``.
+
+    Raises:
+        UserError: ``voice`` has no train-split utterance.
+    """
+    clips: list[Path] = []
+    total = 0.0
+    for u in sorted((u for u in utts if u.speaker == voice and u.split == "train"), key=lambda u: u.utt_id):
+        clips.append(u.path)
+        total += audio_info(u.path).duration
+        if total >= seconds:
+            break
+    if not clips:
+        raise UserError(f"{corpus}: voice {voice} has no train-split utterances to enrol from")
+    return reference_embedding(model, clips), len(clips), total
+
+
+def labels_by_sentence(data: Path, labels: Path, ids: Sequence[str]) -> dict[tuple[str, str], PhoneIntervals]:
+    """Phone labels of the corpus ``data`` (a manifest) for the sentences ``ids``, by (speaker, sentence
+    id), paired as :func:`vqaudio.data.pairing.find_pairs` pairs them."""
+    wanted = set(ids)
+    found, _ = find_pairs(data, labels)
+    by_sentence = {(p.speaker, p.utt_id.rsplit("/", 1)[-1]): p.labels for p in found}
+    return {key: read_labels(path) for key, path in by_sentence.items() if key[1] in wanted}

@@ -20,6 +20,7 @@ import torch
 
 from vqaudio.audio import read_audio
 from vqaudio.data import Utterance, is_heldout_voice
+from vqaudio.errors import UserError
 from vqaudio.eval.baselines import Baseline, available_baselines
 from vqaudio.models import VQVAE
 from vqaudio.spectral import mel_distance
@@ -31,7 +32,9 @@ __all__ = [
     "si_sdr",
     "evaluate_reconstruction",
     "evaluate_baselines",
+    "eval_document",
     "first_per_speaker",
+    "select_utterances",
     "voice_kinds",
 ]
 
@@ -154,6 +157,38 @@ def first_per_speaker(utts: Sequence[Utterance], n: int) -> list[Utterance]:
         if taken[u.speaker] <= n:
             chosen.append(u)
     return chosen
+
+
+def select_utterances(
+    utts: Sequence[Utterance],
+    split: str | None = None,
+    per_speaker: int | None = None,
+    max_utts: int | None = None,
+) -> list[Utterance]:
+    """What ``vqaudio evaluate`` scores: the utterances of ``split`` (all when ``None``), sorted by id,
+    the first ``per_speaker`` of each speaker, at most ``max_utts`` in all.
+
+    Raises:
+        UserError: ``split`` selects nothing.
+    """
+    chosen = [u for u in utts if split is None or u.split == split]
+    if not chosen:
+        raise UserError(f"no utterances in split '{split}'" if split is not None else "no utterances")
+    chosen.sort(key=lambda u: (u.utt_id, u.speaker))
+    if per_speaker is not None:
+        chosen = first_per_speaker(chosen, per_speaker)
+    return chosen[:max_utts]
+
+
+def eval_document(kinds: Sequence[str], scores: Sequence[CodecScore]) -> dict[str, Any]:
+    """The ``eval.json`` of ``vqaudio evaluate`` (version :data:`EVAL_JSON_VERSION`): the number of
+    utterances, how many of each kind of voice (``kinds``: one per utterance) and every score row."""
+    return {
+        "version": EVAL_JSON_VERSION,
+        "utterances": len(kinds),
+        "voices": {g: list(kinds).count(g) for g in dict.fromkeys(kinds)},
+        "levels": [s.as_dict() for s in scores],
+    }
 
 
 def _groups(kinds: Sequence[str]) -> list[str]:

@@ -38,6 +38,7 @@ from vqaudio.data import (
     split_utterances,
     validate_corpus,
 )
+from vqaudio.device import flush_denormals
 from vqaudio.errors import CheckpointError, ConfigError, UserError
 from vqaudio.models import VQVAE, LevelModel, VQVAEOutput, build_model
 from vqaudio.train.discriminators import CombinedDiscriminator
@@ -278,8 +279,7 @@ class Trainer:
         self.info, self.device = init_distributed(cfg.train.device)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        # subnormal activations made CPU steps up to 100x slower in a run; flushing them to zero is harmless
-        torch.set_flush_denormal(True)
+        flush_denormals()
         self.run = RunDir(out_dir)
         latest = self.run.latest() if resume else None
         if resume:
