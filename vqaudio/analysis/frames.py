@@ -12,8 +12,14 @@ __all__ = ["check_coverage", "label_frames"]
 
 
 def check_coverage(intervals: PhoneIntervals, audio_seconds: float, frame_seconds: float) -> str | None:
-    """A one-line message if the labels end more than one frame after the audio does, else ``None``
-    (labels ending early are normal: trailing frames simply get no label)."""
+    """A one-line message if the labels end more than one frame after the audio does, or before its first
+    frame (labels read in the wrong format or units: no frame would be labelled), else ``None`` (labels
+    ending early are normal otherwise: trailing frames simply get no label)."""
+    if intervals.duration < frame_seconds:
+        return (
+            f"the labels end at {intervals.duration:.4g} s, before the first frame ({frame_seconds:g} s), "
+            f"and the audio lasts {audio_seconds:.2f} s: wrong --format?"
+        )
     excess = intervals.duration - audio_seconds
     if excess > frame_seconds:
         return (

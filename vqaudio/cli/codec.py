@@ -337,7 +337,9 @@ def evaluate(
 
 def _scores_table(scores: list[CodecScore], kinds: list[str]) -> Table:
     """``vqaudio evaluate``'s table: one row per score (per kind of voice when there are both)."""
-    split_voices = kinds[:1] != ["all"]
+    from vqaudio.eval.reconstruction import ALL
+
+    split_voices = kinds[:1] != [ALL]
     counts = ", ".join(f"{kinds.count(g)} {g}" for g in ("seen", "heldout") if g in kinds)
     title = f"reconstruction on {len(kinds)} utterances" + (f" ({counts} voices)" if split_voices else "")
     table = Table(title=title, title_justify="left")
