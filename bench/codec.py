@@ -1,5 +1,6 @@
-"""Codec benchmark: encode/decode real-time factors per level, bitrates with and without --entropy,
-and peak memory encoding a 1-hour file (prints numbers; not a test).
+"""Codec benchmark: file bitrate against nominal for 1-, 3- and 60-s inputs (header and framing
+included), encode/decode real-time factors per level, bitrates with and without --entropy, and peak
+memory encoding a 1-hour file (prints numbers; not a test).
 
     python bench/codec.py --model runs/mini --audio data/demo/wavs/awb --threads 2
     python bench/codec.py --model runs/mini --hour          # + peak RSS for 1 hour vs 1 minute of audio
@@ -81,6 +82,42 @@ def _write_long(path: Path, seconds: int, sr: int, block: np.ndarray) -> None:
             f.write(block)
 
 
+def _file_sizes(model, x: np.ndarray, work: Path) -> None:  # type: ignore[no-untyped-def]
+    """File bitrate vs nominal per level and duration, packed and entropy-coded; the 48k rows are the
+    same speech as a 48 kHz stereo file (its rate, length and channels go into the header)."""
+    sr = model.sample_rate
+    print("file size vs nominal (whole files, header and framing included):")
+    cols = ("level", "input", "nominal", "bytes", "file b/s", "vs nom", "entropy", "vs nom")
+    print(" ".join(f"{c:>9}" for c in cols))
+    for level in range(model.num_levels):
+        nominal = model.config.bitrate(level)
+        for seconds, rate in ((1, sr), (3, sr), (3, 48000), (60, sr)):
+            clip = x[: seconds * sr]
+            path = work / f"clip{seconds}_{rate}.wav"
+            if rate == sr:
+                sf.write(path, clip, sr, subtype="PCM_16")
+            else:
+                up = read_audio(_write_tmp(work, clip, sr), rate)
+                sf.write(path, np.stack([up, up], axis=1), rate, subtype="PCM_16")
+            size = {}
+            for entropy in (False, True):
+                buf = io.BytesIO()
+                encode_file(model, path, buf, [level], entropy=entropy)
+                size[entropy] = len(buf.getvalue())
+            packed, coded = (size[e] * 8 / seconds for e in (False, True))
+            label = f"{seconds}s@{rate // 1000}k"
+            print(
+                f"{level:>9} {label:>9} {nominal:>9.0f} {size[False]:>9} {packed:>9.0f} "
+                f"{packed / nominal - 1:>+9.1%} {coded:>9.0f} {coded / nominal - 1:>+9.1%}"
+            )
+
+
+def _write_tmp(work: Path, clip: np.ndarray, sr: int) -> Path:
+    path = work / "tmp.wav"
+    sf.write(path, clip, sr, subtype="FLOAT")
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
@@ -107,6 +144,8 @@ def main() -> None:
         f"model={args.model} threads={torch.get_num_threads()} audio={args.seconds:.0f} s "
         f"({'speech from ' + args.audio if args.audio else 'synthetic'})"
     )
+    if args.seconds >= 60:
+        _file_sizes(model, x, work)
     cols = ("level", "nominal", "packed", "entropy", "saving", "enc RTF", "dec RTF")
     print(" ".join(f"{c:>8}" for c in cols))
     for level in range(model.num_levels):

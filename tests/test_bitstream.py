@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from vqaudio.codec.bitstream import (
     MAGIC,
+    MAX_CHUNK_BYTES,
     MAX_HEADER_BYTES,
     ChecksumError,
     LevelInfo,
@@ -31,18 +33,21 @@ from vqaudio.codec.bitstream import (
     pack_codes,
     read_header,
     unpack_codes,
+    varint,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = "ab" * 32
+VERSIONS = [1, 2]
 
 
 def header(
-    num_samples: int, levels: list[tuple[int, int, int]], chunk_samples: int, **kw: Any
+    num_samples: int, levels: list[tuple[int, int, int]], chunk_samples: int, version: int = 1, **kw: Any
 ) -> StreamHeader:
-    """A header with ``levels`` given as (level, hop, K) triples."""
+    """A header with ``levels`` given as (level, hop, K) triples, in format ``version``."""
     infos = tuple(LevelInfo(*lv) for lv in levels)
-    return StreamHeader(SHA, 16000, num_samples, infos, chunk_samples, **kw)
+    model_id = SHA if version == 1 else SHA[:16]
+    return StreamHeader(model_id, 16000, num_samples, infos, chunk_samples, version=version, **kw)
 
 
 def random_codes(h: StreamHeader, seed: int = 0, top: bool = True) -> list[np.ndarray]:
@@ -55,20 +60,25 @@ def random_codes(h: StreamHeader, seed: int = 0, top: bool = True) -> list[np.nd
     return codes
 
 
-def small_stream() -> bytes:
-    """2 levels (K=5 and K=3), 3 chunks, the last one partial: 321 bytes, almost all of it header."""
-    h = header(1500, [(0, 320, 5), (1, 640, 3)], 640)
+def small_stream(version: int = 1, **kw: Any) -> bytes:
+    """2 levels (K=5 and K=3), 3 chunks, the last one partial: 321 bytes in version 1, almost all of it
+    header, 53 in version 2."""
+    h = header(1500, [(0, 320, 5), (1, 640, 3)], 640, version, **kw)
     return encode_stream(h, random_codes(h))
 
 
 def crafted(header_bytes: bytes, version: int = 1) -> bytes:
     """A stream prefix with an arbitrary header and a valid header CRC (no chunks)."""
-    prefix = MAGIC + struct.pack("<HI", version, len(header_bytes)) + header_bytes
+    size = struct.pack("<I", len(header_bytes)) if version == 1 else varint(len(header_bytes))
+    prefix = MAGIC + struct.pack("<H", version) + size + header_bytes
     return prefix + struct.pack("<I", zlib.crc32(prefix))
 
 
-def chunk(payload: bytes) -> bytes:
-    """A chunk with a valid length and CRC."""
+def chunk(payload: bytes, version: int = 1, index: int = 0) -> bytes:
+    """A chunk with a valid length (version 1) and CRC around ``payload`` (v2: a packed payload, or an
+    entropy chunk's varint-framed levels)."""
+    if version == 2:
+        return payload + struct.pack("<I", zlib.crc32(struct.pack("<I", index) + payload))
     length = struct.pack("<I", len(payload))
     return length + payload + struct.pack("<I", zlib.crc32(length + payload))
 
@@ -119,6 +129,7 @@ def test_unpack_rejects_wrong_length() -> None:
 
 def test_header_derived_values_and_json() -> None:
     h = header(1000, [(0, 80, 2), (1, 320, 1000), (2, 640, 1024), (3, 640, 1025), (4, 640, 65536)], 640)
+    assert h.nominal_bitrate == pytest.approx(200 + 50 * math.log2(1000) + 25 * (10 + math.log2(1025)) + 400)
     assert [lv.bits for lv in h.levels] == [1, 10, 10, 11, 16]
     assert h.num_chunks == 2 and h.duration == 1000 / 16000
     assert [h.frames_in_chunk(c, 0) for c in range(2)] == [8, 5]  # 640 / 80, ceil(360 / 80)
@@ -133,8 +144,8 @@ def test_header_derived_values_and_json() -> None:
 
 
 def test_golden_bytes() -> None:
-    """The exact bytes of a tiny stream, so that a silent format change fails."""
-    h = StreamHeader("00" * 32, 8000, 3, (LevelInfo(0, 1, 5),), 2, speaker="p225")
+    """The exact bytes of a tiny version 1 stream, so that a silent format change fails."""
+    h = StreamHeader("00" * 32, 8000, 3, (LevelInfo(0, 1, 5),), 2, speaker="p225", version=1)
     text = (
         '{"chunk_samples":2,"coding":"packed","extra":{},"levels":[{"codebook_size":5,"hop":1,"level":0}],'
         '"model_sha256":"' + "0" * 64 + '","num_samples":3,"sample_rate":8000,"speaker":"p225"}'
@@ -152,6 +163,58 @@ def test_golden_bytes() -> None:
     np.testing.assert_array_equal(decoded[1][0], [1, 4, 2])
 
 
+def test_golden_bytes_v2() -> None:
+    """The exact bytes of a tiny version 2 stream, worked out by hand from the module docstring."""
+    extra = {"source_sample_rate": 44100, "source_num_samples": 5, "source_channels": 2, "n": 1}
+    h = StreamHeader("0123456789abcdef", 8000, 3, (LevelInfo(0, 1, 5),), 2, speaker="p225", extra=extra)
+    body = (
+        bytes([0b1110])  # flags: packed, speaker, source, extra
+        + bytes.fromhex("0123456789abcdef")
+        + bytes.fromhex("c03e" "03" "02")  # sample rate 8000 = 0x1f40 -> c0 3e; 3 samples; chunks of 2
+        + bytes.fromhex("01" "00" "01" "03")  # one level: level 0, hop 1, K - 2 = 3
+        + b"\x04p225"
+        + bytes.fromhex("c4d802" "05" "02")  # 44100 = 0b10_1011000_1000100 -> c4 d8 02; 5; 2 channels
+        + b"\x07" + b'{"n":1}'
+    )  # fmt: skip
+    prefix = b"VQA\x1a\x02\x00" + bytes([len(body)]) + body
+    expected = (
+        prefix + struct.pack("<I", zlib.crc32(prefix))
+        + b"\x21" + struct.pack("<I", zlib.crc32(b"\x00\x00\x00\x00\x21"))  # chunk 0: codes [1, 4]
+        + b"\x02" + struct.pack("<I", zlib.crc32(b"\x01\x00\x00\x00\x02"))  # chunk 1: code [2]
+    )  # fmt: skip
+    assert encode_stream(h, [np.array([1, 4, 2])]) == expected
+    assert read_header(io.BytesIO(expected)) == (h, len(prefix) + 4)
+    decoded = decode_stream(expected)
+    assert decoded[0] == h and decoded[0].extra == extra
+    np.testing.assert_array_equal(decoded[1][0], [1, 4, 2])
+
+
+def test_varint() -> None:
+    cases = {
+        0: "00",
+        1: "01",
+        127: "7f",
+        128: "8001",
+        300: "ac02",
+        16384: "808001",
+        2**63 - 1: "ff" * 8 + "7f",
+    }
+    for value, spelled in cases.items():
+        assert varint(value).hex() == spelled
+        h = header(value, [(0, 1, 4)], 1, version=2)  # num_samples is a varint
+        assert read_header(io.BytesIO(encode_stream_prefix(h)))[0].num_samples == value
+    for bad in (-1, 2**63):
+        with pytest.raises(ValueError):
+            varint(bad)
+
+
+def encode_stream_prefix(h: StreamHeader) -> bytes:
+    """The header bytes a writer emits for ``h`` (no chunks)."""
+    out = io.BytesIO()
+    StreamWriter(out, h)
+    return out.getvalue()
+
+
 # --- round trips -------------------------------------------------------------------------------------
 
 
@@ -166,10 +229,11 @@ def test_golden_bytes() -> None:
         (777, [(2, 7, 65536), (0, 1, 3)], 70),
     ],
 )
+@pytest.mark.parametrize("version", VERSIONS)
 def test_stream_round_trip(
-    tmp_path: Path, num_samples: int, levels: list[tuple[int, int, int]], chunk_samples: int
+    tmp_path: Path, num_samples: int, levels: list[tuple[int, int, int]], chunk_samples: int, version: int
 ) -> None:
-    h = header(num_samples, levels, chunk_samples, speaker="p226")
+    h = header(num_samples, levels, chunk_samples, version, speaker="p226")
     codes = random_codes(h)
     path = tmp_path / "x.vqa"
     path.write_bytes(encode_stream(h, codes))
@@ -182,8 +246,9 @@ def test_stream_round_trip(
         np.testing.assert_array_equal(got, want)
 
 
-def test_streaming_chunk_by_chunk(tmp_path: Path) -> None:
-    h = header(2000, [(0, 80, 1000), (1, 320, 7)], 640)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_streaming_chunk_by_chunk(tmp_path: Path, version: int) -> None:
+    h = header(2000, [(0, 80, 1000), (1, 320, 7)], 640, version)
     codes = random_codes(h, seed=3)
     per_chunk = [
         [c[k * (640 // lv.hop) : (k + 1) * (640 // lv.hop)] for c, lv in zip(codes, h.levels, strict=True)]
@@ -194,15 +259,20 @@ def test_streaming_chunk_by_chunk(tmp_path: Path) -> None:
         for parts in per_chunk:
             writer.write_chunk(parts)
     with path.open("rb") as inp:
-        chunks = list(StreamReader(inp))
+        reader = StreamReader(inp)
+        chunks = list(reader)
+    assert writer.bytes_written == reader.bytes_read == path.stat().st_size
+    # 3 full chunks: 8 codes of 10 bits and 2 of 3 bits; the last: 1 code of each
+    assert writer.payload_bytes == reader.payload_bytes == 3 * (10 + 1) + (2 + 1)
     assert len(chunks) == 4 and [len(c[0]) for c in chunks] == [8, 8, 8, 1]
     for got, want in zip(chunks, per_chunk, strict=True):
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
 
 
-def test_entropy_round_trip(tmp_path: Path) -> None:
-    h = header(1500, [(0, 80, 1024), (1, 640, 256)], 640, coding="entropy")
+@pytest.mark.parametrize("version", VERSIONS)
+def test_entropy_round_trip(tmp_path: Path, version: int) -> None:
+    h = header(1500, [(0, 80, 1024), (1, 640, 256)], 640, version, coding="entropy")
     payloads = [[b"\x00\xff" * 7, b""], [bytes(range(256)), b"\x01"], [b"", b"\x00" * 3]]
     path = tmp_path / "e.vqa"
     with path.open("wb") as f, StreamWriter(f, h) as writer:
@@ -212,6 +282,7 @@ def test_entropy_round_trip(tmp_path: Path) -> None:
         reader = StreamReader(inp)
         assert reader.header.coding == "entropy"
         assert list(reader) == payloads
+        assert reader.payload_bytes == sum(len(x) for p in payloads for x in p)
     with pytest.raises(StreamError, match="entropy"):
         decode_stream(path.read_bytes())
 
@@ -247,15 +318,26 @@ def test_writer_rejects_caller_bugs() -> None:
 # --- rejection of bad streams ------------------------------------------------------------------------
 
 
-def test_rejects_bad_magic() -> None:
+@pytest.mark.parametrize("version", VERSIONS)
+def test_rejects_bad_magic(version: int) -> None:
     with pytest.raises(StreamError, match="magic"):
-        decode_stream(b"RIFF" + small_stream()[4:])
+        decode_stream(b"RIFF" + small_stream(version)[4:])
 
 
-def test_rejects_unknown_version() -> None:
-    data = crafted(header(1, [(0, 1, 4)], 1).to_json().encode(), version=2)
-    with pytest.raises(StreamError, match=r"version 2 \(supported: \(1,\)\)"):
+@pytest.mark.parametrize("version", [0, 3, 256])
+def test_rejects_unknown_version(version: int) -> None:
+    data = crafted(header(1, [(0, 1, 4)], 1).to_json().encode(), version=version)
+    with pytest.raises(StreamError, match=rf"version {version} \(supported: \(1, 2\)\)"):
         decode_stream(data)
+    with pytest.raises(StreamError, match="unsupported"):
+        header(1, [(0, 1, 4)], 1, version)
+
+
+def test_model_id_length_follows_the_version() -> None:
+    with pytest.raises(StreamError, match="16 lowercase hex"):
+        StreamHeader(SHA, 16000, 1, (LevelInfo(0, 1, 4),), 1)  # version 2 by default
+    with pytest.raises(StreamError, match="64 lowercase hex"):
+        StreamHeader(SHA[:16], 16000, 1, (LevelInfo(0, 1, 4),), 1, version=1)
 
 
 class PrefixOnly(io.BytesIO):
@@ -274,6 +356,18 @@ def test_header_length_cap_checked_before_reading() -> None:
         read_header(io.BytesIO(MAGIC + struct.pack("<HI", 1, 0xFFFFFFFF)))
     with pytest.raises(StreamError, match="truncated"):  # exactly the cap is allowed (then truncated here)
         read_header(io.BytesIO(MAGIC + struct.pack("<HI", 1, MAX_HEADER_BYTES)))
+
+
+def test_v2_header_length_cap_checked_before_reading() -> None:
+    data = MAGIC + b"\x02\x00" + varint(MAX_HEADER_BYTES + 1) + b"\x00" * 100
+    with pytest.raises(StreamError, match="header length"):
+        StreamReader(PrefixOnly(data))
+    with pytest.raises(StreamError, match="header length"):
+        read_header(io.BytesIO(MAGIC + b"\x02\x00" + b"\xff" * 9 + b"\x01"))  # over 9 varint bytes
+    with pytest.raises(StreamError, match="truncated"):
+        read_header(io.BytesIO(MAGIC + b"\x02\x00" + varint(MAX_HEADER_BYTES)))
+    with pytest.raises(StreamError, match="not minimal"):
+        read_header(io.BytesIO(MAGIC + b"\x02\x00" + b"\x85\x00"))
 
 
 def good_header_obj() -> dict[str, Any]:
@@ -359,52 +453,134 @@ def test_header_construction_validates() -> None:
         StreamHeader(SHA, 16000, 10, (), 80)
     with pytest.raises(StreamError):
         StreamHeader(SHA, 16000, 10, (LevelInfo(0, 80, 16),), 80, extra={1: "int key"})  # type: ignore[dict-item]
+    for name in ("é" * 128, "\ud800"):  # 256 bytes of UTF-8 (version 2 stores at most 255); no UTF-8
+        with pytest.raises(StreamError, match="speaker"):
+            StreamHeader(SHA, 16000, 10, (LevelInfo(0, 80, 16),), 80, speaker=name, version=1)
+    assert StreamHeader(SHA, 16000, 10, (LevelInfo(0, 80, 16),), 80, speaker="é" * 127 + "a", version=1)
     with pytest.raises(StreamError):
         LevelInfo(0, 80, 2.0)  # type: ignore[arg-type]
     assert type(LevelInfo(np.int64(1), 80, 16).level) is int  # type: ignore[arg-type]  # numpy ints accepted
 
 
-def test_rejects_header_crc_mismatch() -> None:
-    data = bytearray(small_stream())
+@pytest.mark.parametrize("version", VERSIONS)
+def test_rejects_header_crc_mismatch(version: int) -> None:
+    data = bytearray(small_stream(version))
     h, size = read_header(io.BytesIO(data))
     data[size - 1] ^= 0x01
     with pytest.raises(ChecksumError, match="header CRC"):
         decode_stream(bytes(data))
 
 
-def test_rejects_trailing_data() -> None:
+@pytest.mark.parametrize("version", VERSIONS)
+def test_rejects_trailing_data(version: int) -> None:
     with pytest.raises(StreamError, match="trailing data"):
-        decode_stream(small_stream() + b"\x00")
+        decode_stream(small_stream(version) + b"\x00")
 
 
-def test_rejects_code_out_of_range() -> None:
-    h = header(80, [(0, 80, 5)], 80)  # one code of 3 bits; 7 fits in 3 bits but is >= K = 5
-    out = io.BytesIO()
-    StreamWriter(out, h)  # writes the header only
+@pytest.mark.parametrize("version", VERSIONS)
+def test_rejects_code_out_of_range(version: int) -> None:
+    h = header(80, [(0, 80, 5)], 80, version)  # one code of 3 bits; 7 fits in 3 bits but is >= K = 5
+    prefix = encode_stream_prefix(h)
     with pytest.raises(StreamError, match="code out of range"):
-        decode_stream(out.getvalue() + chunk(b"\x07"))
+        decode_stream(prefix + chunk(b"\x07", version))
     with pytest.raises(StreamError, match="padding"):  # code 4 with a stray bit set in the padding
-        decode_stream(out.getvalue() + chunk(b"\x14"))
-    with pytest.raises(StreamError, match="length"):  # 2 bytes where 1 is derivable
-        decode_stream(out.getvalue() + chunk(b"\x04\x00"))
-    np.testing.assert_array_equal(decode_stream(out.getvalue() + chunk(b"\x04"))[1][0], [4])
+        decode_stream(prefix + chunk(b"\x14", version))
+    with pytest.raises(StreamError, match="length" if version == 1 else "CRC"):  # 2 bytes where 1 is due
+        decode_stream(prefix + chunk(b"\x04\x00", version))
+    np.testing.assert_array_equal(decode_stream(prefix + chunk(b"\x04", version))[1][0], [4])
 
 
-def test_rejects_bad_entropy_payload() -> None:
-    h = header(80, [(0, 80, 5), (1, 80, 5)], 80, coding="entropy")
-    out = io.BytesIO()
-    StreamWriter(out, h)
+def test_rejects_bad_entropy_payload_v1() -> None:
+    prefix = encode_stream_prefix(header(80, [(0, 80, 5), (1, 80, 5)], 80, coding="entropy"))
     for payload in (b"\x01\x00\x00\x00a", b"\x00\x00\x00\x00\x02\x00\x00\x00a", b"\x00" * 9):
         with pytest.raises(StreamError):
-            list(StreamReader(io.BytesIO(out.getvalue() + chunk(payload))))
+            list(StreamReader(io.BytesIO(prefix + chunk(payload))))
 
 
+def test_rejects_bad_entropy_chunks_v2() -> None:
+    prefix = encode_stream_prefix(header(80, [(0, 80, 5), (1, 80, 5)], 80, 2, coding="entropy"))
+    assert list(StreamReader(io.BytesIO(prefix + chunk(b"\x01a\x00", 2)))) == [[b"a", b""]]
+    for body, match in [
+        (b"\x01a\x02a", "truncated"),  # level 1 says 2 bytes, 1 left before the CRC ...
+        (b"\x01a", "truncated"),  # ... level 1's size missing
+        (b"\x80\x00" + b"\x00", "not minimal"),
+        (varint(MAX_CHUNK_BYTES + 1), "invalid length"),  # refused before reading
+        (varint(MAX_CHUNK_BYTES) + b"", "truncated"),
+    ]:
+        with pytest.raises(StreamError, match=match):
+            list(StreamReader(io.BytesIO(prefix + chunk(body, 2))))
+    sizes = varint(MAX_CHUNK_BYTES // 2 + 1)  # two levels together over the cap: refused at the second
+    with pytest.raises(StreamError, match="invalid length"):
+        list(StreamReader(io.BytesIO(prefix + sizes + b"\x00" * (MAX_CHUNK_BYTES // 2 + 1) + sizes)))
+
+
+def test_v2_chunks_are_bound_to_their_position() -> None:
+    """Two chunks of the same size swapped: every CRC is right for its bytes, but not for its index."""
+    h = header(1280, [(0, 320, 5)], 640, 2)
+    data = encode_stream(h, [np.array([0, 1, 2, 3])])
+    size = len(encode_stream_prefix(h))
+    one, two = data[size : size + 5], data[size + 5 :]  # 2 codes of 3 bits in a byte, and a CRC
+    assert len(one) == len(two) == 5 and one[0] != two[0]
+    with pytest.raises(ChecksumError, match="chunk 0"):
+        decode_stream(data[:size] + two + one)
+
+
+def sized(data: bytes) -> bytes:
+    return varint(len(data)) + data
+
+
+def crafted_v2(**fields: Any) -> bytes:
+    """A version 2 header body from a tiny stream's fields, some of them replaced by raw bytes."""
+    parts = {
+        "flags": b"\x00",
+        "model_id": b"\xab" * 8,
+        "numbers": varint(16000) + varint(80) + varint(80),
+        "levels": b"\x01" + b"\x00" + varint(80) + varint(1022),
+        "tail": b"",
+    } | fields
+    return b"".join(parts.values())
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (crafted_v2(flags=b"\x10"), "unknown bits"),
+        (crafted_v2(numbers=varint(0) + varint(80) + varint(80)), "sample_rate"),
+        (crafted_v2(numbers=varint(16000) + varint(80) + varint(0)), "chunk_samples"),
+        (crafted_v2(numbers=varint(16000) + varint(80) + varint(70)), "multiple"),
+        (crafted_v2(levels=b"\x00"), "num_levels"),
+        (crafted_v2(levels=varint(256)), "num_levels"),
+        (crafted_v2(levels=b"\x01\x00\x00" + varint(1022)), "hop"),
+        (crafted_v2(levels=b"\x01\x00" + varint(80) + varint(65535)), "codebook_size"),
+        (crafted_v2(levels=b"\x02" + (b"\x00" + varint(80) + varint(1022)) * 2), "twice"),
+        (crafted_v2(tail=b"\x00"), "after its last field"),
+        (crafted_v2()[:-1], "truncated"),
+        (crafted_v2(flags=b"\x02", tail=varint(256) + b"a" * 256), "speaker length"),
+        (crafted_v2(flags=b"\x02", tail=b"\x02\xff\xfe"), "UTF-8"),
+        (crafted_v2(flags=b"\x04", tail=varint(0) + varint(1) + varint(1)), "source_sample_rate"),
+        (crafted_v2(flags=b"\x04", tail=varint(8000) + varint(1) + varint(0)), "source_channels"),
+        (crafted_v2(flags=b"\x08", tail=b"\x02{}"), "non-empty"),
+        (crafted_v2(flags=b"\x08", tail=b"\x02[]"), "non-empty"),
+        (crafted_v2(flags=b"\x08", tail=b"\x03{x}"), "not valid JSON"),
+        (crafted_v2(flags=b"\x08", tail=b'\x0d{"a":1,"a":2}'), "not valid JSON"),
+        (crafted_v2(flags=b"\x08", tail=sized(b'{"a":NaN}')), "extra"),
+        (crafted_v2(flags=b"\x08", tail=varint(MAX_HEADER_BYTES + 1)), "extra length"),
+        (crafted_v2(flags=b"\x0c", tail=b"\x01\x01\x01" + sized(b'{"source_channels":1}')), "source keys"),
+    ],
+)
+def test_rejects_bad_v2_headers(body: bytes, match: str) -> None:
+    assert decode_stream(crafted(crafted_v2(), 2) + chunk(bytes(2), 2))[0].num_samples == 80  # base: valid
+    with pytest.raises(StreamError, match=match):
+        decode_stream(crafted(body, 2))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("coding", ["packed", "entropy"])
-def test_every_single_bit_flip_is_rejected(coding: str) -> None:
+def test_every_single_bit_flip_is_rejected(coding: str, version: int) -> None:
     if coding == "packed":
-        data = small_stream()
+        data = small_stream(version)
     else:
-        h = header(1500, [(0, 320, 5), (1, 640, 3)], 640, coding="entropy")
+        h = header(1500, [(0, 320, 5), (1, 640, 3)], 640, version, coding="entropy")
         out = io.BytesIO()
         with StreamWriter(out, h) as w:
             for k in range(3):
@@ -421,8 +597,14 @@ def test_every_single_bit_flip_is_rejected(coding: str) -> None:
                 decode(bytes(flipped))
 
 
-def test_every_truncation_is_rejected() -> None:
-    data = small_stream()
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("speaker", [None, "p225"])
+def test_every_truncation_is_rejected(version: int, speaker: str | None) -> None:
+    data = small_stream(
+        version,
+        speaker=speaker,
+        extra={"source_sample_rate": 8000, "source_num_samples": 750, "source_channels": 1, "x": [1]},
+    )
     for n in range(len(data)):
         with pytest.raises(StreamError, match="truncated"):
             decode_stream(data[:n])
@@ -437,9 +619,9 @@ def streams(draw: st.DrawFn) -> tuple[StreamHeader, list[np.ndarray]]:
     )
     chunk_samples = math.lcm(*hops) * draw(st.integers(1, 4))
     num_samples = draw(st.integers(0, 600))
-    h = header(
-        num_samples, [(i, hop, k) for i, (hop, k) in enumerate(zip(hops, sizes, strict=True))], chunk_samples
-    )
+    levels = [(i, hop, k) for i, (hop, k) in enumerate(zip(hops, sizes, strict=True))]
+    speaker = draw(st.one_of(st.none(), st.text(max_size=20)))
+    h = header(num_samples, levels, chunk_samples, draw(st.sampled_from(VERSIONS)), speaker=speaker)
     return h, random_codes(h, seed=draw(st.integers(0, 2**32 - 1)))
 
 
@@ -482,15 +664,19 @@ def test_import_does_not_import_torch() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_committed_golden_file_decodes_to_its_expected_header_and_codes() -> None:
-    """tests/data/golden_v1.vqa is committed: a silent change of format version 1 fails here."""
-    import json
-    from pathlib import Path
-
+@pytest.mark.parametrize("version", VERSIONS)
+def test_committed_golden_file_decodes_to_its_expected_header_and_codes(version: int) -> None:
+    """tests/data/golden_v{1,2}.vqa are committed: a silent change of either format fails here, and a
+    version-1 file written by an older vqaudio still decodes."""
     data_dir = Path(__file__).parent / "data"
-    expected = json.loads((data_dir / "golden_v1.json").read_text())
-    header, codes = decode_stream((data_dir / "golden_v1.vqa").read_bytes())
-    assert json.loads(header.to_json()) == expected["header"]
+    expected = json.loads((data_dir / f"golden_v{version}.json").read_text())
+    raw = (data_dir / f"golden_v{version}.vqa").read_bytes()
+    header, codes = decode_stream(raw)
+    assert header.version == version
+    if version == 1:
+        assert json.loads(header.to_json()) == expected["header"]
+    else:
+        assert json.loads(json.dumps(dataclasses.asdict(header))) == expected["header"]
     assert [c.tolist() for c in codes] == expected["codes"]
-    # and writing the same content again reproduces the committed bytes exactly
-    assert encode_stream(header, codes) == (data_dir / "golden_v1.vqa").read_bytes()
+    assert encode_stream(header, codes) == raw  # writing the same content again gives the same bytes
+    assert len(raw) == (402 if version == 1 else 73)

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from test_models import tiny_model_config
 from typer.testing import CliRunner
 
 import vqaudio
 from vqaudio.checkpoint import save_checkpoint
 from vqaudio.cli import app
-from vqaudio.codec.bitstream import StreamError, decode_stream, read_header
+from vqaudio.codec.bitstream import StreamError, decode_stream, encode_stream, read_header
 from vqaudio.codec.compress import (
     code_tables,
     compress,
@@ -26,6 +32,7 @@ from vqaudio.codec.compress import (
     decompress,
     encode_audio,
     encode_file,
+    model_fingerprint,
 )
 from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig, RunConfig
 from vqaudio.data.synthetic import toy_utterance
@@ -131,9 +138,74 @@ def test_model_mismatch_is_reported(model) -> None:
         decompress(other, data)
 
 
+def _edited_checkpoint(ckpt: Path, out: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of ``ckpt`` whose JSON metadata ``edit`` changed (the weights are the same)."""
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta = json.loads(f.metadata()["vqaudio"])
+    edit(meta)
+    save_file(load_file(str(ckpt)), str(out), metadata={"vqaudio": json.dumps(meta)})
+    return out
+
+
+@pytest.mark.parametrize("edit", ["speakers", "code_tables", "config"])
+def test_edited_metadata_is_another_model(tmp_path: Path, ckpt: Path, model, edit: str) -> None:
+    """The fingerprint covers what decoding depends on beside the weights: a stream made with the model
+    is refused by a copy whose speaker names, code tables or model config were edited."""
+
+    def change(meta: dict[str, Any]) -> None:
+        if edit == "speakers":
+            meta["speakers"] = meta["speakers"][::-1]
+        elif edit == "code_tables":
+            meta["code_tables"]["0"] = meta["code_tables"]["1"]
+        else:
+            meta["config"]["model"]["voice_perturbation"] = 0.25  # any field of the model section
+
+    other = vqaudio.load_model(_edited_checkpoint(ckpt, tmp_path / "edited.safetensors", change))
+    assert other.checkpoint.weights_sha256 == model.checkpoint.weights_sha256  # same weights
+    data = compress(model, _speech(0.5), SR)
+    with pytest.raises(StreamError, match="model mismatch"):
+        decompress(other, data)
+    same = vqaudio.load_model(_edited_checkpoint(ckpt, tmp_path / "same.safetensors", lambda m: None))
+    assert model_fingerprint(same) == model_fingerprint(model)
+    np.testing.assert_array_equal(decompress(same, data)[0], decompress(model, data)[0])
+
+
+def test_fingerprint_of_a_model_and_of_its_saved_checkpoint_agree(tmp_path: Path) -> None:
+    fresh = _trained_tiny(3)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, fresh, RunConfig(model=tiny_model_config()), code_tables=code_tables(fresh))
+    loaded = vqaudio.load_model(path)
+    assert model_fingerprint(loaded) == model_fingerprint(fresh)
+    data = compress(fresh, _speech(0.5), SR)  # made in memory, decoded from the file
+    np.testing.assert_array_equal(decompress(loaded, data)[0], decompress(fresh, data)[0])
+
+
+def test_version_1_streams_still_decode(model) -> None:
+    """A stream as vqaudio wrote it before version 2 (JSON header, the weights' SHA-256) decodes to
+    the same audio as today's stream of the same codes, and a v1 stream of another model is refused."""
+    x = _speech(0.7)
+    v2 = compress(model, x, SR, levels=[0, 1], speaker="bob")
+    h, codes = read_header(io.BytesIO(v2))[0], _codes_of(v2)
+    assert h.version == 2
+    v1_header = dataclasses.replace(h, version=1, model_id=model.checkpoint.weights_sha256)
+    v1 = encode_stream(v1_header, codes)
+    assert len(v1) > len(v2) + 250  # the JSON header
+    for level in (0, 1):
+        np.testing.assert_array_equal(
+            decompress(model, v1, level=level)[0], decompress(model, v2, level=level)[0]
+        )
+    wrong = encode_stream(dataclasses.replace(v1_header, model_id="0" * 64), codes)
+    with pytest.raises(StreamError, match="model mismatch"):
+        decompress(model, wrong)
+
+
+def _codes_of(data: bytes) -> list[np.ndarray]:
+    return decode_stream(data)[1]
+
+
 def test_speaker_recorded_and_overridable(model) -> None:
     data = compress(model, _speech(0.5), SR, speaker="bob")
-    assert json.loads(read_header(__import__("io").BytesIO(data))[0].to_json())["speaker"] == "bob"
+    assert read_header(io.BytesIO(data))[0].speaker == "bob"
     a, _ = decompress(model, data)
     b, _ = decompress(model, data, speaker="ann")
     assert not np.allclose(a, b)
@@ -198,7 +270,12 @@ def test_cli_info_json(tmp_path: Path, ckpt: Path, model) -> None:
     assert info["bitrate_nominal"] == pytest.approx(nominal)
     assert info["bitrate_actual"] == pytest.approx(vqa.stat().st_size * 8 / 2.0)
     assert info["bitrate_payload"] <= info["bitrate_actual"]
-    assert info["model_sha256"] == model.checkpoint.weights_sha256
+    assert info["model_id"] == model_fingerprint(model)[:16] and info["format_version"] == 2
+    frames = [math.ceil(2 * SR / h) for h in model.hops[:2]]
+    assert info["payload_bytes"] == sum(math.ceil(n * 5 / 8) for n in frames)  # K = 32: 5 bits a code
+    assert info["header_bytes"] + info["payload_bytes"] + info["framing_bytes"] == vqa.stat().st_size
+    assert info["framing_bytes"] == 4 * info["num_chunks"]  # a CRC per packed chunk, nothing else
+    assert info["overhead_percent"] == pytest.approx(100 * (info["bitrate_actual"] / nominal - 1))
     assert _cli("info", vqa).exit_code == 0
 
 

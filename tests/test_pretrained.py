@@ -20,6 +20,7 @@ import vqaudio
 from vqaudio.checkpoint import resolve_checkpoint, save_checkpoint
 from vqaudio.cli import app
 from vqaudio.codec.bitstream import read_header
+from vqaudio.codec.compress import model_fingerprint
 from vqaudio.config import RunConfig
 from vqaudio.errors import CheckpointError
 from vqaudio.pretrained import (
@@ -161,7 +162,7 @@ def test_encode_decode_speakers_without_model(shipped: Path, tmp_path: Path) -> 
     result = runner.invoke(app, ["encode", str(wav), "-o", str(vqa)])
     assert result.exit_code == 0, result.output
     with open(vqa, "rb") as f:
-        assert read_header(f)[0].model_sha256 == vqaudio.read_checkpoint()[1].weights_sha256
+        assert read_header(f)[0].model_id == model_fingerprint(vqaudio.load_model())[:16]
     result = runner.invoke(app, ["decode", str(vqa), "-o", str(back)])
     assert result.exit_code == 0, result.output
     assert sf.info(back).frames == sf.info(wav).frames
@@ -257,7 +258,7 @@ def test_the_shipped_default_round_trips_with_no_model_option(
         )
         assert done.returncode == 0, done.stderr
     with open(tmp_path / "in.vqa", "rb") as f:
-        assert read_header(f)[0].model_sha256 == vqaudio.read_checkpoint(path)[1].weights_sha256
+        assert read_header(f)[0].model_id == model_fingerprint(vqaudio.load_model(path))[:16]
     out, sr = sf.read(tmp_path / "out.wav")
     ref, _ = sf.read(wav)
     assert sr == 16000 and out.shape == ref.shape

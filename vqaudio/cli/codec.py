@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,6 +24,7 @@ from vqaudio.cli.common import (
 from vqaudio.errors import UserError
 
 if TYPE_CHECKING:
+    from vqaudio.codec.bitstream import StreamReader
     from vqaudio.eval.reconstruction import CodecScore
 
 
@@ -201,26 +201,59 @@ def info(
     stream: Annotated[Path, typer.Argument(help="A .vqa file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Describe a .vqa stream: levels, duration, nominal and actual bitrate, model hash (no model needed)."""
+    """Describe a .vqa stream: levels, duration, nominal and actual bitrate, bytes of header, payload
+    and framing, model id (no model needed)."""
     import json
 
-    from vqaudio.codec.bitstream import VERSION, StreamReader
+    from vqaudio.codec.bitstream import StreamReader
 
     if not stream.is_file():
         raise UserError(
             f"{stream}: is a folder; give one .vqa file" if stream.is_dir() else f"{stream}: no such file"
         )
-    size = stream.stat().st_size
     with open(stream, "rb") as f:
         reader = StreamReader(f)
         for _ in reader:  # verifies every chunk's checksum
             pass
+    data = _stream_info(reader)
+    if as_json:
+        out_console.print_json(json.dumps(data))
+        return
     h = reader.header
-    duration = h.duration
-    nominal = sum(h.sample_rate / lv.hop * math.log2(lv.codebook_size) for lv in h.levels)
-    payload = size - reader.header_bytes - 8 * h.num_chunks
-    data = {
-        "format_version": VERSION,  # the only version this vqaudio reads
+    table = Table(show_header=False, title=str(stream), title_justify="left")
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("format", f"version {h.version}, {h.coding}")
+    table.add_row("duration", f"{h.duration:.3f} s ({h.num_samples} samples at {h.sample_rate} Hz)")
+    table.add_row("levels", ", ".join(f"{lv.level} (hop {lv.hop}, K={lv.codebook_size})" for lv in h.levels))
+    table.add_row("speaker", str(h.speaker))
+    table.add_row("chunks", f"{h.num_chunks} x {h.chunk_samples} samples")
+    table.add_row(
+        "size",
+        f"{data['file_bytes']} bytes: header {data['header_bytes']}, payload {data['payload_bytes']}, "
+        f"framing {data['framing_bytes']}",
+    )
+    table.add_row(
+        "bitrate",
+        f"nominal {data['bitrate_nominal']:.0f} bit/s, actual {data['bitrate_actual']:.0f} bit/s "
+        f"({data['overhead_percent']:+.1f}%; payload {data['bitrate_payload']:.0f} bit/s)",
+    )
+    table.add_row("model", h.model_id)
+    if h.extra:
+        table.add_row("source", ", ".join(f"{k.removeprefix('source_')} {v}" for k, v in h.extra.items()))
+    out_console.print(table)
+
+
+def _stream_info(reader: StreamReader) -> dict[str, Any]:
+    """What ``info`` reports of a stream read to its end."""
+    h = reader.header
+    size, duration, nominal = reader.bytes_read, h.duration, h.nominal_bitrate
+
+    def rate(num_bytes: int) -> float:
+        return num_bytes * 8 / duration if duration > 0 else 0.0
+
+    return {
+        "format_version": h.version,
         "sample_rate": h.sample_rate,
         "num_samples": h.num_samples,
         "duration": duration,
@@ -239,31 +272,16 @@ def info(
         "chunk_samples": h.chunk_samples,
         "num_chunks": h.num_chunks,
         "file_bytes": size,
+        "header_bytes": reader.header_bytes,
+        "payload_bytes": reader.payload_bytes,
+        "framing_bytes": size - reader.header_bytes - reader.payload_bytes,
         "bitrate_nominal": nominal,
-        "bitrate_actual": size * 8 / duration if duration > 0 else 0.0,
-        "bitrate_payload": payload * 8 / duration if duration > 0 else 0.0,
-        "model_sha256": h.model_sha256,
+        "bitrate_actual": rate(size),
+        "bitrate_payload": rate(reader.payload_bytes),
+        "overhead_percent": 100 * (rate(size) / nominal - 1) if duration > 0 else 0.0,
+        "model_id": h.model_id,
         "source": h.extra,
     }
-    if as_json:
-        out_console.print_json(json.dumps(data))
-        return
-    table = Table(show_header=False, title=str(stream), title_justify="left")
-    table.add_column("field")
-    table.add_column("value")
-    table.add_row("duration", f"{duration:.3f} s ({h.num_samples} samples at {h.sample_rate} Hz)")
-    table.add_row("levels", ", ".join(f"{lv.level} (hop {lv.hop}, K={lv.codebook_size})" for lv in h.levels))
-    table.add_row("coding", h.coding)
-    table.add_row("speaker", str(h.speaker))
-    table.add_row("chunks", f"{h.num_chunks} x {h.chunk_samples} samples")
-    table.add_row("size", f"{size} bytes")
-    table.add_row(
-        "bitrate",
-        f"nominal {nominal:.0f} bit/s, actual {data['bitrate_actual']:.0f} bit/s "
-        f"(payload {data['bitrate_payload']:.0f} bit/s)",
-    )
-    table.add_row("model", h.model_sha256)
-    out_console.print(table)
 
 
 @app.command()

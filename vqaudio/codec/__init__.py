@@ -6,6 +6,8 @@ from __future__ import annotations
 from vqaudio.codec.bitstream import (
     MAX_CHUNK_BYTES,
     MAX_HEADER_BYTES,
+    SUPPORTED_VERSIONS,
+    VERSION,
     ChecksumError,
     LevelInfo,
     StreamError,
@@ -28,6 +30,8 @@ __all__ = [
     "encode_codes",
     "MAX_CHUNK_BYTES",
     "MAX_HEADER_BYTES",
+    "SUPPORTED_VERSIONS",
+    "VERSION",
     "ChecksumError",
     "LevelInfo",
     "StreamError",

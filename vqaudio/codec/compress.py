@@ -14,7 +14,9 @@ coded and decoded, no stream), :func:`compress` / :func:`decompress` (arrays <->
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,8 +29,17 @@ import torch
 
 from vqaudio.audio import AudioSource, atomic_write, output_format, resample_blocks, write_blocks
 from vqaudio.checkpoint import model_sha256
-from vqaudio.codec.bitstream import LevelInfo, StreamError, StreamHeader, StreamReader, StreamWriter
+from vqaudio.codec.bitstream import (
+    MODEL_ID_HEX,
+    SOURCE_KEYS,
+    LevelInfo,
+    StreamError,
+    StreamHeader,
+    StreamReader,
+    StreamWriter,
+)
 from vqaudio.codec.entropy import MODELS, FrequencyTable, decode_codes, encode_codes
+from vqaudio.config import config_to_dict
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
@@ -42,6 +53,7 @@ __all__ = [
     "encode_file",
     "decode_file",
     "encoder_context",
+    "model_fingerprint",
     "round_trip",
 ]
 
@@ -238,6 +250,39 @@ def code_tables(model: VQVAE) -> dict[int, bytes]:
     return tables
 
 
+def model_fingerprint(model: VQVAE) -> str:
+    """SHA-256 (hex) of everything decoding a stream depends on: the weights' SHA-256, the model section
+    of the config, the speaker names in index order, the sample rate and the entropy coder's code tables
+    (a checkpoint's stored ones; a model not loaded from a checkpoint: :func:`code_tables`, what saving
+    it stores). A checkpoint whose weights are the same but whose speakers, config or tables were edited
+    is another model. A version-2 stream stores its first 16 hex digits."""
+    meta = model.checkpoint
+    tables = meta.code_tables if meta is not None else code_tables(model)
+    doc = {
+        "weights_sha256": model_sha256(model),
+        "model": config_to_dict(model.config),
+        "speakers": list(model.speakers),
+        "sample_rate": model.sample_rate,
+        "code_tables": {str(lv): hashlib.sha256(t).hexdigest() for lv, t in sorted(tables.items())},
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _model_id(model: VQVAE, version: int) -> str:
+    """What a stream of ``version`` records of ``model``: v1 the weights' SHA-256, v2 the fingerprint's
+    first 16 hex digits."""
+    return model_sha256(model) if version == 1 else model_fingerprint(model)[: MODEL_ID_HEX[version]]
+
+
+def _source_extra(src: AudioSource, model: VQVAE) -> dict[str, int]:
+    """The input's rate, length and channels, stored only when they differ from the stream's own (a mono
+    file at the model's rate needs none: decoding restores it from the header alone)."""
+    if src.sample_rate == model.sample_rate and src.channels == 1 and src.frames == src.num_samples:
+        return {}
+    return dict(zip(SOURCE_KEYS, (src.sample_rate, src.frames, src.channels), strict=True))
+
+
 def _tables(model: VQVAE, levels: Sequence[int]) -> dict[int, FrequencyTable]:
     """The stored tables of ``levels``, from the model's checkpoint."""
     stored = model.checkpoint.code_tables if model.checkpoint is not None else {}
@@ -267,18 +312,14 @@ def _encode(
     levels = _levels(model, levels)
     chunk = _chunk_samples(model, levels, chunk_seconds)
     header = StreamHeader(
-        model_sha256=model_sha256(model),
+        model_id=_model_id(model, 2),
         sample_rate=model.sample_rate,
         num_samples=src.num_samples,
         levels=tuple(LevelInfo(lv, model.hops[lv], model.config.levels[lv].codebook_size) for lv in levels),
         chunk_samples=chunk,
         speaker=speaker,
         coding="entropy" if entropy else "packed",
-        extra={
-            "source_sample_rate": src.sample_rate,
-            "source_num_samples": src.frames,
-            "source_channels": src.channels,
-        },
+        extra=_source_extra(src, model),
     )
     tables = _tables(model, levels) if entropy else {}
     with StreamWriter(out, header) as writer:
@@ -334,11 +375,10 @@ def compress(
 
 
 def _check_stream(model: VQVAE, header: StreamHeader) -> None:
-    sha = model_sha256(model)
-    if header.model_sha256 != sha:
+    if header.model_id != (ours := _model_id(model, header.version)):
         raise StreamError(
-            f"model mismatch: the stream was made with model {header.model_sha256[:12]}..., "
-            f"this model is {sha[:12]}..."
+            f"model mismatch: the stream was made with model {header.model_id[:12]}..., "
+            f"this model is {ours[:12]}..."
         )
     for info in header.levels:
         if (
