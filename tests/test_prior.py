@@ -1,0 +1,185 @@
+"""The code prior: causality, the cached step equals the full pass, it learns structure; baselines."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from vqaudio.audio import read_audio
+from vqaudio.codec.compress import encode_audio, model_fingerprint
+from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig
+from vqaudio.data.corpora import Utterance
+from vqaudio.data.synthetic import toy_utterance
+from vqaudio.errors import UserError
+from vqaudio.models import VQVAE, build_model
+from vqaudio.prior import CodePrior, PriorState, baseline_bits, bigram_bits, unigram_bits
+from vqaudio.prior.codes import cached_codes, encode_corpus, load_codes, save_codes
+
+
+def tiny_prior(**kw: object) -> CodePrior:
+    torch.manual_seed(0)
+    args = {"num_codes": 16, "num_speakers": 3, "width": 32, "layers": 2, "heads": 2, "context": 8} | kw
+    return CodePrior(**args).eval()  # type: ignore[arg-type]
+
+
+def test_a_code_depends_only_on_the_codes_before_it() -> None:
+    prior = tiny_prior()
+    codes = torch.randint(0, 16, (2, 12))
+    logits = prior(codes, torch.tensor([0, 2]))
+    assert logits.shape == (2, 12, 16)
+    for t in range(12):
+        changed = codes.clone()
+        changed[:, t:] = torch.randint(0, 16, (2, 12 - t))
+        torch.testing.assert_close(prior(changed, torch.tensor([0, 2]))[:, : t + 1], logits[:, : t + 1])
+        if t < 11:  # ... and does depend on the code just before it
+            assert not torch.allclose(prior(changed, torch.tensor([0, 2]))[:, t + 1], logits[:, t + 1])
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_code_sees_layers_times_context_minus_one_codes_back(layers: int) -> None:
+    """Each layer attends to the last ``context`` positions (sliding window), so the input at position
+    3 reaches positions 3 .. 3 + layers * (context - 1) and no further."""
+    prior = tiny_prior(context=4, layers=layers)
+    codes = torch.randint(0, 16, (1, 14))
+    base = prior(codes)
+    changed = codes.clone()
+    changed[0, 2] = (codes[0, 2] + 1) % 16  # the input of position 3
+    diff = (prior(changed) - base).abs().amax(dim=-1)[0]
+    last = 3 + layers * 3
+    assert torch.all(diff[:3] == 0) and torch.all(diff[3 : last + 1] > 0) and torch.all(diff[last + 1 :] == 0)
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_step_with_its_cache_equals_the_full_pass_beyond_the_context(upper: bool) -> None:
+    prior = tiny_prior(upper_codes=5 if upper else 0, upper_ratio=4)
+    codes = torch.randint(0, 16, (3, 21))  # longer than the context of 8
+    speaker = torch.tensor([0, 1, 3])  # 3: no speaker
+    coarse = torch.randint(0, 5, (3, 6)) if upper else None
+    full = prior(codes, speaker, coarse)
+    state = PriorState()
+    with torch.no_grad():
+        for t in range(21):
+            step = prior.step(None if t == 0 else codes[:, t - 1], state, speaker, coarse)
+            torch.testing.assert_close(step, full[:, t], atol=1e-5, rtol=1e-5)
+    assert state.position == 21 and all(c[0].shape[2] == 8 for c in state.caches)
+
+
+def test_conditioning_is_checked() -> None:
+    prior = tiny_prior()
+    codes = torch.randint(0, 16, (2, 5))
+    with pytest.raises(ValueError, match="speaker"):
+        prior(codes, torch.tensor([0, 4]))  # 3 speakers + "none"
+    with pytest.raises(ValueError, match="not conditioned"):
+        prior(codes, None, torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="coarser"):
+        tiny_prior(upper_codes=4, upper_ratio=2)(codes)
+    assert not torch.allclose(prior(codes, torch.tensor([0, 0])), prior(codes, torch.tensor([1, 1])))
+
+
+def test_a_tiny_prior_learns_a_code_set_far_below_log2_k() -> None:
+    """Codes that follow a speaker-dependent cycle with noise: the prior's bits per code fall far below
+    log2(K) = 4 and below the bigram's, which cannot know the speaker."""
+    rng = np.random.default_rng(0)
+    k, t = 16, 24
+
+    def sequence(speaker: int) -> np.ndarray:
+        steps = [1, 3, 5][speaker]
+        s = (rng.integers(0, k) + steps * np.arange(t)) % k
+        noise = rng.random(t) < 0.05
+        s[noise] = rng.integers(0, k, int(noise.sum()))
+        return s
+
+    speakers = np.arange(96) % 3
+    data = [sequence(int(s)) for s in speakers]
+    codes, spk = torch.tensor(np.stack(data)), torch.tensor(speakers)
+    prior = tiny_prior(context=t).train()
+    opt = torch.optim.AdamW(prior.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = prior.bits_per_code(codes, spk).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    prior.eval()
+    test_speakers = np.arange(30) % 3
+    test = [sequence(int(s)) for s in test_speakers]
+    with torch.no_grad():
+        bits = float(prior.bits_per_code(torch.tensor(np.stack(test)), torch.tensor(test_speakers)).mean())
+    base = baseline_bits(data, test, k)
+    assert bits < 0.45 * math.log2(k), bits  # 1.28 bits when written (log2 K = 4; the bigram: 2.21)
+    assert bits < base.bigram_bits < base.unigram_bits <= math.log2(k) + 0.05, (bits, base)
+
+
+def test_baselines_on_known_sequences() -> None:
+    k = 4
+    uniform = [np.random.default_rng(i).integers(0, k, 2000) for i in range(6)]
+    assert unigram_bits(uniform[:4], uniform[4:], k) == pytest.approx(2.0, abs=0.01)
+    assert bigram_bits(uniform[:4], uniform[4:], k) == pytest.approx(2.0, abs=0.03)
+    cycle = [np.arange(400) % k for _ in range(5)]  # each code determines the next
+    assert unigram_bits(cycle[:4], cycle[4:], k) == pytest.approx(2.0, abs=0.01)
+    assert bigram_bits(cycle[:4], cycle[4:], k) < 0.02
+    skewed = [np.random.default_rng(i).choice(k, 5000, p=[0.7, 0.1, 0.1, 0.1]) for i in range(4)]
+    entropy = -(0.7 * math.log2(0.7) + 0.3 * math.log2(0.1))
+    assert unigram_bits(skewed[:3], skewed[3:], k) == pytest.approx(entropy, abs=0.02)
+    with pytest.raises(ValueError, match="codes in"):
+        unigram_bits([np.array([0, 4])], cycle, k)
+
+
+# --- code sets -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Utterance]:
+    root = tmp_path_factory.mktemp("corpus")
+    utts = []
+    for i, speaker in enumerate(["ann", "bob", "ann", "cy"]):
+        path = root / f"{speaker}_{i}.wav"
+        sf.write(path, toy_utterance(np.random.default_rng(i), 16000, 0.3 + 0.1 * i, 120.0, 1.0), 16000)
+        utts.append(Utterance(path, speaker, f"{speaker}_{i}", heldout=speaker == "cy"))
+    return utts
+
+
+@pytest.fixture(scope="module")
+def vqvae() -> VQVAE:
+    torch.manual_seed(0)
+    small = dict(codebook_size=32, code_dim=4, channels=4, max_channels=8, bottleneck_blocks=1)
+    config = ModelConfig(
+        levels=[LevelConfig(strides=[2, 5], **small), LevelConfig(strides=[4, 5, 2], **small)],  # type: ignore[arg-type]
+        quantizer=QuantizerConfig(kmeans_iters=2),
+        speaker_dim=4,
+    )
+    return build_model(config, ["ann", "bob"]).eval()
+
+
+def test_code_sets_encode_once_and_round_trip(tmp_path: Path, corpus: list[Utterance], vqvae: VQVAE) -> None:
+    codes, cached = cached_codes(vqvae, corpus, [1, 0], tmp_path)
+    assert not cached and codes.levels == (0, 1) and codes.heldout == [False, False, False, True]
+    for lv in (0, 1):
+        for u, c in zip(corpus, codes.codes[lv], strict=True):
+            wav = read_audio(u.path, 16000)
+            np.testing.assert_array_equal(c, encode_audio(vqvae, wav, 16000, level=lv))
+    again, cached = cached_codes(vqvae, corpus, [0, 1], tmp_path)
+    assert cached and again.utt_ids == codes.utt_ids and again.model_id == model_fingerprint(vqvae)
+    for lv in (0, 1):
+        assert all(np.array_equal(a, b) for a, b in zip(again.codes[lv], codes.codes[lv], strict=True))
+    assert len(list(tmp_path.iterdir())) == 1
+    _, cached = cached_codes(vqvae, corpus[:3], [0, 1], tmp_path)  # other utterances: encoded anew
+    assert not cached and len(list(tmp_path.iterdir())) == 2
+    sub = codes.select([3, 0])
+    assert sub.utt_ids == ["cy_3", "ann_0"] and np.array_equal(sub.codes[1][1], codes.codes[1][0])
+
+
+def test_a_damaged_code_set_is_a_clear_error(tmp_path: Path, corpus: list[Utterance], vqvae: VQVAE) -> None:
+    codes = encode_corpus(vqvae, corpus[:2], [0])
+    path = tmp_path / "c.safetensors"
+    save_codes(path, codes)
+    assert load_codes(path)[0].utt_ids == codes.utt_ids
+    data = bytearray(path.read_bytes())
+    for broken in (data[:100], data[: len(data) // 2], b"nonsense"):
+        path.write_bytes(bytes(broken))
+        with pytest.raises(UserError, match="cannot read this code set"):
+            load_codes(path)
