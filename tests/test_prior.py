@@ -12,6 +12,7 @@ import torch
 
 from vqaudio.audio import read_audio
 from vqaudio.codec.compress import encode_audio, model_fingerprint
+from vqaudio.codec.entropy import EntropyError
 from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig
 from vqaudio.data.corpora import Utterance
 from vqaudio.data.synthetic import toy_utterance
@@ -19,6 +20,7 @@ from vqaudio.errors import UserError
 from vqaudio.models import VQVAE, build_model
 from vqaudio.prior import CodePrior, PriorState, baseline_bits, bigram_bits, unigram_bits
 from vqaudio.prior.codes import cached_codes, encode_corpus, load_codes, save_codes
+from vqaudio.prior.coding import decode_with_prior, encode_with_prior
 
 
 def tiny_prior(**kw: object) -> CodePrior:
@@ -81,37 +83,72 @@ def test_conditioning_is_checked() -> None:
     assert not torch.allclose(prior(codes, torch.tensor([0, 0])), prior(codes, torch.tensor([1, 1])))
 
 
-def test_a_tiny_prior_learns_a_code_set_far_below_log2_k() -> None:
-    """Codes that follow a speaker-dependent cycle with noise: the prior's bits per code fall far below
-    log2(K) = 4 and below the bigram's, which cannot know the speaker."""
-    rng = np.random.default_rng(0)
-    k, t = 16, 24
+K, T = 16, 24
 
-    def sequence(speaker: int) -> np.ndarray:
-        steps = [1, 3, 5][speaker]
-        s = (rng.integers(0, k) + steps * np.arange(t)) % k
-        noise = rng.random(t) < 0.05
-        s[noise] = rng.integers(0, k, int(noise.sum()))
-        return s
 
+def cyclic_codes(rng: np.random.Generator, speakers: np.ndarray) -> list[np.ndarray]:
+    """Codes that follow a speaker-dependent cycle (steps of 1, 3 or 5) with 5% noise."""
+    out = []
+    for speaker in speakers:
+        s = (rng.integers(0, K) + [1, 3, 5][speaker] * np.arange(T)) % K
+        noise = rng.random(T) < 0.05
+        s[noise] = rng.integers(0, K, int(noise.sum()))
+        out.append(s)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[CodePrior, list[np.ndarray], np.ndarray]:
+    """A tiny prior trained on cyclic codes, with the codes it trained on and their speakers."""
     speakers = np.arange(96) % 3
-    data = [sequence(int(s)) for s in speakers]
+    data = cyclic_codes(np.random.default_rng(0), speakers)
     codes, spk = torch.tensor(np.stack(data)), torch.tensor(speakers)
-    prior = tiny_prior(context=t).train()
+    prior = tiny_prior(context=T).train()
     opt = torch.optim.AdamW(prior.parameters(), lr=3e-3)
     for _ in range(300):
         loss = prior.bits_per_code(codes, spk).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    prior.eval()
+    return prior.eval(), data, speakers
+
+
+def test_a_tiny_prior_learns_a_code_set_far_below_log2_k(trained) -> None:
+    """The prior's bits per code on new sequences fall far below log2(K) = 4 and below the bigram's,
+    which cannot know the speaker."""
+    prior, data, _ = trained
     test_speakers = np.arange(30) % 3
-    test = [sequence(int(s)) for s in test_speakers]
+    test = cyclic_codes(np.random.default_rng(1), test_speakers)
     with torch.no_grad():
         bits = float(prior.bits_per_code(torch.tensor(np.stack(test)), torch.tensor(test_speakers)).mean())
-    base = baseline_bits(data, test, k)
-    assert bits < 0.45 * math.log2(k), bits  # 1.28 bits when written (log2 K = 4; the bigram: 2.21)
-    assert bits < base.bigram_bits < base.unigram_bits <= math.log2(k) + 0.05, (bits, base)
+    base = baseline_bits(data, test, K)
+    assert bits < 0.45 * math.log2(K), bits  # 1.28 bits when written (the bigram: 2.21)
+    assert bits < base.bigram_bits < base.unigram_bits <= math.log2(K) + 0.05, (bits, base)
+
+
+def test_coding_with_the_prior_is_exact_and_small(trained) -> None:
+    prior, _, _ = trained
+    torch.set_num_threads(2)
+    test = cyclic_codes(np.random.default_rng(2), np.array([0, 1, 2]))
+    total = 0
+    for speaker, codes in enumerate(test):
+        data = encode_with_prior(prior, codes, speaker)
+        assert torch.get_num_threads() == 2  # restored
+        np.testing.assert_array_equal(decode_with_prior(prior, data, codes.size, speaker), codes)
+        total += len(data)
+        with pytest.raises(EntropyError):
+            decode_with_prior(prior, data + b"\x00", codes.size, speaker)
+    assert total * 8 < 0.5 * 3 * T * math.log2(K)  # well under half of packed 4-bit codes
+    empty = encode_with_prior(prior, np.zeros(0, np.int64))
+    assert decode_with_prior(prior, empty, 0).size == 0
+
+
+def test_coding_with_an_untrained_conditioned_prior_round_trips() -> None:
+    prior = tiny_prior(upper_codes=5, upper_ratio=4, context=6)
+    rng = np.random.default_rng(3)
+    codes, upper = rng.integers(0, 16, 37), rng.integers(0, 5, 10)
+    data = encode_with_prior(prior, codes, 2, upper)
+    np.testing.assert_array_equal(decode_with_prior(prior, data, 37, 2, upper), codes)
 
 
 def test_baselines_on_known_sequences() -> None:

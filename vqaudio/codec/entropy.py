@@ -56,8 +56,12 @@ __all__ = [
     "FrequencyTable",
     "decode_codes",
     "encode_codes",
+    "RansDecoder",
+    "interval_scale",
+    "quantise_probabilities",
     "rans_decode",
     "rans_encode",
+    "rans_encode_intervals",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -527,3 +531,88 @@ def decode_codes(
     out, status = _decode_order1(buf, count, table._cdf64, _order1_params(table))
     _raise_on(status)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Model-driven coding: a caller's model gives every position its own distribution (e.g. a prior)
+
+
+def interval_scale(num_symbols: int) -> int:
+    """Bits ``S`` of the total ``2**S`` that :func:`quantise_probabilities` uses for ``K`` symbols: the
+    ``K`` reserved units (one per symbol) stay at most 1/32 of it, as in the order-1 model."""
+    return max(16, int(num_symbols).bit_length() + 5)
+
+
+def quantise_probabilities(logits: np.ndarray) -> np.ndarray:
+    """Integer frequencies ``[N, K]`` (int64, each >= 1, every row summing to ``2**interval_scale(K)``)
+    from float ``logits`` ``[N, K]``::
+
+        p      = exp(l - max(l)) / sum(exp(l - max(l)))        in IEEE float64, numpy's order
+        f      = 1 + floor(p * (2**S - K))
+        f[argmax(f)] += 2**S - sum(f)                        (the first maximum)
+
+    Floating point is deterministic on one machine, not across machines (libm and SIMD paths differ in
+    the last bit): encoder and decoder must feed it bit-identical logits in arrays of the same shape, on
+    the same platform (see :mod:`vqaudio.prior.coding`)."""
+    x = np.asarray(logits, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2 or not np.all(np.isfinite(x)):
+        raise ValueError(f"logits must be finite [N, K >= 2], not shape {x.shape}")
+    k = x.shape[1]
+    total = 1 << interval_scale(k)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    f = 1 + np.floor(p * (total - k)).astype(np.int64)
+    rows = np.arange(x.shape[0])
+    f[rows, np.argmax(f, axis=1)] += total - f.sum(axis=1)
+    return f
+
+
+def rans_encode_intervals(starts: np.ndarray, freqs: np.ndarray, scale: int) -> bytes:
+    """rANS-encode one symbol per position given as its interval ``[start, start + freq)`` of a total
+    ``2**scale`` (``1 <= scale <= 23``): the bytes :class:`RansDecoder` reads back."""
+    st, fr = np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(freqs, np.int64)
+    if st.shape != fr.shape or st.ndim != 1 or not 1 <= scale <= 23:
+        raise ValueError("starts and freqs must be 1-D of one length, and scale in 1..23")
+    if st.size and (fr.min() < 1 or st.min() < 0 or int((st + fr).max()) > 1 << scale):
+        raise ValueError(f"every interval must lie in [0, 2**{scale}) and be non-empty")
+    buf, pos = _rans_encode_pairs(st, fr, scale)
+    return buf[pos:].tobytes()
+
+
+class RansDecoder:
+    """Decodes :func:`rans_encode_intervals`'s bytes one symbol at a time, for a caller whose model needs
+    each decoded symbol before it can give the next distribution: :meth:`slot` says where the next
+    symbol's interval lies, :meth:`advance` consumes it, :meth:`finish` checks the end state."""
+
+    def __init__(self, data: bytes | bytearray | memoryview, scale: int) -> None:
+        self.data, self.scale = bytes(data), scale
+        if len(self.data) < 4:
+            raise EntropyError(_STATUS[1])
+        self.x = int.from_bytes(self.data[:4], "little")
+        if not RANS_L <= self.x < RANS_L << 8:
+            raise EntropyError(_STATUS[2])
+        self.pos = 4
+
+    def slot(self) -> int:
+        """The next symbol's slot in ``[0, 2**scale)``: the symbol whose interval holds it comes next."""
+        return self.x & ((1 << self.scale) - 1)
+
+    def advance(self, start: int, freq: int) -> None:
+        """Consume the symbol of interval ``[start, start + freq)`` (the one holding :meth:`slot`)."""
+        slot = self.slot()
+        if not start <= slot < start + freq:
+            raise ValueError("the interval does not hold the current slot")
+        self.x = freq * (self.x >> self.scale) + slot - start
+        while self.x < RANS_L:
+            if self.pos >= len(self.data):
+                raise EntropyError(_STATUS[1])
+            self.x = (self.x << 8) | self.data[self.pos]
+            self.pos += 1
+
+    def finish(self) -> None:
+        """Raise :class:`EntropyError` unless the decoder ended in the encoder's initial state with every
+        byte read."""
+        if self.x != RANS_L:
+            raise EntropyError(_STATUS[3])
+        if self.pos != len(self.data):
+            raise EntropyError(_STATUS[4])
