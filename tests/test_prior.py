@@ -13,12 +13,13 @@ import torch
 from vqaudio.audio import read_audio
 from vqaudio.codec.compress import encode_audio, model_fingerprint
 from vqaudio.codec.entropy import EntropyError
-from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig
+from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig, load_prior_config
 from vqaudio.data.corpora import Utterance
 from vqaudio.data.synthetic import toy_utterance
-from vqaudio.errors import UserError
+from vqaudio.errors import CheckpointError, UserError
 from vqaudio.models import VQVAE, build_model
 from vqaudio.prior import CodePrior, PriorState, baseline_bits, bigram_bits, unigram_bits
+from vqaudio.prior.checkpoint import build_prior, check_vqvae, load_prior, prior_shapes, save_prior
 from vqaudio.prior.codes import cached_codes, encode_corpus, load_codes, save_codes
 from vqaudio.prior.coding import decode_with_prior, encode_with_prior
 
@@ -220,3 +221,47 @@ def test_a_damaged_code_set_is_a_clear_error(tmp_path: Path, corpus: list[Uttera
         path.write_bytes(bytes(broken))
         with pytest.raises(UserError, match="cannot read this code set"):
             load_codes(path)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------
+
+
+def test_prior_checkpoint_round_trip_and_its_vqvae(tmp_path: Path, vqvae: VQVAE) -> None:
+    config = load_prior_config(
+        None, ["prior.width=16", "prior.layers=1", "prior.heads=2", "prior.upper=true"]
+    )
+    shapes = prior_shapes(config.prior, vqvae)
+    assert shapes == {"num_codes": 32, "num_speakers": 2, "upper_codes": 32, "upper_ratio": 4}
+    prior = build_prior(config.prior, shapes).eval()
+    path = tmp_path / "p.safetensors"
+    sha = save_prior(path, prior, config, vqvae, step=7)
+    loaded, meta = load_prior(path)
+    assert meta.step == 7 and meta.weights_sha256 == sha and meta.config == config
+    assert meta.vqvae_id == model_fingerprint(vqvae) and meta.speakers == ["ann", "bob"]
+    codes, upper = torch.randint(0, 32, (1, 9)), torch.randint(0, 32, (1, 3))
+    torch.testing.assert_close(loaded(codes, None, upper), prior(codes, None, upper), rtol=0, atol=0)
+    check_vqvae(meta, vqvae)
+    other = build_model(vqvae.config, ["ann", "zoe"])  # other speakers (and weights)
+    with pytest.raises(UserError, match="belongs to VQ-VAE"):
+        check_vqvae(meta, other)
+    with pytest.raises(UserError, match="coarsest"):
+        prior_shapes(load_prior_config(None, ["prior.level=1", "prior.upper=true"]).prior, vqvae)
+    with pytest.raises(UserError, match="level"):
+        prior_shapes(load_prior_config(None, ["prior.level=5"]).prior, vqvae)
+
+
+def test_a_bad_prior_file_is_a_clear_error(tmp_path: Path, vqvae: VQVAE) -> None:
+    from vqaudio.checkpoint import save_checkpoint
+    from vqaudio.config import RunConfig
+
+    vq_path = tmp_path / "vq.safetensors"
+    save_checkpoint(vq_path, vqvae, RunConfig(model=vqvae.config))
+    with pytest.raises(CheckpointError, match="not a vqaudio prior"):
+        load_prior(vq_path)
+    with pytest.raises(CheckpointError, match="no such prior"):
+        load_prior(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk" * 10)
+    with pytest.raises(CheckpointError, match="not a vqaudio prior"):
+        load_prior(tmp_path / "junk.safetensors")
+    with pytest.raises(CheckpointError, match="no prior checkpoint"):
+        load_prior(tmp_path)

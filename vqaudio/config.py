@@ -23,6 +23,11 @@ from vqaudio.errors import ConfigError
 
 __all__ = [
     "CORPUS_KINDS",
+    "PriorConfig",
+    "PriorDataConfig",
+    "PriorRunConfig",
+    "load_prior_config",
+    "prior_config_from_dict",
     "LevelConfig",
     "QuantizerConfig",
     "ModelConfig",
@@ -514,6 +519,66 @@ class RunConfig:
             )
 
 
+@dataclass
+class PriorConfig:
+    """The prior over one level's codes (:class:`vqaudio.prior.CodePrior`); sizes of the codebook, the
+    speaker table and the coarser level come from the VQ-VAE it belongs to."""
+
+    level: int = 0
+    width: int = 256
+    layers: int = 4
+    heads: int = 4
+    context: int = 512  # positions each layer attends to (sliding window)
+    dropout: float = 0.0
+    speaker: bool = True  # conditioned on the VQ-VAE's speaker (index; "none" for other voices)
+    upper: bool = False  # conditioned on level + 1's codes (Jukebox's upsampler prior)
+
+    def __post_init__(self) -> None:
+        _check(self.level >= 0, "prior.level must be >= 0")
+        _check(
+            self.width >= 2 and self.layers >= 1 and self.heads >= 1, "prior.width/layers/heads must be >= 1"
+        )
+        _check(
+            self.width % self.heads == 0 and (self.width // self.heads) % 2 == 0,
+            f"prior.width ({self.width}) must split into prior.heads ({self.heads}) heads of an even size",
+        )
+        _check(self.context >= 1, "prior.context must be >= 1")
+        _check(0.0 <= self.dropout < 1.0, "prior.dropout must be in [0, 1)")
+
+
+@dataclass
+class PriorDataConfig:
+    """The corpus a prior trains on (encoded once by the VQ-VAE, see :mod:`vqaudio.prior.codes`)."""
+
+    kind: CorpusKind = "folder"
+    root: str | None = None
+    mic: Literal["mic1", "mic2"] = "mic1"
+    batch_size: int = 32
+    segment_frames: int = 0  # frames per training example; 0: the prior's context
+    valid_per_speaker: int = 2
+
+    def __post_init__(self) -> None:
+        kinds = ", ".join(CORPUS_KINDS)
+        _check(self.kind in CORPUS_KINDS, f"data.kind must be one of {kinds}, got {self.kind!r}")
+        _check(self.batch_size >= 1, "data.batch_size must be >= 1")
+        _check(self.segment_frames >= 0, "data.segment_frames must be >= 0 (0 = the prior's context)")
+        _check(self.valid_per_speaker >= 0, "data.valid_per_speaker must be >= 0")
+
+
+@dataclass
+class PriorRunConfig:
+    """A prior's training run: ``vqaudio prior train RECIPE`` (recipes/prior_*.yaml)."""
+
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    data: PriorDataConfig = field(default_factory=PriorDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.train.level_fraction is None, "train.level_fraction is the codec's; a prior has one level"
+        )
+
+
 # --------------------------------------------------------------------------- dict <-> dataclass
 
 
@@ -594,11 +659,20 @@ def _build(cls: type, data: dict[str, Any], path: str) -> Any:
         raise ConfigError(msg) from None
 
 
-def config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """Build a validated :class:`RunConfig` from a (partial) nested mapping."""
+def _from_dict(data: dict[str, Any], cls: type) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
-    return typing.cast(RunConfig, _build(RunConfig, data, ""))
+    return _build(cls, data, "")
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build a validated :class:`RunConfig` from a (partial) nested mapping."""
+    return typing.cast(RunConfig, _from_dict(data, RunConfig))
+
+
+def prior_config_from_dict(data: dict[str, Any]) -> PriorRunConfig:
+    """Build a validated :class:`PriorRunConfig` from a (partial) nested mapping."""
+    return typing.cast(PriorRunConfig, _from_dict(data, PriorRunConfig))
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -687,3 +761,9 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
     """Defaults <- recipe (with its ``base:`` chain) <- ``overrides``; validated."""
     data = _read_recipe(Path(recipe)) if recipe is not None else {}
     return config_from_dict(apply_overrides(data, overrides or []))
+
+
+def load_prior_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> PriorRunConfig:
+    """:func:`load_config` for a prior's recipe: a :class:`PriorRunConfig`."""
+    data = _read_recipe(Path(recipe)) if recipe is not None else {}
+    return prior_config_from_dict(apply_overrides(data, overrides or []))

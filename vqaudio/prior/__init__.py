@@ -1,5 +1,8 @@
-"""The second stage: a prior over a trained VQ-VAE's codes (:mod:`vqaudio.prior.model`) and the
-baselines its bits per code are measured against (:mod:`vqaudio.prior.baselines`, numpy only)."""
+"""The second stage: a prior over a trained VQ-VAE's codes.
+
+:mod:`~vqaudio.prior.model` (the network), :mod:`~vqaudio.prior.checkpoint` (safetensors + JSON naming
+its VQ-VAE), :mod:`~vqaudio.prior.codes` (a corpus encoded once), :mod:`~vqaudio.prior.coding` (entropy
+coding driven by the prior) and :mod:`~vqaudio.prior.baselines` (unigram/bigram bits, numpy only)."""
 
 from __future__ import annotations
 
@@ -11,12 +14,35 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "vqaudio.prior.baselines": ("BaselineBits", "baseline_bits", "bigram_bits", "unigram_bits"),
+        "vqaudio.prior.checkpoint": ("PriorMeta", "build_prior", "check_vqvae", "load_prior", "save_prior"),
+        "vqaudio.prior.codes": ("CodeSet", "cached_codes", "encode_corpus"),
+        "vqaudio.prior.coding": ("decode_with_prior", "encode_with_prior"),
         "vqaudio.prior.model": ("CodePrior", "PriorState"),
     },
 )
 
 if TYPE_CHECKING:
     from vqaudio.prior.baselines import BaselineBits, baseline_bits, bigram_bits, unigram_bits
+    from vqaudio.prior.checkpoint import PriorMeta, build_prior, check_vqvae, load_prior, save_prior
+    from vqaudio.prior.codes import CodeSet, cached_codes, encode_corpus
+    from vqaudio.prior.coding import decode_with_prior, encode_with_prior
     from vqaudio.prior.model import CodePrior, PriorState
 
-__all__ = ["BaselineBits", "CodePrior", "PriorState", "baseline_bits", "bigram_bits", "unigram_bits"]
+__all__ = [
+    "BaselineBits",
+    "CodePrior",
+    "CodeSet",
+    "PriorMeta",
+    "PriorState",
+    "baseline_bits",
+    "bigram_bits",
+    "build_prior",
+    "cached_codes",
+    "check_vqvae",
+    "decode_with_prior",
+    "encode_corpus",
+    "encode_with_prior",
+    "load_prior",
+    "save_prior",
+    "unigram_bits",
+]

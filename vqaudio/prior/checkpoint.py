@@ -1,0 +1,180 @@
+"""A prior's checkpoint: one safetensors file whose JSON metadata names the VQ-VAE it belongs to.
+
+Metadata (key ``vqaudio_prior``): the schema, the fully resolved :class:`~vqaudio.config.PriorRunConfig`,
+the VQ-VAE's fingerprint (:func:`~vqaudio.codec.compress.model_fingerprint`) and speaker names, the
+sizes the network was built with, the training step and the SHA-256 of the weights. Nothing is
+unpickled. :func:`load_prior` rebuilds the prior alone; :func:`check_vqvae` refuses another VQ-VAE.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from vqaudio._version import __version__
+from vqaudio.audio import atomic_write
+from vqaudio.checkpoint import weights_sha256
+from vqaudio.codec.compress import model_fingerprint
+from vqaudio.config import PriorConfig, PriorRunConfig, config_to_dict, prior_config_from_dict
+from vqaudio.errors import CheckpointError, ConfigError, UserError
+from vqaudio.models import VQVAE
+from vqaudio.prior.model import CodePrior
+from vqaudio.runlayout import RunLayout
+
+__all__ = [
+    "PRIOR_SCHEMA",
+    "PriorMeta",
+    "build_prior",
+    "check_vqvae",
+    "load_prior",
+    "prior_shapes",
+    "save_prior",
+]
+
+PRIOR_SCHEMA = 1
+_META_KEY = "vqaudio_prior"
+
+
+@dataclass
+class PriorMeta:
+    """What a prior checkpoint says about itself (see the module docstring)."""
+
+    schema: int
+    config: PriorRunConfig
+    vqvae_id: str
+    speakers: list[str]
+    shapes: dict[str, int]
+    step: int
+    weights_sha256: str
+    version: str
+
+
+def prior_shapes(cfg: PriorConfig, vqvae: VQVAE) -> dict[str, int]:
+    """The sizes a prior of ``cfg`` over ``vqvae``'s codes is built with (a UserError if ``cfg`` asks for a
+    level or a coarser level the model lacks)."""
+    level = vqvae.check_level(cfg.level)
+    if cfg.upper and level + 1 >= vqvae.num_levels:
+        raise UserError(f"prior.upper: level {level} is the model's coarsest; there is no level {level + 1}")
+    upper = level + 1 if cfg.upper else None
+    if upper is not None and vqvae.hops[upper] % vqvae.hops[level]:
+        raise UserError(f"prior.upper: level {upper}'s hop is not a multiple of level {level}'s")
+    return {
+        "num_codes": vqvae.config.levels[level].codebook_size,
+        "num_speakers": len(vqvae.speakers) if cfg.speaker else 0,
+        "upper_codes": vqvae.config.levels[upper].codebook_size if upper is not None else 0,
+        "upper_ratio": vqvae.hops[upper] // vqvae.hops[level] if upper is not None else 1,
+    }
+
+
+def build_prior(cfg: PriorConfig, shapes: dict[str, int]) -> CodePrior:
+    """The network of ``cfg`` with the sizes :func:`prior_shapes` gave."""
+    return CodePrior(
+        width=cfg.width,
+        layers=cfg.layers,
+        heads=cfg.heads,
+        context=cfg.context,
+        dropout=cfg.dropout,
+        **shapes,
+    )
+
+
+def save_prior(
+    path: str | Path, prior: CodePrior, config: PriorRunConfig, vqvae: VQVAE, step: int = 0
+) -> str:
+    """Write ``prior`` atomically to ``path``; returns the weights' SHA-256."""
+    state = {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
+    sha = weights_sha256(state)
+    shapes = {
+        "num_codes": prior.num_codes,
+        "num_speakers": prior.num_speakers,
+        "upper_codes": prior.upper_codes,
+        "upper_ratio": prior.upper_ratio,
+    }
+    meta = {
+        "schema": PRIOR_SCHEMA,
+        "config": config_to_dict(config),
+        "vqvae_id": model_fingerprint(vqvae),
+        "speakers": list(vqvae.speakers),
+        "shapes": shapes,
+        "step": int(step),
+        "weights_sha256": sha,
+        "version": __version__,
+    }
+    with atomic_write(Path(path)) as tmp:
+        save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
+    return sha
+
+
+def _resolve(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        found = RunLayout(p).model_checkpoint()
+        if found is None:
+            raise CheckpointError(f"{p}: no prior checkpoint in this run directory")
+        return found
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such prior (a checkpoint file or a prior run directory)")
+    return p
+
+
+def _meta(p: Path, raw: Any, sha: str) -> PriorMeta:
+    try:
+        meta = json.loads(raw)
+        schema = int(meta["schema"])
+        if schema > PRIOR_SCHEMA:
+            raise CheckpointError(f"{p}: prior schema {schema} is newer than this vqaudio ({PRIOR_SCHEMA})")
+        config = prior_config_from_dict(meta["config"])
+        shapes = {
+            k: int(meta["shapes"][k]) for k in ("num_codes", "num_speakers", "upper_codes", "upper_ratio")
+        }
+        result = PriorMeta(
+            schema,
+            config,
+            str(meta["vqvae_id"]),
+            [str(s) for s in meta["speakers"]],
+            shapes,
+            int(meta["step"]),
+            str(meta["weights_sha256"]),
+            str(meta.get("version", "?")),
+        )
+    except ConfigError as err:
+        raise CheckpointError(f"{p}: its config is not valid for this version ({err})") from None
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{p}: unreadable prior metadata") from None
+    if result.weights_sha256 != sha:
+        raise CheckpointError(f"{p}: weights do not match their SHA-256 (corrupt file?)")
+    return result
+
+
+def load_prior(path: str | Path, device: str | torch.device = "cpu") -> tuple[CodePrior, PriorMeta]:
+    """Rebuild a prior from its checkpoint (or run directory) alone, in eval mode on ``device``."""
+    p = _resolve(path)
+    try:
+        state = load_file(str(p))
+        with safe_open(str(p), framework="pt") as f:
+            raw = (f.metadata() or {}).get(_META_KEY)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{p}: not a vqaudio prior ({err})") from None
+    if raw is None:
+        raise CheckpointError(f"{p}: not a vqaudio prior (a VQ-VAE checkpoint? give the prior's)")
+    meta = _meta(p, raw, weights_sha256(state))
+    prior = build_prior(meta.config.prior, meta.shapes)
+    try:
+        prior.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{p}: weights do not fit the prior its config describes ({err})") from None
+    return prior.to(device).eval(), meta
+
+
+def check_vqvae(meta: PriorMeta, vqvae: VQVAE) -> None:
+    """Refuse ``vqvae`` unless it is the model the prior was trained on (fingerprint)."""
+    if (ours := model_fingerprint(vqvae)) != meta.vqvae_id:
+        raise UserError(
+            f"this prior belongs to VQ-VAE {meta.vqvae_id[:12]}..., not to the model given ({ours[:12]}...)"
+        )
