@@ -18,6 +18,7 @@ __getattr__, __dir__ = lazy_exports(
         "vqaudio.prior.codes": ("CodeSet", "cached_codes", "encode_corpus"),
         "vqaudio.prior.coding": ("decode_with_prior", "encode_with_prior"),
         "vqaudio.prior.model": ("CodePrior", "PriorState"),
+        "vqaudio.prior.sampling": ("filter_logits", "sample_codes"),
     },
 )
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from vqaudio.prior.codes import CodeSet, cached_codes, encode_corpus
     from vqaudio.prior.coding import decode_with_prior, encode_with_prior
     from vqaudio.prior.model import CodePrior, PriorState
+    from vqaudio.prior.sampling import filter_logits, sample_codes
 
 __all__ = [
     "BaselineBits",
@@ -42,7 +44,9 @@ __all__ = [
     "decode_with_prior",
     "encode_corpus",
     "encode_with_prior",
+    "filter_logits",
     "load_prior",
+    "sample_codes",
     "save_prior",
     "unigram_bits",
 ]
