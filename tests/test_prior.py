@@ -19,9 +19,10 @@ from vqaudio.data.synthetic import toy_utterance
 from vqaudio.errors import CheckpointError, UserError
 from vqaudio.models import VQVAE, build_model
 from vqaudio.prior import CodePrior, PriorState, baseline_bits, bigram_bits, unigram_bits
-from vqaudio.prior.checkpoint import build_prior, check_vqvae, load_prior, prior_shapes, save_prior
-from vqaudio.prior.codes import cached_codes, encode_corpus, load_codes, save_codes
+from vqaudio.prior.checkpoint import PriorMeta, build_prior, check_vqvae, load_prior, prior_shapes, save_prior
+from vqaudio.prior.codes import CodeSet, cached_codes, encode_corpus, load_codes, save_codes
 from vqaudio.prior.coding import decode_with_prior, encode_with_prior
+from vqaudio.prior.evaluate import evaluate_prior, speaker_indices, utterance_bits
 from vqaudio.prior.sampling import filter_logits, sample_codes
 
 
@@ -306,3 +307,48 @@ def test_sampling_is_reproducible_and_follows_the_prior(trained) -> None:
     continued = draw(3, prompt=prompt, temperature=0.3)
     assert torch.equal(continued[:, :3], prompt)
     assert ((continued[0, 3:] - continued[0, 2:-1]) % K == 1).float().mean() > 0.8
+
+
+# --- evaluation ----------------------------------------------------------------------------------------
+
+
+def test_evaluate_prior_scores_seen_and_heldout_voices(trained) -> None:
+    prior, data, speakers = trained
+    names = ["a", "b", "c"]
+    config = load_prior_config(
+        None, ["prior.width=32", "prior.layers=2", "prior.heads=2", f"prior.context={T}"]
+    )
+    shapes = {"num_codes": K, "num_speakers": 3, "upper_codes": 0, "upper_ratio": 1}
+    meta = PriorMeta(1, config, "0" * 64, names, shapes, 300, "", "test")
+
+    def code_set(seqs: list[np.ndarray], who: list[str]) -> CodeSet:
+        return CodeSet(
+            "0" * 64,
+            (0,),
+            {0: K},
+            [f"u{i}" for i in range(len(seqs))],
+            who,
+            [w == "z" for w in who],
+            {0: seqs},
+        )
+
+    train = code_set(data, [names[s] for s in speakers])
+    test_speakers = np.array([0, 1, 2, 0, 1, 2])
+    test_codes = cyclic_codes(np.random.default_rng(5), test_speakers)
+    who = [names[s] for s in test_speakers[:4]] + ["z", "z"]  # the last two: a voice the model lacks
+    scores = evaluate_prior(prior, meta, train, code_set(test_codes, who))
+    assert list(scores) == ["all", "seen", "heldout"]
+    assert (scores["seen"].utterances, scores["heldout"].utterances, scores["all"].codes) == (4, 2, 6 * T)
+    mixed = (4 * scores["seen"].bits_per_code + 2 * scores["heldout"].bits_per_code) / 6
+    assert scores["all"].bits_per_code == pytest.approx(mixed)
+    assert scores["seen"].bits_per_code < scores["seen"].bigram_bits < scores["seen"].log2_k == 4.0
+    assert scores["heldout"].bits_per_code > scores["seen"].bits_per_code  # no speaker to condition on
+    bits = utterance_bits(prior, test_codes[:1], [0])
+    with torch.no_grad():
+        expected = (
+            prior.bits_per_code(torch.tensor(np.stack(test_codes[:1])), torch.tensor([0]))[0].double().numpy()
+        )
+    np.testing.assert_allclose(bits[0], expected)
+    assert speaker_indices(meta, ["b", "z"], True) == [1, None] and speaker_indices(meta, ["b"], False) == [
+        None
+    ]

@@ -531,6 +531,9 @@ class PriorConfig:
     context: int = 512  # positions each layer attends to (sliding window)
     dropout: float = 0.0
     speaker: bool = True  # conditioned on the VQ-VAE's speaker (index; "none" for other voices)
+    # share of training examples shown with "none" for their speaker, so that voices the VQ-VAE never
+    # heard (held-out voices, users' recordings) get a trained unconditional prior
+    speaker_dropout: float = 0.1
     upper: bool = False  # conditioned on level + 1's codes (Jukebox's upsampler prior)
 
     def __post_init__(self) -> None:
@@ -544,6 +547,7 @@ class PriorConfig:
         )
         _check(self.context >= 1, "prior.context must be >= 1")
         _check(0.0 <= self.dropout < 1.0, "prior.dropout must be in [0, 1)")
+        _check(0.0 <= self.speaker_dropout <= 1.0, "prior.speaker_dropout must be in [0, 1]")
 
 
 @dataclass

@@ -1,0 +1,100 @@
+"""Bits per code of a prior on held-out codes, next to log2(K), unigram and bigram, seen vs held-out voices.
+
+A voice is "seen" when the VQ-VAE's speaker table has it (the prior is then conditioned on it) and
+"held out" otherwise (the prior runs unconditioned: the "none" speaker it was trained with, see
+``prior.speaker_dropout``). The baselines are fitted on the training codes the caller gives (the prior's
+own training split) and scored on the same test codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from vqaudio.prior.baselines import baseline_bits
+from vqaudio.prior.checkpoint import PriorMeta
+from vqaudio.prior.codes import CodeSet
+from vqaudio.prior.model import CodePrior
+
+__all__ = ["PriorScores", "evaluate_prior", "speaker_indices", "utterance_bits"]
+
+
+@dataclass(frozen=True)
+class PriorScores:
+    """One group of utterances at the prior's level: mean bits per code (over all their codes) of the
+    prior and the baselines, ``log2_k``, and how many utterances and codes were scored."""
+
+    bits_per_code: float
+    unigram_bits: float
+    bigram_bits: float
+    log2_k: float
+    utterances: int
+    codes: int
+
+    def to_json_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def speaker_indices(meta: PriorMeta, speakers: Sequence[str], conditioned: bool) -> list[int | None]:
+    """The prior's speaker index of each name: its row in the VQ-VAE's table, ``None`` (the "none"
+    speaker) for a voice it lacks or when the prior is not speaker-conditioned."""
+    table = {name: i for i, name in enumerate(meta.speakers)}
+    return [table.get(s) if conditioned else None for s in speakers]
+
+
+@torch.no_grad()
+def utterance_bits(
+    prior: CodePrior,
+    codes: Sequence[np.ndarray],
+    speakers: Sequence[int | None],
+    upper: Sequence[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """The prior's bits of every code ``[frames]`` of each utterance (one forward pass each; the sliding
+    window bounds attention, not the length)."""
+    device = prior.head.weight.device
+    out = []
+    for i, c in enumerate(codes):
+        if not len(c):
+            out.append(np.zeros(0))
+            continue
+        x = torch.as_tensor(np.asarray(c), dtype=torch.long, device=device)[None]
+        spk = None if speakers[i] is None else torch.tensor([speakers[i]], device=device)
+        up = (
+            None
+            if upper is None
+            else torch.as_tensor(np.asarray(upper[i]), dtype=torch.long, device=device)[None]
+        )
+        out.append(prior.bits_per_code(x, spk, up)[0].double().cpu().numpy())
+    return out
+
+
+def evaluate_prior(
+    prior: CodePrior, meta: PriorMeta, train: CodeSet, test: CodeSet
+) -> dict[str, PriorScores]:
+    """Scores of ``test`` (the prior's level, and the coarser one when it is conditioned on it) by group:
+    ``"all"``, then ``"seen"`` and ``"heldout"`` voices when ``test`` has any of each."""
+    cfg = meta.config.prior
+    level = cfg.level
+    k = prior.num_codes
+    upper = test.codes[level + 1] if cfg.upper else None
+    spk = speaker_indices(meta, test.speakers, cfg.speaker)
+    bits = utterance_bits(prior, test.codes[level], spk, upper)
+    seen = [name in meta.speakers for name in test.speakers]
+    groups = {"all": list(range(len(test)))}
+    for name, want in (("seen", True), ("heldout", False)):
+        members = [i for i, s in enumerate(seen) if s == want]
+        if members and len(members) < len(test):
+            groups[name] = members
+    scores = {}
+    for name, members in groups.items():
+        part = [test.codes[level][i] for i in members]
+        base = baseline_bits(train.codes[level], part, k)
+        total = int(sum(len(c) for c in part))
+        prior_bits = float(np.concatenate([bits[i] for i in members]).sum() / max(total, 1))
+        scores[name] = PriorScores(
+            prior_bits, base.unigram_bits, base.bigram_bits, base.log2_k, len(members), total
+        )
+    return scores
