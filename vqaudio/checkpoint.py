@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -41,6 +41,7 @@ __all__ = [
     "model_sha256",
     "save_checkpoint",
     "read_checkpoint",
+    "read_tensors",
     "load_model",
     "resolve_checkpoint",
 ]
@@ -127,18 +128,22 @@ def resolve_checkpoint(path: str | Path | None = None) -> Path:
     return found
 
 
+def read_tensors(path: Path, key: str, what: str) -> tuple[dict[str, Tensor], str | None]:
+    """A safetensors file's tensors and its metadata entry ``key`` (None when absent); a file that is not
+    safetensors is a :class:`CheckpointError` saying it is not a ``what``."""
+    try:
+        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            return state, (f.metadata() or {}).get(key)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a {what} ({err})") from None
+
+
 def read_checkpoint(path: str | Path | None = None) -> tuple[dict[str, Tensor], CheckpointMeta]:
     """Weights and metadata of a checkpoint (file, run directory or shipped name; ``None``: the default
     model, see :func:`resolve_checkpoint`), verified against its SHA-256."""
     p = resolve_checkpoint(path)
-    try:
-        state = load_file(str(p))
-        from safetensors import safe_open
-
-        with safe_open(str(p), framework="pt") as f:
-            raw = (f.metadata() or {}).get(_META_KEY)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{p}: not a vqaudio checkpoint ({err})") from None
+    state, raw = read_tensors(p, _META_KEY, "vqaudio checkpoint")
     if raw is None:
         raise CheckpointError(f"{p}: a safetensors file without vqaudio metadata")
     try:

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from vqaudio._version import __version__
 from vqaudio.audio import atomic_write
-from vqaudio.checkpoint import weights_sha256
+from vqaudio.checkpoint import read_tensors, weights_sha256
 from vqaudio.codec.compress import model_fingerprint
 from vqaudio.config import PriorConfig, PriorRunConfig, config_to_dict, prior_config_from_dict
 from vqaudio.errors import CheckpointError, ConfigError, UserError
@@ -155,12 +154,7 @@ def _meta(p: Path, raw: Any, sha: str) -> PriorMeta:
 def load_prior(path: str | Path, device: str | torch.device = "cpu") -> tuple[CodePrior, PriorMeta]:
     """Rebuild a prior from its checkpoint (or run directory) alone, in eval mode on ``device``."""
     p = _resolve(path)
-    try:
-        state = load_file(str(p))
-        with safe_open(str(p), framework="pt") as f:
-            raw = (f.metadata() or {}).get(_META_KEY)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{p}: not a vqaudio prior ({err})") from None
+    state, raw = read_tensors(p, _META_KEY, "vqaudio prior")
     if raw is None:
         raise CheckpointError(f"{p}: not a vqaudio prior (a VQ-VAE checkpoint? give the prior's)")
     meta = _meta(p, raw, weights_sha256(state))
