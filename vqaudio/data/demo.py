@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vqaudio.audio import atomic_write_text
-from vqaudio.data.corpora import stable_fraction
 from vqaudio.data.demo_voices import DEMO_VOICES, VoicePlan, plan_voices, voice_sentences
 from vqaudio.data.espeak import EspeakServers, is_espeak_voice, make_espeak_utterance
 from vqaudio.data.flite import (
@@ -45,6 +44,7 @@ from vqaudio.data.flite import (
 )
 from vqaudio.data.tts import read_labels
 from vqaudio.errors import UserError
+from vqaudio.hashing import stable_fraction
 
 __all__ = [
     "DEMO_VOICES",
