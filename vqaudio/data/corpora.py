@@ -15,7 +15,6 @@ files themselves.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 from vqaudio.audio import AUDIO_EXTENSIONS
 from vqaudio.config import CORPUS_KINDS
 from vqaudio.errors import ConfigError, UserError
+from vqaudio.hashing import stable_digest, stable_fraction
 
 __all__ = [
     "CORPUS_KINDS",
@@ -44,6 +44,8 @@ __all__ = [
     "speaker_list",
     "corpus_speaker_info",
     "split_utterances",
+    "stable_digest",
+    "stable_fraction",
 ]
 
 logger = logging.getLogger(__name__)
@@ -385,17 +387,6 @@ def scan_corpus(kind: str, root: str | os.PathLike[str], *, mic: str = "mic1") -
     if not utts:
         raise UserError(f"{root}: no audio found for corpus kind {kind!r}")
     return utts
-
-
-def stable_digest(key: str) -> bytes:
-    """SHA-256 of ``key``: the one hash every corpus split and ranking here is made from (the same on every
-    machine and Python run, and independent of which other keys exist)."""
-    return hashlib.sha256(key.encode("utf-8")).digest()
-
-
-def stable_fraction(key: str) -> float:
-    """:func:`stable_digest` of ``key`` read as a number in ``[0, 1)`` (its first 8 bytes, big-endian)."""
-    return int.from_bytes(stable_digest(key)[:8], "big") / 2.0**64
 
 
 def _rank_key(seed: int, utt: Utterance) -> tuple[bytes, str, str]:

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vqaudio.audio import atomic_write_text
-from vqaudio.data.corpora import stable_fraction
 from vqaudio.data.demo_voices import DEMO_VOICES, VoicePlan, plan_voices, voice_sentences
 from vqaudio.data.espeak import EspeakServers, is_espeak_voice, make_espeak_utterance
 from vqaudio.data.flite import (
@@ -45,6 +44,7 @@ from vqaudio.data.flite import (
 )
 from vqaudio.data.tts import read_labels
 from vqaudio.errors import UserError
+from vqaudio.hashing import stable_fraction
 
 __all__ = [
     "DEMO_VOICES",
@@ -325,6 +325,58 @@ def _synthesise(
     return durations
 
 
+def _synthesise_corpus(
+    root: Path,
+    voices: Sequence[str],
+    prompts: list[tuple[str, str]],
+    tasks: list[tuple[str, str, str]],
+    sample_rate: int,
+    jobs: int,
+    progress: Callable[[int, int], None] | None,
+) -> dict[tuple[str, str], float]:
+    """Check the synthesisers have the ``voices``, make the folders, write ``text/<id>.txt`` and every
+    task's wav and labels; the duration of each (voice, utt_id)."""
+    with ExitStack() as stack:
+        espeak = stack.enter_context(EspeakServers()) if any(map(is_espeak_voice, voices)) else None
+        flite = _check_voices(voices, espeak)
+        _make_folders(root, voices)
+        for utt_id, text in prompts:
+            atomic_write_text(root / "text" / f"{utt_id}.txt", text + "\n")
+        return _synthesise(root, tasks, flite, espeak, sample_rate, jobs, progress)
+
+
+def _tasks(
+    plan: VoicePlan, prompts: list[tuple[str, str]], split_by_id: dict[str, str]
+) -> list[tuple[str, str, str]]:
+    """``(voice, utterance id, text)`` of every utterance to synthesise, voice by voice in prompt order."""
+    texts = dict(prompts)
+    order = [utt_id for utt_id, _ in prompts]
+    return [
+        (voice, utt_id, texts[utt_id])
+        for voice in plan.voices
+        for utt_id in voice_sentences(voice, split_by_id, plan.train_sentences(voice), order)
+    ]
+
+
+def _make_folders(root: Path, voices: Sequence[str]) -> None:
+    """The corpus folders, cleared of the temporary files an interrupted run left."""
+    for sub in ["text", "splits", *(f"{kind}/{v}" for kind in ("wavs", "labels") for v in voices)]:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (root / sub).glob(".*.tmp*"):
+            stale.unlink(missing_ok=True)
+
+
+def _write_splits(
+    root: Path, order: list[str], split_by_id: dict[str, str], heldout: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """``splits/<split>.txt`` (sentence ids in prompt order) and ``splits/heldout_speakers.txt``."""
+    splits = {name: [u for u in order if split_by_id[u] == name] for name in SPLITS}
+    for name, ids in splits.items():
+        atomic_write_text(root / "splits" / f"{name}.txt", "".join(f"{i}\n" for i in ids))
+    atomic_write_text(root / "splits" / "heldout_speakers.txt", "".join(f"{v}\n" for v in heldout))
+    return splits
+
+
 def _write_manifest(
     root: Path, tasks: list[tuple[str, str, str]], split_by_id: dict[str, str], heldout: tuple[str, ...]
 ) -> None:
@@ -401,31 +453,11 @@ def make_demo_corpus(
     )
     prompts = prompts[:num_sentences] if num_sentences is not None else prompts
     split_by_id = {utt_id: split_of(utt_id, valid_fraction, test_fraction) for utt_id, _ in prompts}
-    texts = dict(prompts)
-    order = [utt_id for utt_id, _ in prompts]
-    tasks = [
-        (voice, utt_id, texts[utt_id])
-        for voice in plan.voices
-        for utt_id in voice_sentences(voice, split_by_id, plan.train_sentences(voice), order)
-    ]
-    with ExitStack() as stack:
-        espeak = stack.enter_context(EspeakServers()) if any(map(is_espeak_voice, plan.voices)) else None
-        flite = _check_voices(plan.voices, espeak)
-        for sub in ["text", "splits", *(f"{kind}/{v}" for kind in ("wavs", "labels") for v in plan.voices)]:
-            (root / sub).mkdir(parents=True, exist_ok=True)
-            for stale in (root / sub).glob(".*.tmp*"):  # left by an interrupted run
-                stale.unlink(missing_ok=True)
-        for utt_id, text in prompts:
-            atomic_write_text(root / "text" / f"{utt_id}.txt", text + "\n")
-        durations = _synthesise(root, tasks, flite, espeak, sample_rate, jobs, progress)
-
-    splits: dict[str, list[str]] = {name: [u for u in order if split_by_id[u] == name] for name in SPLITS}
-    for name, ids in splits.items():
-        atomic_write_text(root / "splits" / f"{name}.txt", "".join(f"{i}\n" for i in ids))
-    atomic_write_text(root / "splits" / "heldout_speakers.txt", "".join(f"{v}\n" for v in plan.heldout))
+    tasks = _tasks(plan, prompts, split_by_id)
+    durations = _synthesise_corpus(root, plan.voices, prompts, tasks, sample_rate, jobs, progress)
+    splits = _write_splits(root, [utt_id for utt_id, _ in prompts], split_by_id, plan.heldout)
     _write_manifest(root, tasks, split_by_id, plan.heldout)
-    fractions = (valid_fraction, test_fraction)
-    readme = _readme(plan, len(prompts), sample_rate, fractions, many_voices)
+    readme = _readme(plan, len(prompts), sample_rate, (valid_fraction, test_fraction), many_voices)
     atomic_write_text(root / "README.txt", readme)
     return DemoCorpus(
         root=root,

@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vqaudio.data.corpora import stable_digest
 from vqaudio.data.espeak import is_espeak_voice, parse_espeak_voice
 from vqaudio.data.flite import VOICE_VARIANTS, split_variant
 from vqaudio.errors import UserError
+from vqaudio.hashing import stable_digest
 
 __all__ = [
     "DEMO_VOICES",

@@ -124,6 +124,52 @@ def _speaker_embedder() -> Callable[[np.ndarray, int], np.ndarray] | None:
     return lambda wav, sr: encoder.embed_utterance(preprocess_wav(wav, source_sr=sr))
 
 
+@dataclass(frozen=True)
+class _SpeakerSimilarity:
+    """Unit speaker embeddings (:func:`_speaker_embedder`) and each voice's centroid: the normalised mean
+    embedding of up to ``ref_utts`` of its utterances outside the evaluated sentences."""
+
+    embed: Callable[[np.ndarray, int], np.ndarray]
+    sample_rate: int
+    centroid: dict[str, np.ndarray]
+
+    def unit(self, wav: np.ndarray) -> np.ndarray:
+        e = self.embed(wav, self.sample_rate)
+        return e / np.linalg.norm(e)
+
+    def to(self, embedding: np.ndarray, voice: str) -> float:
+        """Cosine of a unit embedding to ``voice``'s centroid."""
+        return float(embedding @ self.centroid[voice])
+
+
+def _speaker_similarity(
+    by_key: dict[tuple[str, str], Utterance],
+    voices: set[str],
+    sentences: Sequence[str],
+    sr: int,
+    ref_utts: int,
+) -> _SpeakerSimilarity | None:
+    """The voices' centroids, or ``None`` without the speaker-verification model (``vqaudio[eval]``)."""
+    embed = _speaker_embedder()
+    if embed is None:
+        return None
+    centroid: dict[str, np.ndarray] = {}
+    for v in voices:
+        others = [u for (spk, sid), u in sorted(by_key.items()) if spk == v and sid not in set(sentences)]
+        if not others:
+            raise UserError(f"voice {v}: no utterances outside the evaluated sentences for its reference")
+        e = np.mean([embed(read_audio(u.path, sr), sr) for u in others[:ref_utts]], axis=0)
+        centroid[v] = e / np.linalg.norm(e)
+    return _SpeakerSimilarity(embed, sr, centroid)
+
+
+def _voice_kinds(model: VQVAE, utts: Sequence[Utterance], voices: set[str]) -> dict[str, str]:
+    """``seen`` or ``heldout`` for each voice (marked so by the manifest, or unknown to the model)."""
+    marked = {u.speaker for u in utts if u.heldout}
+    trained_on = set(model.speakers)
+    return {v: "heldout" if is_heldout_voice(v in marked, v, trained_on) else "seen" for v in voices}
+
+
 @torch.no_grad()
 def evaluate_conversion(
     model: VQVAE,
@@ -151,23 +197,11 @@ def evaluate_conversion(
     embedding = dict(reference) if reference is not None else {}  # type: ignore[arg-type]
     targets = list(embedding) if embedding else list(voices)
     sources = [v for v in voices if v not in embedding]
-    marked = {u.speaker for u in utts if u.heldout}
-    trained_on = set(model.speakers)
-    kind = {
-        v: "heldout" if is_heldout_voice(v in marked, v, trained_on) else "seen" for v in {*sources, *targets}
-    }
+    kind = _voice_kinds(model, utts, {*sources, *targets})
     pairs = [(s, t) for s, t in itertools.product(sources, targets) if s != t]
     if not pairs or not sentences:
         raise UserError("nothing to evaluate: need at least two voices and one sentence")
-    embed = _speaker_embedder()
-    centroid: dict[str, np.ndarray] = {}
-    if embed is not None:
-        for v in {*sources, *targets}:
-            others = [u for (spk, sid), u in sorted(by_key.items()) if spk == v and sid not in set(sentences)]
-            if not others:
-                raise UserError(f"voice {v}: no utterances outside the evaluated sentences for its reference")
-            e = np.mean([embed(read_audio(u.path, sr), sr) for u in others[:ref_utts]], axis=0)
-            centroid[v] = e / np.linalg.norm(e)
+    speaker = _speaker_similarity(by_key, {*sources, *targets}, sentences, sr, ref_utts)
     content = _ContentProbe(model, lv, by_key, labels, sentences) if labels else None
     rows: list[dict[str, Any]] = []
     total = len(pairs) * len(sentences)
@@ -179,12 +213,8 @@ def evaluate_conversion(
             for v in sources
             if content is not None and v in audio and (v, sid) in content.phones
         }
-        source_emb = {}
-        if embed is not None:  # the do-nothing baseline: how close the source already is to each target
-            for v in sources:
-                if v in audio:
-                    e = embed(audio[v], sr)
-                    source_emb[v] = e / np.linalg.norm(e)
+        # the do-nothing baseline: how close the source already is to each target
+        source_emb = {v: speaker.unit(audio[v]) for v in sources if v in audio} if speaker else {}
         for src, tgt in pairs:
             if src not in audio or tgt not in audio:
                 continue
@@ -198,12 +228,11 @@ def evaluate_conversion(
                 "mcd": mel_cepstral_distortion(y, ref, sr),
                 "mcd_source": mel_cepstral_distortion(x, ref, sr),
             }
-            if embed is not None:
-                e = embed(y, sr)
-                e = e / np.linalg.norm(e)
-                row["sim_target"] = float(e @ centroid[tgt])
-                row["sim_source"] = float(e @ centroid[src])
-                row["sim_target_unconverted"] = float(source_emb[src] @ centroid[tgt])
+            if speaker is not None:
+                e = speaker.unit(y)
+                row["sim_target"] = speaker.to(e, tgt)
+                row["sim_source"] = speaker.to(e, src)
+                row["sim_target_unconverted"] = speaker.to(source_emb[src], tgt)
             if content is not None and src in source_phones:
                 row["phones_converted"] = content.accuracy(y, src, sid)
                 row["phones_source"] = source_phones[src]
@@ -212,19 +241,24 @@ def evaluate_conversion(
                 progress(len(rows), total)
     if not rows:
         raise UserError("no sentence is spoken by both voices of any pair")
-    total_summary = summarise(rows)
+    return _scores(rows, lv)
+
+
+def _scores(rows: list[dict[str, Any]], level: int) -> ConversionScores:
+    """The conversion rows summed up, over all pairs and per kind of pair."""
+    total = summarise(rows)
     groups = {g: summarise([r for r in rows if r["group"] == g]) for g in sorted({r["group"] for r in rows})}
     return ConversionScores(
-        total_summary["conversions"],
-        lv,
-        total_summary["similarity_to_target"],
-        total_summary["similarity_to_source"],
-        total_summary["closer_to_target"],
-        total_summary["unconverted_similarity_to_target"],
-        total_summary["mcd_converted"] or math.nan,
-        total_summary["mcd_source_baseline"] or math.nan,
-        total_summary["phone_accuracy_converted"],
-        total_summary["phone_accuracy_source"],
+        total["conversions"],
+        level,
+        total["similarity_to_target"],
+        total["similarity_to_source"],
+        total["closer_to_target"],
+        total["unconverted_similarity_to_target"],
+        total["mcd_converted"] or math.nan,
+        total["mcd_source_baseline"] or math.nan,
+        total["phone_accuracy_converted"],
+        total["phone_accuracy_source"],
         rows,
         groups,
     )

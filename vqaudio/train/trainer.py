@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,15 +281,7 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         flush_denormals()
         self.run = RunDir(out_dir)
-        latest = self.run.latest() if resume else None
-        if resume:
-            self.run.check_resumable(cfg)
-            if latest is None:
-                raise CheckpointError(f"{out_dir}: nothing to resume (no complete checkpoint)")
-        elif self.run.steps():
-            raise UserError(
-                f"{out_dir} already holds a run: pass --resume to continue it, or pick another --out"
-            )
+        latest = self._resume_point(resume)
         state = RunDir.load_state(latest[1], self.device) if latest else None
         self.step = int(state["step"]) if state else 0
         # training time of the run so far (all sessions): the time budget and a budget schedule use it
@@ -307,70 +299,95 @@ class Trainer:
         known = self.init_record["speakers"] if self.init_record else ()
         self.data = _Data(cfg, self.info, self.log, self.step, known)
         self.model: VQVAE = self._build_model(latest[0] if latest else None, source, init_skip_mismatched)
-        model = self.model
         if cfg.train.compile:
-            _compile_levels(model)
-        self.ddp: nn.Module = (
-            DDP(
-                model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,
-            )
-            if self.info.enabled
-            else model
-        )
+            _compile_levels(self.model)
+        self.ddp: nn.Module = self._distributed(self.model, broadcast_buffers=False)
         t = cfg.train
         self.opt = _adamw(
-            model.parameters(), lr=t.lr, betas=(t.betas[0], t.betas[1]), weight_decay=t.weight_decay
+            self.model.parameters(), lr=t.lr, betas=(t.betas[0], t.betas[1]), weight_decay=t.weight_decay
         )
-        self.recon_loss = MultiResolutionMelLoss(
-            cfg.model.sample_rate,
-            cfg.loss.fft_sizes,
-            mel_weight=cfg.loss.mel_weight,
-            stft_weight=cfg.loss.stft_weight,
-        ).to(self.device)
-        self.phase_loss = (
-            PhaseLoss(cfg.loss.phase_fft_sizes).to(self.device) if cfg.loss.phase_weight > 0 else None
-        )
-        phase_levels = cfg.loss.phase_levels
-        self.phase_on = [
-            self.phase_loss is not None and (phase_levels is None or i in phase_levels)
-            for i in range(cfg.model.num_levels)
-        ]
-        adv = cfg.adversarial
-        self.disc: nn.Module | None = None
-        self.disc_opt: torch.optim.Optimizer | None = None
-        if adv.enabled:
-            disc = CombinedDiscriminator(cfg.model.sample_rate, adv.periods, adv.fft_sizes, adv.channels)
-            disc = disc.to(self.device)
-            self.disc = (
-                DDP(disc, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-                if self.info.enabled
-                else disc
-            )
-            self.disc_opt = _adamw(disc.parameters(), lr=adv.lr, betas=(t.betas[0], t.betas[1]))
+        self._build_losses()
+        self.disc, self.disc_opt = self._build_discriminator()
         self.best: float | None = None
         self.best_step: int | None = None
         self.skipped = 0
         self.bad_streak = 0
         self.loader_iter = iter(self.data.loader)  # created before restoring RNG: see module doc
         if state:
-            self.opt.load_state_dict(state["optimizer"])
-            if self.disc is not None and "disc" in state:
-                _unwrap(self.disc).load_state_dict(state["disc"])
-                assert self.disc_opt is not None
-                self.disc_opt.load_state_dict(state["disc_optimizer"])
-            self.best = state.get("best")
-            self.best_step = state.get("best_step")
-            self.skipped = int(state.get("skipped", 0))
-            _set_rng_state(state["rng"], self.device)
+            self._restore(state)
         if self.info.is_main:
             self.run.create(cfg, self.init_record)
-        use_bf16 = self.device.type == "cuda" and t.amp in ("auto", "bf16")
-        if t.amp == "bf16" and self.device.type != "cuda":
-            self.log.print("[yellow]train.amp=bf16 applies on CUDA only; training in float32 on CPU[/]")
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
+        self.autocast = self._autocast()
         self.history: list[dict[str, float]] = []
+
+    def _resume_point(self, resume: bool) -> tuple[Path, Path] | None:
+        """The (model, state) checkpoint to resume from; ``None`` for a new run, which must not overwrite
+        an existing one."""
+        latest = self.run.latest() if resume else None
+        if resume:
+            self.run.check_resumable(self.cfg)
+            if latest is None:
+                raise CheckpointError(f"{self.run.root}: nothing to resume (no complete checkpoint)")
+        elif self.run.steps():
+            raise UserError(
+                f"{self.run.root} already holds a run: pass --resume to continue it, or pick another --out"
+            )
+        return latest
+
+    def _distributed(self, module: nn.Module, **kwargs: Any) -> nn.Module:
+        """``module`` wrapped in DDP when the run is distributed, else ``module`` itself."""
+        if not self.info.enabled:
+            return module
+        return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None, **kwargs)
+
+    def _build_losses(self) -> None:
+        """The reconstruction loss, the phase loss (``None`` when its weight is 0) and the levels it
+        applies to."""
+        loss = self.cfg.loss
+        self.recon_loss = MultiResolutionMelLoss(
+            self.cfg.model.sample_rate,
+            loss.fft_sizes,
+            mel_weight=loss.mel_weight,
+            stft_weight=loss.stft_weight,
+        ).to(self.device)
+        self.phase_loss = PhaseLoss(loss.phase_fft_sizes).to(self.device) if loss.phase_weight > 0 else None
+        self.phase_on = [
+            self.phase_loss is not None and (loss.phase_levels is None or i in loss.phase_levels)
+            for i in range(self.cfg.model.num_levels)
+        ]
+
+    def _build_discriminator(self) -> tuple[nn.Module | None, torch.optim.Optimizer | None]:
+        """The discriminator (DDP-wrapped when distributed) and its optimiser; none without
+        ``adversarial.enabled``."""
+        adv = self.cfg.adversarial
+        if not adv.enabled:
+            return None, None
+        disc = CombinedDiscriminator(self.cfg.model.sample_rate, adv.periods, adv.fft_sizes, adv.channels)
+        disc = disc.to(self.device)
+        betas = self.cfg.train.betas
+        return self._distributed(disc), _adamw(disc.parameters(), lr=adv.lr, betas=(betas[0], betas[1]))
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Optimisers, discriminator, best metric, skipped steps and RNG from a training state."""
+        self.opt.load_state_dict(state["optimizer"])
+        if self.disc is not None and "disc" in state:
+            _unwrap(self.disc).load_state_dict(state["disc"])
+            assert self.disc_opt is not None
+            self.disc_opt.load_state_dict(state["disc_optimizer"])
+        self.best = state.get("best")
+        self.best_step = state.get("best_step")
+        self.skipped = int(state.get("skipped", 0))
+        _set_rng_state(state["rng"], self.device)
+
+    def _autocast(self) -> Callable[[], AbstractContextManager[Any]]:
+        """The context that training steps run in: bfloat16 autocast on CUDA (``train.amp``), else none."""
+        amp = self.cfg.train.amp
+        use_bf16 = self.device.type == "cuda" and amp in ("auto", "bf16")
+        if amp == "bf16" and self.device.type != "cuda":
+            self.log.print("[yellow]train.amp=bf16 applies on CUDA only; training in float32 on CPU[/]")
+        if use_bf16:
+            return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext
 
     def _build_model(self, latest: Path | None, source: InitSource | None, skip_mismatched: bool) -> VQVAE:
         """The run's model on its device: resumed from ``latest``, started from ``source`` (``--init``),
