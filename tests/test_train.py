@@ -117,8 +117,8 @@ def test_train_result_and_resume(tmp_path: Path, cfg_for: CfgFor, device: str) -
     assert result.run_dir == tmp_path / "run"
     assert result.checkpoint == tmp_path / "run" / "checkpoints" / "step_00000003.safetensors"
     assert result.best_metric is not None and math.isfinite(result.best_metric)
-    assert [h["step"] for h in result.history if "step" in h] == [3.0]  # step 0 was evaluated before the stop
-    assert "wall_seconds" in result.history[-1]
+    assert [h["step"] for h in result.history] == [3.0]  # step 0 was evaluated before the stop
+    assert result.wall_seconds > 0
     model = vqaudio.load_model(tmp_path / "run", device=device)
     wav = torch.randn(2, 1, 999, device=device) * 0.1
     assert model.decode(model.encode(wav, level=1), level=1, speaker=0).shape == wav.shape

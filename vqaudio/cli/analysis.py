@@ -29,7 +29,7 @@ def analyze(
     audio: Annotated[Path, typer.Option(help="Audio folder (speaker = parent folder) or TSV manifest.")],
     labels: Annotated[Path, typer.Option(help="Folder of phone label files, matched to audio by stem.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (metrics.json, report.md, PNGs).")],
-    model: ModelOpt = None,
+    model_path: ModelOpt = None,
     fmt: Annotated[
         str, typer.Option("--format", help="textgrid, timit, htk, tsv or auto (by extension).")
     ] = "auto",
@@ -55,11 +55,11 @@ def analyze(
 
     if fmt != "auto" and fmt not in LABEL_FORMATS:
         raise UserError(f"--format must be {', '.join(LABEL_FORMATS)} or auto, got {fmt!r}")
-    net = load_model(model, resolve_device(device))
+    model = load_model(model_path, resolve_device(device))
     if level == "all":
-        levels = list(range(net.num_levels))
+        levels = list(range(model.num_levels))
     elif level.lstrip("-").isdigit():
-        levels = [net.check_level(int(level))]
+        levels = [model.check_level(int(level))]
     else:
         raise UserError(f"--level expects a number or 'all', got {level!r}")
     pairs, problems = find_pairs(audio, labels, fmt, split)
@@ -70,7 +70,7 @@ def analyze(
     with progress_bar(True) as bar:
         task = bar.add_task("analysing", total=len(pairs))
         result = analyze_corpus(
-            net,
+            model,
             pairs,
             levels,
             fmt=fmt,
@@ -82,7 +82,7 @@ def analyze(
             progress=lambda done, total: bar.update(task, completed=done),
         )
     result.problems = problems + result.problems
-    write_report(result, out, net, str(audio))
+    write_report(result, out, model, str(audio))
     counts = result.voice_counts
     if counts.get("seen") and counts.get("heldout") and not result.voices:
         err_console.print(

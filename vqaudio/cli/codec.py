@@ -37,7 +37,7 @@ def encode(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output .vqa file, or a folder for many; - = stdout.")
     ],
-    model: ModelOpt = None,
+    model_path: ModelOpt = None,
     level: Annotated[int | None, typer.Option("--level", "-l", help="Level to store (default 0).")] = None,
     levels: Annotated[str | None, typer.Option(help="Several levels, comma-separated, e.g. 0,2.")] = None,
     entropy: Annotated[
@@ -62,7 +62,7 @@ def encode(
     except ValueError:
         raise UserError(f"--levels expects comma-separated integers, got {levels!r}") from None
     plan, many = plan_files(inputs, out, AUDIO_EXTENSIONS, ".vqa", force)
-    net = load_model(model, resolve_device(device))
+    model = load_model(model_path, resolve_device(device))
     total_in = total_out = 0.0
     with progress_bar(True) as bar:
         task = bar.add_task("encoding", total=len(plan) if many else None)
@@ -72,7 +72,7 @@ def encode(
                 src,
                 target,
                 lambda s, d: encode_file(  # noqa: B023
-                    net, s, d, chosen, entropy, speaker, chunk_seconds, progress=chunks
+                    model, s, d, chosen, entropy, speaker, chunk_seconds, progress=chunks
                 ),
             )
             total_in += result.header.duration
@@ -101,7 +101,7 @@ def decode(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output .wav/.flac/.ogg, or a folder for many; - = stdout.")
     ],
-    model: ModelOpt = None,
+    model_path: ModelOpt = None,
     level: Annotated[
         int | None, typer.Option("--level", "-l", help="Stored level to decode (default: finest).")
     ] = None,
@@ -130,7 +130,7 @@ def decode(
         else:
             raise UserError(f"--sample-rate expects Hz (>= 1000) or 'orig', got {sample_rate!r}")
     plan, many = plan_files(inputs, out, (".vqa",), ".wav", force, WRITE_EXTENSIONS)
-    net = load_model(model, resolve_device(device))
+    model = load_model(model_path, resolve_device(device))
     with progress_bar(True) as bar:
         task = bar.add_task("decoding", total=len(plan) if many else None)
         chunks = per_chunk(bar, task, many)
@@ -139,7 +139,7 @@ def decode(
                 src,
                 target,
                 lambda s, d: decode_file(  # noqa: B023
-                    net, s, d, level, speaker, rate, progress=chunks
+                    model, s, d, level, speaker, rate, progress=chunks
                 ),
             )
             if target != "-" and not many:
@@ -152,12 +152,13 @@ def decode(
 @user_errors
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Single-file checkpoint to write (.safetensors).")],
-    model: Annotated[
+    model_path: Annotated[
         Path | None,
         typer.Argument(
             help="Checkpoint, run directory (its best, else latest) or shipped model name "
             "(default: $VQAUDIO_MODEL, else the shipped model).",
             show_default=False,
+            metavar="MODEL",
         ),
     ] = None,
     force: ForceOpt = False,
@@ -185,10 +186,10 @@ def export(
         raise UserError(f"{out}: the output must end in .safetensors")
     if out.exists() and not force:
         raise UserError(f"{out} exists (use --force to overwrite)")
-    net = load_model(model)
-    meta = net.checkpoint
+    model = load_model(model_path)
+    meta = model.checkpoint
     assert meta is not None
-    sha = save_checkpoint(out, net, meta.config, meta.step, meta.extra, code_tables(net), dtypes[dtype])
+    sha = save_checkpoint(out, model, meta.config, meta.step, meta.extra, code_tables(model), dtypes[dtype])
     size = out.stat().st_size / 1e6
     err_console.print(
         f"wrote {out} ({dtype}, {size:.1f} MB, step {meta.step}, sha256 {sha[:12]}...)", highlight=False
@@ -288,7 +289,7 @@ def _stream_info(reader: StreamReader) -> dict[str, Any]:
 @user_errors
 def evaluate(
     data: Annotated[Path, typer.Option("--data", help="Corpus folder or TSV manifest to evaluate on.")],
-    model: ModelOpt = None,
+    model_path: ModelOpt = None,
     kind: Annotated[
         str | None,
         typer.Option(help="Corpus kind (vctk, librispeech, ljspeech, folder, tsv); default: tsv for a file."),
@@ -330,23 +331,23 @@ def evaluate(
         voice_kinds,
     )
 
-    net = load_model(model, resolve_device(device))
+    model = load_model(model_path, resolve_device(device))
     try:
         utts = select_utterances(
             scan_corpus(kind or ("tsv" if data.is_file() else "folder"), data), split, per_speaker, max_utts
         )
     except UserError as err:
         raise UserError(f"{data}: {err}") from None
-    kinds = voice_kinds(utts, net.speakers)
+    kinds = voice_kinds(utts, model.speakers)
     with progress_bar(True) as bar:
         task = bar.add_task("vqaudio levels", total=len(utts))
         scores = evaluate_reconstruction(
-            net, utts, progress=lambda d, t: bar.update(task, completed=d, total=t), kinds=kinds
+            model, utts, progress=lambda d, t: bar.update(task, completed=d, total=t), kinds=kinds
         )
         if baselines:
             task = bar.add_task("Codec2 / Opus", total=len(utts))
             done = lambda d, t: bar.update(task, completed=d, total=t)  # noqa: E731
-            scores += evaluate_baselines(utts, net.sample_rate, progress=done, kinds=kinds)
+            scores += evaluate_baselines(utts, model.sample_rate, progress=done, kinds=kinds)
     out_console.print(_scores_table(scores, kinds))
     if json_out is not None:
         with atomic_write(json_out) as tmp:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 @app.command()
 @user_errors
 def speakers(
-    model: ModelOpt = None,
+    model_path: ModelOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of one line per speaker.")
     ] = False,
@@ -40,16 +40,16 @@ def speakers(
     from vqaudio.pretrained import resolve_model
     from vqaudio.voices import load_voices
 
-    source = resolve_model(model)
-    net = load_model(source)
-    enrolled = sorted(load_voices(net, source))
+    source = resolve_model(model_path)
+    model = load_model(source)
+    enrolled = sorted(load_voices(model, source))
     if as_json:
-        rows: list[dict[str, Any]] = [{"name": n, **net.speaker_info.get(n, {})} for n in net.speakers]
+        rows: list[dict[str, Any]] = [{"name": n, **model.speaker_info.get(n, {})} for n in model.speakers]
         rows += [{"name": n, "enrolled": True} for n in enrolled]
         out_console.print_json(json.dumps(rows))
         return
-    for name in net.speakers:
-        facts = net.speaker_info.get(name, {})
+    for name in model.speakers:
+        facts = model.speaker_info.get(name, {})
         extra = [str(facts[k]) for k in ("gender", "age", "accent", "region") if facts.get(k)]
         print("\t".join([name, *extra]))
     for name in enrolled:
@@ -61,7 +61,7 @@ def speakers(
 def convert(
     inputs: Annotated[list[Path], typer.Argument(help="Audio files or folders to convert.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output audio file, or a folder for many.")],
-    model: ModelOpt = None,
+    model_path: ModelOpt = None,
     speaker: Annotated[
         str | None, typer.Option("--speaker", help="Target: a training speaker or an enrolled voice.")
     ] = None,
@@ -88,21 +88,21 @@ def convert(
     plan, many = plan_files(inputs, out, AUDIO_EXTENSIONS, ".wav", force, WRITE_EXTENSIONS)
     if (speaker is None) == (not reference):
         raise UserError("give either --speaker NAME or --reference CLIP (one or more), not both")
-    source = resolve_model(model)
-    net = load_model(source, resolve_device(device))
+    source = resolve_model(model_path)
+    model = load_model(source, resolve_device(device))
     target_voice = (
-        resolve_speaker(net, source, speaker)
+        resolve_speaker(model, source, speaker)
         if speaker is not None
-        else reference_embedding(net, reference or [])
+        else reference_embedding(model, reference or [])
     )
     if level is not None:
-        net.check_level(level)
+        model.check_level(level)
     with progress_bar(many) as bar:
         task = bar.add_task("converting", total=len(plan))
         for src, target in plan:
             assert isinstance(target, Path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            convert_file(net, src, target, target_voice, level)
+            convert_file(model, src, target, target_voice, level)
             bar.advance(task)
             if not many:
                 who = speaker if speaker is not None else "the reference voice"
@@ -118,7 +118,7 @@ def enroll(
     name: Annotated[
         str, typer.Option("--name", help="Name to give the voice (used with convert --speaker).")
     ],
-    model: ModelOpt = None,
+    model_path: ModelOpt = None,
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace an enrolled voice of that name.")
     ] = False,
@@ -128,9 +128,9 @@ def enroll(
     from vqaudio.pretrained import resolve_model
     from vqaudio.voices import enroll as enroll_voice
 
-    source = resolve_model(model)
-    net = load_model(source)
-    path = enroll_voice(net, source, name, references, replace=force)
+    source = resolve_model(model_path)
+    model = load_model(source)
+    path = enroll_voice(model, source, name, references, replace=force)
     err_console.print(f"enrolled '{name}' from {len(references)} clip(s) into {path}", highlight=False)
 
 
@@ -140,7 +140,7 @@ def eval_convert(
     data: Annotated[
         Path, typer.Option("--data", help="Parallel corpus manifest (e.g. data/demo/manifest.tsv).")
     ],
-    model: ModelOpt = None,
+    model_path: ModelOpt = None,
     split: Annotated[
         str | None, typer.Option(help="Sentences from this manifest split (e.g. test).")
     ] = "test",
@@ -184,14 +184,14 @@ def eval_convert(
         sentence_ids,
     )
 
-    net = load_model(model, resolve_device(device))
+    model = load_model(model_path, resolve_device(device))
     utts = scan_manifest(data)
     references = [v.strip() for v in reference_voice.split(",")] if reference_voice else []
     wanted = [v.strip() for v in voices.split(",")] if voices else None
-    chosen = conversion_voices(net, utts, wanted, references, str(data))
+    chosen = conversion_voices(model, utts, wanted, references, str(data))
     ref = []
     for voice in references:
-        emb, clips, seconds = enrol_from_corpus(net, utts, voice, reference_seconds, str(data))
+        emb, clips, seconds = enrol_from_corpus(model, utts, voice, reference_seconds, str(data))
         ref.append((voice, emb))
         err_console.print(f"enrolled {voice} from {clips} clips ({seconds:.1f} s)", highlight=False)
     ids = sentence_ids(utts, split, sentences)
@@ -199,7 +199,7 @@ def eval_convert(
     with progress_bar(True) as bar:
         task = bar.add_task("converting", total=None)
         scores = evaluate_conversion(
-            net,
+            model,
             utts,
             ids,
             chosen,

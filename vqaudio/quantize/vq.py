@@ -167,8 +167,9 @@ class VectorQuantizer(nn.Module):
         """The codebook as used for lookup ``[K, D]`` (unit-norm when ``normalize``)."""
         return F.normalize(self.codebook, dim=1) if self.normalize else self.codebook
 
-    def _prepare(self, z: Tensor, batch_stats: bool = False) -> Tensor:
-        """``[B, D, T]`` -> flat float32 latents ``[B*T, D]``, standardised and L2-normalised.
+    def _standardised(self, z: Tensor, update_stats: bool = False) -> Tensor:
+        """``[B, D, T]`` -> flat float32 latents ``[B*T, D]``, standardised and L2-normalised; with
+        ``update_stats`` (training) by the batch's statistics, which also moves the running ones.
 
         Standardisation (per dimension, over batch and time, as batch norm does; Ioffe & Szegedy,
         2015) keeps the latents spread around the origin, so a common offset in the encoder output
@@ -179,7 +180,7 @@ class VectorQuantizer(nn.Module):
         """
         flat = z.float().transpose(1, 2).reshape(-1, self.dim)
         if self.standardize:
-            if batch_stats:
+            if update_stats:
                 mean, var = self._batch_stats(flat)
                 with torch.no_grad():
                     if not bool(self.initialized):
@@ -218,7 +219,7 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def lookup_codes(self, z: Tensor) -> Tensor:
         """Nearest codes ``[B, T]`` for latents ``[B, D, T]``; never updates anything."""
-        flat = self._prepare(z)
+        flat = self._standardised(z)
         return self._distances(flat, self.embeddings()).argmin(1).view(z.shape[0], z.shape[2])
 
     def dequantize(self, codes: Tensor) -> Tensor:
@@ -288,7 +289,7 @@ class VectorQuantizer(nn.Module):
     def forward(self, z: Tensor) -> QuantizerOutput:
         """Quantise ``z`` ``[B, D, T]``; in training mode also initialise / update the codebook."""
         b, d, t = z.shape
-        flat = self._prepare(z, batch_stats=self.training)
+        flat = self._standardised(z, update_stats=self.training)
         if self.training and not bool(self.initialized):
             self._initialise(flat.detach())
         embed = self.embeddings()

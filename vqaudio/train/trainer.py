@@ -72,6 +72,9 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class TrainResult:
+    """How a call of :func:`train` ended. ``history`` holds one dict per validation (its metrics and
+    ``"step"``); ``wall_seconds`` is the call's wall-clock time (setup, training and saving)."""
+
     step: int
     run_dir: Path
     checkpoint: Path | None
@@ -80,6 +83,7 @@ class TrainResult:
     skipped_steps: int
     history: list[dict[str, float]] = field(default_factory=list)
     signal: int | None = None  # the signal that stopped an interrupted run (SIGINT, SIGTERM), if any
+    wall_seconds: float = 0.0
 
 
 def schedule_progress(step: int, cfg: RunConfig, minutes: float = 0.0) -> float:
@@ -210,8 +214,9 @@ def _ignore_signals(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-class _Data:
-    """Corpus scan, split, training loader and validation utterances."""
+class _CorpusData:
+    """The codec run's corpus: scan, speaker table, train/validation split, training loader and
+    validation utterances."""
 
     def __init__(
         self, cfg: RunConfig, info: DistInfo, log: Monitor, start_step: int, known: Sequence[str] = ()
@@ -297,7 +302,7 @@ class Trainer:
             self.init_record = {**source.record(), "speakers": source.speakers}
         torch.manual_seed(cfg.train.seed)
         known = self.init_record["speakers"] if self.init_record else ()
-        self.data = _Data(cfg, self.info, self.log, self.step, known)
+        self.data = _CorpusData(cfg, self.info, self.log, self.step, known)
         self.model: VQVAE = self._build_model(latest[0] if latest else None, source, init_skip_mismatched)
         if cfg.train.compile:
             _compile_levels(self.model)
@@ -783,5 +788,5 @@ def train(
         if trainer is not None:  # also when fit raised
             trainer.close()
         cleanup_distributed()
-    result.history.append({"wall_seconds": time.perf_counter() - t0})
+    result.wall_seconds = time.perf_counter() - t0
     return result
