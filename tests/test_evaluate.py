@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_models import tiny_model_config
 
 from vqaudio.data import scan_folder
 from vqaudio.eval.reconstruction import evaluate_reconstruction, si_sdr
@@ -28,7 +27,7 @@ def test_si_sdr_known_values() -> None:
     assert si_sdr(ref, ref) > 100
 
 
-def test_evaluate_reconstruction_scores_every_level(toy_corpus) -> None:
+def test_evaluate_reconstruction_scores_every_level(tiny_model_config, toy_corpus) -> None:
     torch.manual_seed(0)
     utts = scan_folder(toy_corpus)[:3]
     model = build_model(tiny_model_config(), sorted({u.speaker for u in utts})).eval()
@@ -59,7 +58,7 @@ def test_voice_kinds_and_first_per_speaker() -> None:
     assert first_per_speaker(utts, 2) == utts
 
 
-def test_seen_and_heldout_voices_are_scored_apart(toy_corpus) -> None:
+def test_seen_and_heldout_voices_are_scored_apart(tiny_model_config, toy_corpus) -> None:
     from vqaudio.eval.reconstruction import evaluate_baselines
 
     torch.manual_seed(0)
@@ -92,7 +91,9 @@ def test_seen_and_heldout_voices_are_scored_apart(toy_corpus) -> None:
     assert all(r.bitrate == pytest.approx(16000) for r in rows)
 
 
-def test_cli_evaluate_splits_a_manifest_with_heldout_voices(toy_corpus, tmp_path: Path) -> None:
+def test_cli_evaluate_splits_a_manifest_with_heldout_voices(
+    tiny_model_config, toy_corpus, tmp_path: Path
+) -> None:
     import json
 
     from typer.testing import CliRunner
