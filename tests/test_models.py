@@ -134,6 +134,15 @@ def test_codes_out_of_range_and_bad_level_are_user_errors(model) -> None:
     for bad in (2, -3):
         with pytest.raises(UserError, match=r"level .* does not exist: this model has levels 0\.\.1"):
             model.check_level(bad)
+    # codes of level 1 decoded at level 0 (by index or from the end): refused, however they were made
+    model.eval()
+    coarse = model.encode(torch.randn(400) * 0.1, level=1)
+    by_hand = Codes.wrap(torch.zeros(1, 10, dtype=torch.long), num_samples=400, level=1)
+    for codes in (coarse, by_hand):
+        for level in (0, -2):
+            with pytest.raises(UserError, match=f"level 1's; decoding them at level {level} is refused"):
+                model.decode(codes, level=level)
+        assert model.decode(codes, level=-1).shape == (1, 1, 400)  # -1 is level 1 of 2
 
 
 def test_codes_remember_length_but_operations_give_plain_tensors(model) -> None:
