@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from test_compress import _trained_tiny
-from test_models import tiny_model_config
 from typer.testing import CliRunner, Result
 
 from vqaudio.analysis.metrics import (
@@ -20,9 +19,8 @@ from vqaudio.analysis.metrics import (
     purity_scores,
     split_utterances,
 )
-from vqaudio.checkpoint import load_model, save_checkpoint
+from vqaudio.checkpoint import load_model
 from vqaudio.cli import app
-from vqaudio.config import RunConfig
 from vqaudio.data.pairing import find_pairs
 from vqaudio.data.synthetic import toy_utterance
 from vqaudio.eval.phones import analyze_corpus, write_report
@@ -31,11 +29,15 @@ SR = 16000
 runner = CliRunner()
 
 
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+def corpus(tmp_path_factory: pytest.TempPathFactory, tiny_ckpt: Path) -> Iterator[tuple[Path, Path]]:
+    """``(root, ckpt)``: 2 speakers x 4 labelled toy utterances under ``root/wavs`` and ``root/labels``, and
+    the shared tiny checkpoint. Shared by the module's tests: read only (checked at the end)."""
     root = tmp_path_factory.mktemp("labelled")
-    ckpt = root / "tiny.safetensors"
-    save_checkpoint(ckpt, _trained_tiny(0), RunConfig(model=tiny_model_config()))
     rng = np.random.default_rng(0)
     for spk, f0 in (("ann", 110.0), ("bob", 220.0)):
         for i in range(4):
@@ -47,11 +49,16 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
             phones = ["sil", "AH0", "B", "K", "AH1", "S", "T", "sil"]
             lines = [f"{a:.4f}\t{b:.4f}\t{p}" for a, b, p in zip(edges[:-1], edges[1:], phones, strict=True)]
             (root / "labels" / spk / f"u{i}.tsv").write_text("\n".join(lines) + "\n")
-    return root, ckpt, root / "report"
+    before = _snapshot(root)
+    yield root, tiny_ckpt
+    assert _snapshot(root) == before, "a test changed the module's labelled corpus"
 
 
-def test_analyze_writes_metrics_report_and_figures(corpus, monkeypatch: pytest.MonkeyPatch) -> None:
-    root, ckpt, out = corpus
+def test_analyze_writes_metrics_report_and_figures(
+    corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, ckpt = corpus
+    out = tmp_path / "report"
     monkeypatch.setenv("COLUMNS", "200")  # rich tables at full width
     result = runner.invoke(
         app,
@@ -103,7 +110,9 @@ def test_analyze_writes_metrics_report_and_figures(corpus, monkeypatch: pytest.M
 
 
 def test_analyze_reports_unmatched_files_and_user_errors(corpus, tmp_path: Path) -> None:
-    root, ckpt, _ = corpus
+    shared, ckpt = corpus
+    root = tmp_path / "corpus"  # a copy: this test adds and removes a file
+    shutil.copytree(shared, root)
     (root / "wavs" / "ann" / "extra.wav").write_bytes((root / "wavs" / "ann" / "u0.wav").read_bytes())
     result = runner.invoke(
         app,
@@ -119,7 +128,7 @@ def test_analyze_reports_unmatched_files_and_user_errors(corpus, tmp_path: Path)
             str(tmp_path / "r"),
         ],
     )
-    assert result.exit_code == 0 and "extra" in result.stderr
+    assert result.exit_code == 0 and "extra.wav" in "".join(result.stderr.split())  # rich may wrap the path
     assert any("extra" in p for p in json.loads((tmp_path / "r" / "metrics.json").read_text())["problems"])
     (root / "wavs" / "ann" / "extra.wav").unlink()
     bad = runner.invoke(
@@ -197,7 +206,7 @@ def _voice_rows(report: str) -> list[list[str]]:
 def test_heldout_voices_from_the_manifest_get_their_own_rows(
     corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root, ckpt, _ = corpus
+    root, ckpt = corpus
     monkeypatch.setenv("COLUMNS", "200")  # rich tables at full width
     manifest = tmp_path / "manifest.tsv"
     rows = [
@@ -223,7 +232,7 @@ def test_heldout_voices_from_the_manifest_get_their_own_rows(
 
 
 def test_heldout_mapping_is_fit_on_seen_voices_only(corpus, tmp_path: Path) -> None:
-    root, ckpt, _ = corpus
+    root, ckpt = corpus
     # a folder whose speaker "cat" is not in the model's speaker table (ann, bob): held out
     for spk, src in (("ann", "ann"), ("cat", "bob")):
         (tmp_path / "wavs" / spk).mkdir(parents=True)
@@ -264,7 +273,7 @@ def test_heldout_mapping_is_fit_on_seen_voices_only(corpus, tmp_path: Path) -> N
 def test_one_heldout_utterance_is_too_few_for_voice_rows(
     corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root, ckpt, _ = corpus
+    root, ckpt = corpus
     monkeypatch.setenv("COLUMNS", "200")
     manifest = tmp_path / "manifest.tsv"
     rows = [f"{root / 'wavs' / 'ann' / f'u{i}.wav'}\tann" for i in range(4)]
@@ -278,7 +287,7 @@ def test_one_heldout_utterance_is_too_few_for_voice_rows(
 def test_labels_read_in_the_wrong_format_are_one_clear_error(corpus, tmp_path: Path) -> None:
     """Tab-separated labels in seconds named .lab, read as HTK (100 ns units), cover no frame: exit 2
     with a hint at --format, not a traceback (issue #14)."""
-    root, ckpt, _ = corpus
+    root, ckpt = corpus
     labels = tmp_path / "labels"
     for tsv in (root / "labels").rglob("*.tsv"):
         lab = labels / tsv.relative_to(root / "labels").with_suffix(".lab")

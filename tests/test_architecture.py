@@ -5,7 +5,9 @@
 - only the ``train`` command's CLI module imports the training code;
 - no reaching into another layer's private attributes (``model._level``,
   ``level.quantizer.lookup_codes(...)``) outside the model and quantizer packages;
-- no function longer than :data:`MAX_FUNCTION_LINES` lines.
+- no function longer than :data:`MAX_FUNCTION_LINES` lines;
+- no module under ``tests/`` imports another one (``conftest.py`` included): what several test modules
+  share is a fixture in ``tests/conftest.py``.
 
 That :mod:`vqaudio.codec.bitstream` imports no torch is checked by running it, in
 ``tests/test_bitstream.py::test_import_does_not_import_torch``.
@@ -21,6 +23,7 @@ from pathlib import Path
 
 PACKAGE = "vqaudio"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+TESTS = Path(__file__).resolve().parent
 MAX_FUNCTION_LINES = 80
 TRAIN_CLI = "vqaudio.cli.train"  # the module of the ``vqaudio train`` command
 # outside these, a model's internals are reached only through its public methods
@@ -380,3 +383,57 @@ def test_no_function_longer_than_the_limit() -> None:
     assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines, decorators aside (split them):\n" + (
         "\n".join(offenders)
     )
+
+
+# --- g. test modules -----------------------------------------------------------------------------------
+
+
+def local_imports(source: str, local: set[str]) -> list[tuple[int, str]]:
+    """``(line, module)`` of every import in ``source`` (anywhere, in functions too) of a module of the
+    tests folder: a name in ``local`` (the folder's module names), ``tests`` or ``tests.<...>``, or any
+    relative import."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = ["." * node.level + (node.module or "")]
+        else:
+            continue
+        for name in names:
+            head = name.partition(".")[0]
+            if name.startswith(".") or head == "tests" or head in local:
+                found.append((node.lineno, name))
+    return found
+
+
+def test_tests_import_no_other_test_module() -> None:
+    paths = sorted(TESTS.rglob("*.py"))
+    local = {path.stem for path in paths}
+    offenders = [
+        f"{path.relative_to(TESTS.parent)}:{line} imports {name}"
+        for path in paths
+        for line, name in local_imports(path.read_text(encoding="utf-8"), local)
+    ]
+    assert not offenders, "share helpers through fixtures in tests/conftest.py instead:\n" + "\n".join(
+        offenders
+    )
+
+
+def test_the_test_import_rule() -> None:
+    source = """
+import numpy, test_models
+from test_compress import ckpt
+from tests.test_models import x
+from . import conftest
+def f():
+    import conftest
+    from vqaudio import models
+"""
+    assert local_imports(source, {"test_models", "test_compress", "conftest"}) == [
+        (2, "test_models"),
+        (3, "test_compress"),
+        (4, "tests.test_models"),
+        (5, "."),
+        (7, "conftest"),
+    ]

@@ -163,8 +163,48 @@ def test_audio_info(tmp_path: Path) -> None:
     assert info.duration == pytest.approx(0.5)
 
 
-def test_extensions_constant() -> None:
-    assert AUDIO_EXTENSIONS == (".wav", ".flac", ".ogg", ".mp3")
+# soundfile's (format, subtype) for writing each kind of file the scanners take for audio
+_SOUNDFILE_FORMATS = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+
+def test_every_audio_extension_is_found_in_any_case_and_decodes(tmp_path: Path) -> None:
+    """What the corpus scanner takes for audio (``AUDIO_EXTENSIONS``, any case) is what ``read_audio``
+    decodes: each kind, written by libsndfile, is found and reads back as the tone written; hidden
+    files and other extensions are left alone."""
+    from vqaudio.data import scan_folder
+
+    assert set(AUDIO_EXTENSIONS) <= set(_SOUNDFILE_FORMATS), "a new audio extension: add it here"
+    x = sine(16000, seconds=0.5)
+    spk = tmp_path / "spk"
+    spk.mkdir()
+    written = []
+    for i, ext in enumerate(AUDIO_EXTENSIONS):
+        for name in (f"u{i}{ext}", f"U{i}{ext.upper()}"):
+            fmt, subtype = _SOUNDFILE_FORMATS[ext]
+            sf.write(spk / name, x, 16000, format=fmt, subtype=subtype)
+            written.append(name)
+    sf.write(spk / ".hidden.wav", x, 16000)  # e.g. macOS ._x.wav resource forks
+    sf.write(spk / "u0.wav.bak", x, 16000, format="WAV")
+    (spk / "notes.txt").write_text("not audio")
+    (spk / "u0.vqa").write_bytes(b"VQA")
+    found = scan_folder(tmp_path)
+    assert sorted(u.path.name for u in found) == sorted(written)
+    assert {u.speaker for u in found} == {"spk"}
+    for u in found:
+        y = read_audio(u.path)
+        lossless = u.path.suffix.lower() in (".wav", ".flac")
+        if lossless:
+            np.testing.assert_allclose(y, x, atol=1 / 32768)
+        else:  # lossy: about the length (mp3 adds encoder delay), level and pitch of the tone
+            assert abs(len(y) - len(x)) < 2000 and np.sqrt(np.mean(y**2)) == pytest.approx(
+                0.5 / np.sqrt(2), rel=0.1
+            )
+            assert np.argmax(np.abs(np.fft.rfft(y))) * 16000 / len(y) == pytest.approx(440, abs=5)
 
 
 # ------------------------------------------------------------------------------------------ writing

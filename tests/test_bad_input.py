@@ -16,14 +16,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_models import tiny_model_config
 from typer.testing import CliRunner
 
 import vqaudio
 from vqaudio.checkpoint import save_checkpoint
 from vqaudio.cli import app
 from vqaudio.config import RunConfig
-from vqaudio.data.synthetic import toy_utterance
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -31,20 +29,10 @@ runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _speech(seconds: float, seed: int = 0) -> np.ndarray:
-    return toy_utterance(np.random.default_rng(seed), SR, seconds, 120.0, 1.0)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = vqaudio.build_model(tiny_model_config(), ["ann", "bob"])
-    x = torch.from_numpy(np.stack([_speech(0.5, s) for s in range(4)]))[:, None]
-    model.train()
-    model(x, torch.tensor([0, 1, 0, 1]))  # codebooks initialised from data
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_checkpoint(path, model.eval(), RunConfig(model=tiny_model_config()))
-    return path
+@pytest.fixture
+def ckpt(tiny_ckpt: Path) -> Path:
+    """The shared tiny checkpoint: read only."""
+    return tiny_ckpt
 
 
 def _cli(*args: object) -> object:
@@ -66,10 +54,10 @@ def _files(folder: Path) -> list[str]:
 # ------------------------------------------------------------------------------------ encode / decode
 
 
-def test_two_inputs_with_one_name_are_refused(tmp_path: Path, ckpt: Path) -> None:
+def test_two_inputs_with_one_name_are_refused(speech, tmp_path: Path, ckpt: Path) -> None:
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
-        sf.write(tmp_path / sub / "x.wav", _speech(0.3), SR)
+        sf.write(tmp_path / sub / "x.wav", speech(0.3), SR)
     out = tmp_path / "out"
     msg = _error(
         _cli("encode", tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav", "-o", out, "--model", ckpt)
@@ -84,9 +72,9 @@ def test_two_inputs_with_one_name_are_refused(tmp_path: Path, ckpt: Path) -> Non
     assert "would both write" in msg and not decoded.exists()
 
 
-def test_output_must_be_a_stream_and_never_the_input(tmp_path: Path, ckpt: Path) -> None:
+def test_output_must_be_a_stream_and_never_the_input(speech, tmp_path: Path, ckpt: Path) -> None:
     wav = tmp_path / "in.wav"
-    sf.write(wav, _speech(0.3), SR)
+    sf.write(wav, speech(0.3), SR)
     before = wav.read_bytes()
     msg = _error(_cli("encode", wav, "-o", tmp_path / "y.wav", "--model", ckpt))
     assert "unsupported output format '.wav'" in msg and ".vqa" in msg
@@ -101,11 +89,11 @@ def test_output_must_be_a_stream_and_never_the_input(tmp_path: Path, ckpt: Path)
     assert msg  # (one line, exit 2)
 
 
-def test_a_corrupt_stream_among_many_is_named(tmp_path: Path, ckpt: Path) -> None:
+def test_a_corrupt_stream_among_many_is_named(speech, tmp_path: Path, ckpt: Path) -> None:
     src = tmp_path / "wavs"
     src.mkdir()
     for name in ("a", "b"):
-        sf.write(src / f"{name}.wav", _speech(0.3), SR)
+        sf.write(src / f"{name}.wav", speech(0.3), SR)
     streams = tmp_path / "vqa"
     assert _cli("encode", src, "-o", streams, "--model", ckpt).exit_code == 0
     data = bytearray((streams / "b.vqa").read_bytes())
@@ -115,9 +103,11 @@ def test_a_corrupt_stream_among_many_is_named(tmp_path: Path, ckpt: Path) -> Non
     assert f"{streams / 'b.vqa'}: " in msg and "CRC" in msg
 
 
-def test_garbage_after_the_last_chunk_is_refused_by_decode_as_by_info(tmp_path: Path, ckpt: Path) -> None:
+def test_garbage_after_the_last_chunk_is_refused_by_decode_as_by_info(
+    speech, tmp_path: Path, ckpt: Path
+) -> None:
     wav, vqa = tmp_path / "in.wav", tmp_path / "in.vqa"
-    sf.write(wav, _speech(0.3), SR)
+    sf.write(wav, speech(0.3), SR)
     assert _cli("encode", wav, "-o", vqa, "--model", ckpt).exit_code == 0
     with open(vqa, "ab") as f:
         f.write(b"garbage")
@@ -138,10 +128,10 @@ def test_errors_inside_the_progress_bar_start_on_the_first_line(tmp_path: Path, 
 
 
 def test_sigterm_during_encode_leaves_no_temporary_file(
-    tmp_path: Path, ckpt: Path, subprocess_env: dict[str, str]
+    speech, tmp_path: Path, ckpt: Path, subprocess_env: dict[str, str]
 ) -> None:
     wav, vqa = tmp_path / "long.wav", tmp_path / "long.vqa"
-    sf.write(wav, np.tile(_speech(1.0), 120), SR)  # 2 minutes: encoding takes a while
+    sf.write(wav, np.tile(speech(1.0), 120), SR)  # 2 minutes: encoding takes a while
     proc = subprocess.Popen(
         [sys.executable, "-m", "vqaudio", "encode", str(wav), "-o", str(vqa), "--model", str(ckpt)],
         env=subprocess_env,
@@ -191,20 +181,18 @@ def test_toy_corpus_into_a_file_an_existing_corpus_or_a_read_only_folder(tmp_pat
             locked.chmod(stat.S_IRWXU)
 
 
-def test_enrolling_a_name_twice_needs_force(tmp_path: Path) -> None:
+def test_enrolling_a_name_twice_needs_force(tiny_model_config, speech, tmp_path: Path) -> None:
     import dataclasses
 
     cfg = dataclasses.replace(tiny_model_config(), speaker_encoder=True)
     torch.manual_seed(0)
     model = vqaudio.build_model(cfg, ["ann", "bob"])
     model.train()
-    model(
-        torch.from_numpy(np.stack([_speech(0.5, s) for s in range(4)]))[:, None], torch.tensor([0, 1, 0, 1])
-    )
+    model(torch.from_numpy(np.stack([speech(0.5, s) for s in range(4)]))[:, None], torch.tensor([0, 1, 0, 1]))
     ckpt = tmp_path / "enc.safetensors"
     save_checkpoint(ckpt, model.eval(), RunConfig(model=cfg))
     ref = tmp_path / "ref.wav"
-    sf.write(ref, _speech(1.0), SR)
+    sf.write(ref, speech(1.0), SR)
     first = _cli("enroll", ref, "--name", "carol", "--model", ckpt)
     assert first.exit_code == 0, first.output  # type: ignore[attr-defined]
     sidecar = ckpt.with_suffix(".voices.json")

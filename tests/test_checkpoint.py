@@ -9,7 +9,6 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from test_models import tiny_model_config
 
 import vqaudio
 from vqaudio.checkpoint import CHECKPOINT_SCHEMA, read_checkpoint, resolve_checkpoint, save_checkpoint
@@ -18,7 +17,7 @@ from vqaudio.errors import CheckpointError
 
 
 @pytest.fixture
-def saved(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+def saved(tiny_model_config, tmp_path: Path) -> tuple[Path, torch.nn.Module]:
     torch.manual_seed(0)
     cfg = RunConfig(model=tiny_model_config())
     model = vqaudio.build_model(cfg.model, ["x", "y"])
@@ -56,7 +55,7 @@ def test_metadata_is_json_with_config_speakers_and_hash(saved) -> None:
     assert meta["config"]["model"]["levels"][1]["strides"] == [4, 5, 2]
 
 
-def test_code_tables_are_stored_as_handed_over(saved, tmp_path: Path) -> None:
+def test_code_tables_are_stored_as_handed_over(tiny_model_config, saved, tmp_path: Path) -> None:
     path, model = saved
     assert read_checkpoint(path)[1].code_tables == {}  # none given, none stored
     tables = {0: b"\x00\x01table", 1: bytes(range(256))}

@@ -18,7 +18,6 @@ import soundfile as sf
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from test_models import tiny_model_config
 from typer.testing import CliRunner
 
 import vqaudio
@@ -35,49 +34,33 @@ from vqaudio.codec.compress import (
     model_fingerprint,
 )
 from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig, RunConfig
-from vqaudio.data.synthetic import toy_utterance
 
 SR = 16000
 
 
-def _speech(seconds: float, seed: int = 0, sr: int = SR) -> np.ndarray:
-    return toy_utterance(np.random.default_rng(seed), sr, seconds, 120.0, 1.0)
+@pytest.fixture
+def ckpt(tiny_ckpt: Path) -> Path:
+    """The shared tiny checkpoint (with code tables): read only."""
+    return tiny_ckpt
 
 
-def _trained_tiny(seed: int) -> vqaudio.VQVAE:
-    torch.manual_seed(seed)
-    model = vqaudio.build_model(tiny_model_config(), ["ann", "bob"])
-    model.train()
-    x = torch.from_numpy(np.stack([_speech(0.5, s) for s in range(4)]))[:, None]
-    for _ in range(3):  # initialise codebooks and EMA statistics from data
-        model(x, torch.tensor([0, 1, 0, 1]))
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    model = _trained_tiny(0)
-    save_checkpoint(path, model, RunConfig(model=tiny_model_config()), code_tables=code_tables(model))
-    return path
-
-
-@pytest.fixture(scope="module")
-def model(ckpt: Path) -> vqaudio.VQVAE:
-    return vqaudio.load_model(ckpt)
+@pytest.fixture
+def model(tiny_model: vqaudio.VQVAE) -> vqaudio.VQVAE:
+    """The shared tiny model loaded from :func:`ckpt`: encode and decode only."""
+    return tiny_model
 
 
 @pytest.mark.parametrize("length", [1, 2, 39, 40, 41, 1234, 16000, 50_001])
 @pytest.mark.parametrize("level", [0, 1])
-def test_round_trip_keeps_length_and_range(model, length: int, level: int) -> None:
-    x = np.resize(_speech(1.0), length) * 3.0  # loud: the decoder may overshoot
+def test_round_trip_keeps_length_and_range(speech, model, length: int, level: int) -> None:
+    x = np.resize(speech(1.0), length) * 3.0  # loud: the decoder may overshoot
     y, sr = decompress(model, compress(model, x, SR, level=level, chunk_seconds=0.5))
     assert sr == SR and y.shape == (length,)
     assert np.abs(y).max() <= 1.0
 
 
-def test_chunked_codes_and_audio_equal_whole_file(model) -> None:
-    x = _speech(3.3, seed=5)
+def test_chunked_codes_and_audio_equal_whole_file(speech, model) -> None:
+    x = speech(3.3, seed=5)
     for level in range(model.num_levels):
         data = compress(model, x, SR, level=level, chunk_seconds=0.25)
         header, codes = decode_stream(data)
@@ -89,9 +72,9 @@ def test_chunked_codes_and_audio_equal_whole_file(model) -> None:
         np.testing.assert_allclose(y, ref, atol=1e-5)
 
 
-def test_array_core_gives_whole_signal_codes_and_the_streams_audio(model) -> None:
+def test_array_core_gives_whole_signal_codes_and_the_streams_audio(speech, model) -> None:
     """encode_audio / decode_audio in chunks: the whole-signal codes and audio, and what a stream decodes."""
-    x = _speech(2.1, seed=6)
+    x = speech(2.1, seed=6)
     for level in range(model.num_levels):
         codes = encode_audio(model, x, SR, level, chunk_seconds=0.3)
         whole = model.encode(torch.from_numpy(x), level=level)
@@ -105,13 +88,13 @@ def test_array_core_gives_whole_signal_codes_and_the_streams_audio(model) -> Non
         decode_audio(model, codes, 0, num_samples=10 * len(x))
 
 
-def test_receptive_field_is_enough() -> None:
+def test_receptive_field_is_enough(speech, trained_tiny) -> None:
     """Changing audio beyond the computed context never changes a frame's code."""
     torch.manual_seed(0)
-    m = _trained_tiny(1)
+    m = trained_tiny(1)
     cfg = m.config.levels[0]
     ctx = max(m.receptive_field(0).encoder)
-    x = torch.from_numpy(_speech(1.0))
+    x = torch.from_numpy(speech(1.0))
     codes = m.encode(x, level=0)
     far = x.clone()
     cut = 8000 + ctx
@@ -120,8 +103,8 @@ def test_receptive_field_is_enough() -> None:
     assert torch.equal(codes[0, : 8000 // cfg.hop], changed[0, : 8000 // cfg.hop])
 
 
-def test_entropy_coding_round_trip_and_is_smaller(model) -> None:
-    x = _speech(4.0, seed=2)
+def test_entropy_coding_round_trip_and_is_smaller(speech, model) -> None:
+    x = speech(4.0, seed=2)
     packed = compress(model, x, SR, levels=[0, 1])
     coded = compress(model, x, SR, levels=[0, 1], entropy=True)
     assert len(coded) < len(packed)
@@ -131,9 +114,9 @@ def test_entropy_coding_round_trip_and_is_smaller(model) -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_model_mismatch_is_reported(model) -> None:
-    other = _trained_tiny(7)
-    data = compress(model, _speech(0.5), SR)
+def test_model_mismatch_is_reported(speech, trained_tiny, model) -> None:
+    other = trained_tiny(7)
+    data = compress(model, speech(0.5), SR)
     with pytest.raises(StreamError, match="model mismatch"):
         decompress(other, data)
 
@@ -148,7 +131,7 @@ def _edited_checkpoint(ckpt: Path, out: Path, edit: Callable[[dict[str, Any]], N
 
 
 @pytest.mark.parametrize("edit", ["speakers", "code_tables", "config"])
-def test_edited_metadata_is_another_model(tmp_path: Path, ckpt: Path, model, edit: str) -> None:
+def test_edited_metadata_is_another_model(speech, tmp_path: Path, ckpt: Path, model, edit: str) -> None:
     """The fingerprint covers what decoding depends on beside the weights: a stream made with the model
     is refused by a copy whose speaker names, code tables or model config were edited."""
 
@@ -162,7 +145,7 @@ def test_edited_metadata_is_another_model(tmp_path: Path, ckpt: Path, model, edi
 
     other = vqaudio.load_model(_edited_checkpoint(ckpt, tmp_path / "edited.safetensors", change))
     assert other.checkpoint.weights_sha256 == model.checkpoint.weights_sha256  # same weights
-    data = compress(model, _speech(0.5), SR)
+    data = compress(model, speech(0.5), SR)
     with pytest.raises(StreamError, match="model mismatch"):
         decompress(other, data)
     same = vqaudio.load_model(_edited_checkpoint(ckpt, tmp_path / "same.safetensors", lambda m: None))
@@ -170,20 +153,22 @@ def test_edited_metadata_is_another_model(tmp_path: Path, ckpt: Path, model, edi
     np.testing.assert_array_equal(decompress(same, data)[0], decompress(model, data)[0])
 
 
-def test_fingerprint_of_a_model_and_of_its_saved_checkpoint_agree(tmp_path: Path) -> None:
-    fresh = _trained_tiny(3)
+def test_fingerprint_of_a_model_and_of_its_saved_checkpoint_agree(
+    tiny_model_config, speech, trained_tiny, tmp_path: Path
+) -> None:
+    fresh = trained_tiny(3)
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, fresh, RunConfig(model=tiny_model_config()), code_tables=code_tables(fresh))
     loaded = vqaudio.load_model(path)
     assert model_fingerprint(loaded) == model_fingerprint(fresh)
-    data = compress(fresh, _speech(0.5), SR)  # made in memory, decoded from the file
+    data = compress(fresh, speech(0.5), SR)  # made in memory, decoded from the file
     np.testing.assert_array_equal(decompress(loaded, data)[0], decompress(fresh, data)[0])
 
 
-def test_version_1_streams_still_decode(model) -> None:
+def test_version_1_streams_still_decode(speech, model) -> None:
     """A stream as vqaudio wrote it before version 2 (JSON header, the weights' SHA-256) decodes to
     the same audio as today's stream of the same codes, and a v1 stream of another model is refused."""
-    x = _speech(0.7)
+    x = speech(0.7)
     v2 = compress(model, x, SR, levels=[0, 1], speaker="bob")
     h, codes = read_header(io.BytesIO(v2))[0], _codes_of(v2)
     assert h.version == 2
@@ -203,14 +188,14 @@ def _codes_of(data: bytes) -> list[np.ndarray]:
     return decode_stream(data)[1]
 
 
-def test_speaker_recorded_and_overridable(model) -> None:
-    data = compress(model, _speech(0.5), SR, speaker="bob")
+def test_speaker_recorded_and_overridable(speech, model) -> None:
+    data = compress(model, speech(0.5), SR, speaker="bob")
     assert read_header(io.BytesIO(data))[0].speaker == "bob"
     a, _ = decompress(model, data)
     b, _ = decompress(model, data, speaker="ann")
     assert not np.allclose(a, b)
     with pytest.raises(vqaudio.errors.UserError, match="unknown speaker"):
-        compress(model, _speech(0.5), SR, speaker="zed")
+        compress(model, speech(0.5), SR, speaker="zed")
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -233,9 +218,9 @@ def _cli(*args: str) -> object:
     ],
 )
 def test_cli_round_trip_of_valid_inputs(
-    tmp_path: Path, ckpt: Path, sr: int, channels: int, subtype: str
+    speech, tmp_path: Path, ckpt: Path, sr: int, channels: int, subtype: str
 ) -> None:
-    x = np.stack([_speech(0.7, seed=c, sr=sr) * 0.5 for c in range(channels)], axis=1)
+    x = np.stack([speech(0.7, seed=c, sr=sr) * 0.5 for c in range(channels)], axis=1)
     wav = tmp_path / "in.wav"
     sf.write(wav, x, sr, subtype=subtype)
     vqa, out, orig = tmp_path / "in.vqa", tmp_path / "out.wav", tmp_path / "orig.flac"
@@ -256,9 +241,9 @@ def test_cli_one_sample_file(tmp_path: Path, ckpt: Path) -> None:
     assert sf.info(tmp_path / "one_out.wav").frames == 1
 
 
-def test_cli_info_json(tmp_path: Path, ckpt: Path, model) -> None:
+def test_cli_info_json(speech, tmp_path: Path, ckpt: Path, model) -> None:
     wav = tmp_path / "in.wav"
-    sf.write(wav, _speech(2.0), SR)
+    sf.write(wav, speech(2.0), SR)
     vqa = tmp_path / "in.vqa"
     assert _cli("encode", wav, "-o", vqa, "--model", ckpt, "--levels", "0,1").exit_code == 0
     result = _cli("info", vqa, "--json")
@@ -279,11 +264,11 @@ def test_cli_info_json(tmp_path: Path, ckpt: Path, model) -> None:
     assert _cli("info", vqa).exit_code == 0
 
 
-def test_cli_many_files_into_a_folder(tmp_path: Path, ckpt: Path) -> None:
+def test_cli_many_files_into_a_folder(speech, tmp_path: Path, ckpt: Path) -> None:
     src = tmp_path / "src" / "sub"
     src.mkdir(parents=True)
     for i in range(3):
-        sf.write(src / f"u{i}.wav", _speech(0.3, seed=i), SR)
+        sf.write(src / f"u{i}.wav", speech(0.3, seed=i), SR)
     assert (
         _cli("encode", tmp_path / "src", "-o", tmp_path / "codes", "--model", ckpt, "--entropy").exit_code
         == 0
@@ -293,8 +278,8 @@ def test_cli_many_files_into_a_folder(tmp_path: Path, ckpt: Path) -> None:
     assert len(list((tmp_path / "back" / "sub").glob("*.wav"))) == 3
 
 
-def _bad_audio(tmp_path: Path) -> dict[str, Path]:
-    good = _speech(0.5)
+def _bad_audio(tmp_path: Path, speech: Callable[..., np.ndarray]) -> dict[str, Path]:
+    good = speech(0.5)
     files = {}
     files["empty"] = tmp_path / "empty.wav"
     files["empty"].write_bytes(b"")
@@ -318,8 +303,8 @@ def _bad_audio(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-def test_cli_bad_audio_exits_2_without_output(tmp_path: Path, ckpt: Path) -> None:
-    for name, path in _bad_audio(tmp_path).items():
+def test_cli_bad_audio_exits_2_without_output(speech, tmp_path: Path, ckpt: Path) -> None:
+    for name, path in _bad_audio(tmp_path, speech).items():
         out = tmp_path / f"{name}.vqa"
         result = _cli("encode", path, "-o", out, "--model", ckpt)
         assert result.exit_code == 2, (name, result.output)
@@ -328,9 +313,9 @@ def test_cli_bad_audio_exits_2_without_output(tmp_path: Path, ckpt: Path) -> Non
     assert not list(tmp_path.glob(".*.tmp*"))
 
 
-def test_cli_refuses_to_overwrite_and_bad_output_extension(tmp_path: Path, ckpt: Path) -> None:
+def test_cli_refuses_to_overwrite_and_bad_output_extension(speech, tmp_path: Path, ckpt: Path) -> None:
     wav = tmp_path / "in.wav"
-    sf.write(wav, _speech(0.5), SR)
+    sf.write(wav, speech(0.5), SR)
     vqa = tmp_path / "in.vqa"
     vqa.write_bytes(b"precious")
     result = _cli("encode", wav, "-o", vqa, "--model", ckpt)
@@ -343,9 +328,11 @@ def test_cli_refuses_to_overwrite_and_bad_output_extension(tmp_path: Path, ckpt:
         assert not (tmp_path / bad).exists()
 
 
-def test_cli_corrupt_stream_and_model_mismatch(tmp_path: Path, ckpt: Path) -> None:
+def test_cli_corrupt_stream_and_model_mismatch(
+    tiny_model_config, speech, trained_tiny, tmp_path: Path, ckpt: Path
+) -> None:
     wav = tmp_path / "in.wav"
-    sf.write(wav, _speech(0.5), SR)
+    sf.write(wav, speech(0.5), SR)
     vqa = tmp_path / "in.vqa"
     assert _cli("encode", wav, "-o", vqa, "--model", ckpt).exit_code == 0
     data = bytearray(vqa.read_bytes())
@@ -356,14 +343,16 @@ def test_cli_corrupt_stream_and_model_mismatch(tmp_path: Path, ckpt: Path) -> No
     result = _cli("decode", bad, "-o", out, "--model", ckpt)
     assert result.exit_code == 2 and not out.exists()
     other = tmp_path / "other.safetensors"
-    save_checkpoint(other, _trained_tiny(3), RunConfig(model=tiny_model_config()))
+    save_checkpoint(other, trained_tiny(3), RunConfig(model=tiny_model_config()))
     result = _cli("decode", vqa, "-o", out, "--model", other)
     assert result.exit_code == 2 and "model mismatch" in result.stderr and not out.exists()
 
 
-def test_encode_through_stdin_and_stdout_as_a_subprocess(tmp_path: Path, ckpt: Path, subprocess_env) -> None:
+def test_encode_through_stdin_and_stdout_as_a_subprocess(
+    speech, tmp_path: Path, ckpt: Path, subprocess_env
+) -> None:
     wav = tmp_path / "in.wav"
-    sf.write(wav, _speech(0.5), SR)
+    sf.write(wav, speech(0.5), SR)
     enc = subprocess.run(
         [sys.executable, "-m", "vqaudio", "encode", "-", "-o", "-", "--model", str(ckpt)],
         input=wav.read_bytes(),
@@ -391,9 +380,9 @@ def test_encode_through_stdin_and_stdout_as_a_subprocess(tmp_path: Path, ckpt: P
     assert bad.returncode == 2 and b"Traceback" not in bad.stderr
 
 
-def test_long_file_is_streamed_in_bounded_chunks(tmp_path: Path, model) -> None:
+def test_long_file_is_streamed_in_bounded_chunks(speech, tmp_path: Path, model) -> None:
     """A 60 s file: encode_file reads blocks; at the model's rate its output equals the in-memory path."""
-    x = np.resize(_speech(2.0), 60 * SR).astype(np.float32) * 0.5
+    x = np.resize(speech(2.0), 60 * SR).astype(np.float32) * 0.5
     wav = tmp_path / "long.wav"
     sf.write(wav, x, SR, subtype="FLOAT")
     out = tmp_path / "long.vqa"
@@ -402,10 +391,10 @@ def test_long_file_is_streamed_in_bounded_chunks(tmp_path: Path, model) -> None:
     assert out.read_bytes() == compress(model, x, SR, level=1, chunk_seconds=5.0)
 
 
-def test_long_file_at_another_rate_is_resampled_in_blocks(tmp_path: Path, model) -> None:
+def test_long_file_at_another_rate_is_resampled_in_blocks(speech, tmp_path: Path, model) -> None:
     """At 48 kHz the streaming resampler and the one-shot one differ by float rounding only: a code
     may flip where two codewords are (nearly) tied, nowhere else."""
-    x = np.resize(_speech(2.0, sr=48000), 60 * 48000) * 0.5
+    x = np.resize(speech(2.0, sr=48000), 60 * 48000) * 0.5
     wav = tmp_path / "long.wav"
     sf.write(wav, x, 48000)
     out = tmp_path / "long.vqa"
@@ -417,13 +406,15 @@ def test_long_file_at_another_rate_is_resampled_in_blocks(tmp_path: Path, model)
     assert np.mean(streamed == whole) > 0.99
 
 
-def test_export_keeps_the_sha_and_adds_code_tables(tmp_path: Path) -> None:
+def test_export_keeps_the_sha_and_adds_code_tables(
+    tiny_model_config, speech, trained_tiny, tmp_path: Path
+) -> None:
     bare = tmp_path / "bare.safetensors"
-    save_checkpoint(bare, _trained_tiny(0), RunConfig(model=tiny_model_config()))  # no tables handed over
+    save_checkpoint(bare, trained_tiny(0), RunConfig(model=tiny_model_config()))  # no tables handed over
     model = vqaudio.load_model(bare)
     assert model.checkpoint.code_tables == {}
     with pytest.raises(vqaudio.errors.UserError, match="no code frequency tables"):
-        compress(model, _speech(0.5), SR, entropy=True)
+        compress(model, speech(0.5), SR, entropy=True)
     out = tmp_path / "exported.safetensors"
     assert _cli("export", bare, "-o", out).exit_code == 0
     again = vqaudio.load_model(out)
@@ -432,7 +423,7 @@ def test_export_keeps_the_sha_and_adds_code_tables(tmp_path: Path) -> None:
     assert _cli("export", bare, "-o", out).exit_code == 2  # exists, no --force
 
 
-def test_receptive_field_follows_the_encoder_blocks() -> None:
+def test_receptive_field_follows_the_encoder_blocks(speech) -> None:
     """Without per-scale encoder blocks the context shrinks, and it is still enough."""
     torch.manual_seed(0)
     small = dict(strides=[2, 5], codebook_size=32, code_dim=4, channels=4, max_channels=8, blocks_per_scale=3)
@@ -444,25 +435,25 @@ def test_receptive_field_follows_the_encoder_blocks() -> None:
     assert max(field.encoder) < max(with_blocks.encoder)
     assert field.decoder == with_blocks.decoder  # the decoder's context is unchanged
     ctx = max(field.encoder)
-    x = torch.from_numpy(_speech(1.0))
+    x = torch.from_numpy(speech(1.0))
     codes = m.encode(x, level=0)
     far = x.clone()
     far[8000 + ctx :] = torch.randn(far.numel() - 8000 - ctx)
     assert torch.equal(codes[0, :800], m.encode(far, level=0)[0, :800])
 
 
-def test_shared_front_streams_in_chunks_with_whole_file_codes(tmp_path: Path) -> None:
+def test_shared_front_streams_in_chunks_with_whole_file_codes(
+    shared_front_config, speech, tmp_path: Path
+) -> None:
     """A shared-front model pads every encoder input to the lcm of the hops; chunked encoding with the
     receptive-field context still gives exactly the whole-file codes at every level, and decodes."""
-    from test_models import shared_front_config
-
     from vqaudio.codec.compress import encoder_context
 
     torch.manual_seed(0)
     model = vqaudio.build_model(shared_front_config(), ["ann"]).eval()
     for level in range(3):
         assert encoder_context(model, level) % model.input_multiple(level) == 0
-    x = _speech(2.3, seed=4)
+    x = speech(2.3, seed=4)
     data = compress(model, x, SR, levels=[0, 1, 2], chunk_seconds=0.3)
     header, streamed = decode_stream(data)
     assert header.num_chunks > 3

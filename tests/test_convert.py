@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from test_compress import _speech, _trained_tiny
-from test_models import tiny_model_config
 from typer.testing import CliRunner
 
 import vqaudio
@@ -20,19 +20,16 @@ from vqaudio.convert import conversion_level, convert
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = _trained_tiny(0)
-    model.speaker_info = {"ann": {"gender": "F", "age": "23", "accent": "Scottish", "region": None}}
-    path = tmp_path_factory.mktemp("m") / "tiny.safetensors"
-    save_checkpoint(path, model, RunConfig(model=tiny_model_config()))
-    return path
+@pytest.fixture
+def ckpt(tiny_ckpt: Path) -> Path:
+    """The shared tiny checkpoint (speakers ann, bob; facts about ann): read only."""
+    return tiny_ckpt
 
 
 @pytest.mark.parametrize(("sr", "length"), [(16000, 1), (16000, 12345), (44100, 30000), (8000, 4001)])
-def test_converted_audio_keeps_rate_and_length(ckpt: Path, sr: int, length: int) -> None:
+def test_converted_audio_keeps_rate_and_length(speech, ckpt: Path, sr: int, length: int) -> None:
     model = vqaudio.load_model(ckpt)
-    x = np.resize(_speech(1.0, sr=sr), length) * 2.0
+    x = np.resize(speech(1.0, sr=sr), length) * 2.0
     y = convert(model, x, sr, "bob")
     assert y.shape == (length,) and np.abs(y).max() <= 1.0
     other = convert(model, x, sr, "ann")
@@ -44,9 +41,9 @@ def test_conversion_level_defaults_to_the_configured_one(ckpt: Path) -> None:
     assert conversion_level(model) == model.num_levels - 1  # conversion_level = -1: the tightest level
 
 
-def test_cli_convert_and_speakers(ckpt: Path, tmp_path: Path) -> None:
+def test_cli_convert_and_speakers(speech, ckpt: Path, tmp_path: Path) -> None:
     wav = tmp_path / "in.wav"
-    sf.write(wav, np.stack([_speech(0.8), _speech(0.8, seed=1)], axis=1), 22050)  # stereo, another rate
+    sf.write(wav, np.stack([speech(0.8), speech(0.8, seed=1)], axis=1), 22050)  # stereo, another rate
     out = tmp_path / "out.wav"
     result = runner.invoke(
         app, ["convert", str(wav), "--speaker", "bob", "-o", str(out), "--model", str(ckpt)]
@@ -58,9 +55,9 @@ def test_cli_convert_and_speakers(ckpt: Path, tmp_path: Path) -> None:
     assert listing.stdout.splitlines() == ["ann\tF\t23\tScottish", "bob"]
 
 
-def test_cli_convert_user_errors(ckpt: Path, tmp_path: Path) -> None:
+def test_cli_convert_user_errors(speech, ckpt: Path, tmp_path: Path) -> None:
     wav = tmp_path / "in.wav"
-    sf.write(wav, _speech(0.5), 16000)
+    sf.write(wav, speech(0.5), 16000)
     out = tmp_path / "out.wav"
     result = runner.invoke(
         app, ["convert", str(wav), "--speaker", "bobb", "-o", str(out), "--model", str(ckpt)]
@@ -87,7 +84,8 @@ def test_cli_convert_user_errors(ckpt: Path, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def ckpt_with_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ckpt_with_encoder(tiny_model_config, speech, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny model with a speaker encoder, alone in its folder; tests that enrol voices copy it first."""
     import dataclasses
 
     import torch
@@ -96,16 +94,19 @@ def ckpt_with_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = vqaudio.build_model(cfg, ["ann", "bob"])
     model.train()
-    x = torch.from_numpy(np.stack([_speech(0.5, s) for s in range(4)]))[:, None]
+    x = torch.from_numpy(np.stack([speech(0.5, s) for s in range(4)]))[:, None]
     out = model(x, torch.tensor([0, 1, 0, 1]))
     assert out.speaker_loss is not None and out.speaker_loss.item() > 0
     model.eval()
     path = tmp_path_factory.mktemp("enc") / "tiny_enc.safetensors"
     save_checkpoint(path, model, RunConfig(model=cfg))
-    return path
+    before = path.read_bytes()
+    yield path
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "a test wrote beside ckpt_with_encoder"
+    assert path.read_bytes() == before, "a test changed ckpt_with_encoder"
 
 
-def test_speaker_encoder_learns_only_from_its_regression_loss() -> None:
+def test_speaker_encoder_learns_only_from_its_regression_loss(tiny_model_config) -> None:
     import dataclasses
 
     import torch
@@ -119,9 +120,10 @@ def test_speaker_encoder_learns_only_from_its_regression_loss() -> None:
     assert model.speaker_embedding.weight.grad is None  # the table is the target, not moved by it
 
 
-def test_enroll_and_convert_with_references(ckpt_with_encoder: Path, tmp_path: Path) -> None:
+def test_enroll_and_convert_with_references(speech, ckpt_with_encoder: Path, tmp_path: Path) -> None:
+    ckpt_with_encoder = Path(shutil.copy(ckpt_with_encoder, tmp_path))  # enrolling writes beside it
     ref = tmp_path / "ref.wav"
-    sf.write(ref, np.stack([_speech(1.5, seed=3, sr=44100)] * 2, axis=1), 44100)  # stereo, other rate
+    sf.write(ref, np.stack([speech(1.5, seed=3, sr=44100)] * 2, axis=1), 44100)  # stereo, other rate
     before = ckpt_with_encoder.read_bytes()
     result = runner.invoke(app, ["enroll", str(ref), "--name", "carol", "--model", str(ckpt_with_encoder)])
     assert result.exit_code == 0, result.output
@@ -131,7 +133,7 @@ def test_enroll_and_convert_with_references(ckpt_with_encoder: Path, tmp_path: P
     listing = runner.invoke(app, ["speakers", "--model", str(ckpt_with_encoder)])
     assert listing.stdout.splitlines()[-1] == "carol\tenrolled"
     src = tmp_path / "src.wav"
-    sf.write(src, _speech(0.7), 16000)
+    sf.write(src, speech(0.7), 16000)
     for args in (["--speaker", "carol"], ["--reference", str(ref), "--reference", str(ref)]):
         out = tmp_path / f"out_{args[0][2:]}.wav"
         result = runner.invoke(
@@ -143,13 +145,13 @@ def test_enroll_and_convert_with_references(ckpt_with_encoder: Path, tmp_path: P
     assert again.exit_code == 2 and "already a training speaker" in again.stderr
 
 
-def test_reference_user_errors(ckpt_with_encoder: Path, ckpt: Path, tmp_path: Path) -> None:
+def test_reference_user_errors(speech, ckpt_with_encoder: Path, ckpt: Path, tmp_path: Path) -> None:
     src = tmp_path / "src.wav"
-    sf.write(src, _speech(0.5), 16000)
+    sf.write(src, speech(0.5), 16000)
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
     ref = tmp_path / "ref.wav"
-    sf.write(ref, _speech(1.0), 16000)
+    sf.write(ref, speech(1.0), 16000)
     out = tmp_path / "out.wav"
     cases = [
         (["--reference", str(empty)], ckpt_with_encoder, "no samples"),
@@ -167,11 +169,11 @@ def test_reference_user_errors(ckpt_with_encoder: Path, ckpt: Path, tmp_path: Pa
 # ------------------------------------------------------------------------------- eval-convert
 
 
-def test_mcd_is_zero_for_identical_and_small_for_time_stretched() -> None:
+def test_mcd_is_zero_for_identical_and_small_for_time_stretched(speech) -> None:
     from vqaudio.eval.conversion import mel_cepstral_distortion
 
-    a = _speech(1.0, seed=1)
-    b = _speech(1.0, seed=2)
+    a = speech(1.0, seed=1)
+    b = speech(1.0, seed=2)
     stretched = np.interp(np.linspace(0, len(a) - 1, int(len(a) * 1.2)), np.arange(len(a)), a)
     assert mel_cepstral_distortion(a, a, 16000) == pytest.approx(0.0, abs=1e-6)
     assert mel_cepstral_distortion(a, stretched.astype(np.float32), 16000) < mel_cepstral_distortion(
@@ -283,14 +285,14 @@ def test_eval_convert_on_a_parallel_corpus(
     assert bad.exit_code == 2 and "zed" in bad.stderr
 
 
-def test_convert_returns_float_audio_that_is_its_codes_decoded(ckpt: Path) -> None:
+def test_convert_returns_float_audio_that_is_its_codes_decoded(speech, ckpt: Path) -> None:
     """No WAV on the way: the output is not 16-bit quantised, and it is the level's codes decoded."""
     import torch
 
     from vqaudio.codec.compress import decode_audio, encode_audio
 
     model = vqaudio.load_model(ckpt)
-    x = _speech(1.3, seed=3) * 0.5
+    x = speech(1.3, seed=3) * 0.5
     lv = conversion_level(model)
     y = convert(model, x, 16000, "bob")
     assert y.dtype == np.float32 and y.shape == x.shape

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_compress import ckpt  # noqa: F401 - a tiny trained checkpoint (module fixture)
 from typer.testing import CliRunner
 
 from vqaudio.cli import app
@@ -38,11 +37,20 @@ def test_bad_names_are_user_errors_naming_the_option(name: str, message: str) ->
         resolve_device(name, option="train.device")
 
 
-def test_encode_with_a_bad_device_is_one_line_exit_2(ckpt: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_encode_with_a_bad_device_is_one_line_exit_2(tiny_ckpt: Path, tmp_path: Path) -> None:
     wav = tmp_path / "x.wav"
     sf.write(wav, np.zeros(1600, np.float32), 16000)
     for device in ("bogus", *([] if torch.cuda.is_available() else ["cuda"])):
-        args = ["encode", str(wav), "-o", str(tmp_path / "x.vqa"), "--model", str(ckpt), "--device", device]
+        args = [
+            "encode",
+            str(wav),
+            "-o",
+            str(tmp_path / "x.vqa"),
+            "--model",
+            str(tiny_ckpt),
+            "--device",
+            device,
+        ]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2, result.output
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

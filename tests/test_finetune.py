@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import torch
-from test_models import tiny_model_config
 from typer.testing import CliRunner
 
 import vqaudio
@@ -128,7 +127,7 @@ def test_new_speakers_join_the_table_and_resume(
     assert "init" in json.loads((out / "finished.json").read_text())
 
 
-def test_speaker_tensors_merge_by_name() -> None:
+def test_speaker_tensors_merge_by_name(tiny_model_config) -> None:
     cfg = RunConfig(model=tiny_model_config())
     cfg.model.speaker_adversary = 0.5
     torch.manual_seed(0)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_labels import PHONES
 
 from vqaudio.analysis.frames import check_coverage, label_frames
 from vqaudio.data.labels import PhoneIntervals
 
 
-def test_check_coverage() -> None:
-    assert check_coverage(PHONES, audio_seconds=1.2, frame_seconds=0.02) is None
-    assert check_coverage(PHONES, audio_seconds=1.19, frame_seconds=0.02) is None  # within a frame
-    assert check_coverage(PHONES, audio_seconds=5.0, frame_seconds=0.02) is None  # labels may end early
-    message = check_coverage(PHONES, audio_seconds=1.0, frame_seconds=0.02)
+def test_check_coverage(say_hi_phones) -> None:
+    assert check_coverage(say_hi_phones, audio_seconds=1.2, frame_seconds=0.02) is None
+    assert check_coverage(say_hi_phones, audio_seconds=1.19, frame_seconds=0.02) is None  # within a frame
+    assert (
+        check_coverage(say_hi_phones, audio_seconds=5.0, frame_seconds=0.02) is None
+    )  # labels may end early
+    message = check_coverage(say_hi_phones, audio_seconds=1.0, frame_seconds=0.02)
     assert message is not None and "1.200 s" in message and "1.000 s" in message
 
 

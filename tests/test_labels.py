@@ -149,10 +149,7 @@ Object class = "TextGrid"
 "sil"
 """
 
-PHONES = PhoneIntervals.from_tuples(
-    [(0, 0.2, "sil"), (0.2, 0.35, "S"), (0.35, 0.6, "EY"), (0.6, 0.7, "HH"), (0.7, 0.9, "AY")]
-    + [(0.9, 1.2, "sil")]
-)
+# the phones tier of both TextGrids, read with stress stripped: the ``say_hi_phones`` fixture (conftest)
 
 # The 61 TIMIT phones (TIMIT's PHONCODE.DOC) and the 39 classes of Lee & Hon (1989), written out
 # independently of the module's table.
@@ -192,23 +189,23 @@ def test_strip_stress_and_normalise() -> None:
 
 @pytest.mark.parametrize("form", ["long", "short"])
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le"])
-def test_textgrid_forms_and_encodings(tmp_path: Path, form: str, encoding: str) -> None:
+def test_textgrid_forms_and_encodings(say_hi_phones, tmp_path: Path, form: str, encoding: str) -> None:
     text = TEXTGRID_LONG if form == "long" else TEXTGRID_SHORT
     path = write(tmp_path / f"{form}.TextGrid", text, encoding)
     if encoding == "utf-16":
         assert path.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff")  # Python's utf-16 writes a BOM
     phones = read_textgrid(path)
-    assert phones == PHONES
+    assert phones == say_hi_phones
     assert phones.starts.dtype == np.float64
     words = read_textgrid(path, tier="words")
     assert words.labels == (SILENCE, 'say "hi"', SILENCE)
     np.testing.assert_allclose(words.ends, [0.2, 0.9, 1.2])
 
 
-def test_textgrid_options_and_tier_lookup(tmp_path: Path) -> None:
+def test_textgrid_options_and_tier_lookup(say_hi_phones, tmp_path: Path) -> None:
     path = write(tmp_path / "a.TextGrid", TEXTGRID_LONG)
     assert read_textgrid(path, strip_stress=False).labels[2] == "EY1"
-    assert read_textgrid(path, tier="PHONES") == PHONES  # case-insensitive fallback
+    assert read_textgrid(path, tier="PHONES") == say_hi_phones  # case-insensitive fallback
     with pytest.raises(UserError, match=r"no interval tier named 'segments'.*'words', 'phones'.*'events'"):
         read_textgrid(path, tier="segments")
     with pytest.raises(UserError, match="no interval tier named 'events'"):
@@ -384,9 +381,9 @@ def test_tsv_header_whitespace_and_errors(tmp_path: Path) -> None:
 # --- dispatch ----------------------------------------------------------------------------------------
 
 
-def test_read_labels_dispatch(tmp_path: Path) -> None:
+def test_read_labels_dispatch(say_hi_phones, tmp_path: Path) -> None:
     tg = write(tmp_path / "x.textgrid", TEXTGRID_SHORT)
-    assert read_labels(tg) == PHONES
+    assert read_labels(tg) == say_hi_phones
     assert read_labels(tg, tier="words").labels[1] == 'say "hi"'
     assert read_labels(tg, strip_stress=False).labels[2] == "EY1"
     phn = write(tmp_path / "x.PHN", TIMIT_PHN)
@@ -404,14 +401,14 @@ def test_read_labels_dispatch(tmp_path: Path) -> None:
 # --- PhoneIntervals ------------------------------------------------------------------------------------
 
 
-def test_phone_intervals_container() -> None:
-    assert len(PHONES) == 6
-    assert PHONES.duration == pytest.approx(1.2)
+def test_phone_intervals_container(say_hi_phones) -> None:
+    assert len(say_hi_phones) == 6
+    assert say_hi_phones.duration == pytest.approx(1.2)
     empty = PhoneIntervals.from_tuples([])
     assert len(empty) == 0 and empty.duration == 0.0
     with pytest.raises(ValueError, match="read-only"):
-        PHONES.starts[0] = 1.0
-    assert PHONES != PhoneIntervals.from_tuples([(0, 0.2, "sil")])
+        say_hi_phones.starts[0] = 1.0
+    assert say_hi_phones != PhoneIntervals.from_tuples([(0, 0.2, "sil")])
     with pytest.raises(ValueError, match="not overlap"):
         PhoneIntervals.from_tuples([(0, 0.5, "a"), (0.4, 0.8, "b")])
     with pytest.raises(ValueError, match="not overlap"):

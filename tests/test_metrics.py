@@ -91,6 +91,50 @@ def test_independent_codes_have_zero_pnmi() -> None:
     assert purity_scores(cooccurrence(codes, phones, 16, 8)).pnmi < 1e-3
 
 
+def _homogeneity(phones: np.ndarray, codes: np.ndarray) -> float:
+    """``(H(P) - H(P|C)) / H(P)`` from the frames themselves (sklearn's ``homogeneity_score`` with
+    ``labels_true=phones``, ``labels_pred=codes``), natural logs: counts per phone, and per code the
+    entropy of the phones it covers, weighted by the code's share of the frames."""
+
+    def entropy(labels: np.ndarray) -> float:
+        _, counts = np.unique(labels, return_counts=True)
+        p = counts / counts.sum()
+        return float(-(p * np.log(p)).sum())
+
+    h_phone = entropy(phones)
+    h_phone_given_code = sum(np.mean(codes == c) * entropy(phones[codes == c]) for c in np.unique(codes))
+    return (h_phone - h_phone_given_code) / h_phone
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pnmi_is_the_mutual_information_over_the_phone_entropy(seed: int) -> None:
+    """PNMI against I(phone; code) / H(phone) computed here from the frames, on a random example: codes
+    that mostly follow the phone, some at random, some frames unlabelled (phone -1, left out)."""
+    rng = np.random.default_rng(seed)
+    num_phones, num_codes, frames = 7, 12, 5000
+    phones = rng.integers(0, num_phones, frames)
+    codes = np.where(
+        rng.random(frames) < 0.6,
+        (3 * phones + rng.integers(0, 2, frames)) % num_codes,
+        rng.integers(0, num_codes, frames),
+    )
+    phones[rng.random(frames) < 0.1] = -1
+    labelled = phones >= 0
+    expected = _homogeneity(phones[labelled], codes[labelled])
+    assert 0.2 < expected < 0.9  # neither trivial case
+    assert purity_scores(cooccurrence(codes, phones, num_codes, num_phones)).pnmi == pytest.approx(
+        expected, rel=1e-9
+    )
+    # and through the per-level analysis, over utterances
+    cuts = np.sort(rng.choice(np.arange(1, frames), 9, replace=False))
+    utts = [
+        UttCodes(f"u{i}", f"s{i % 2}", c, ph, np.zeros(0))
+        for i, (c, ph) in enumerate(zip(np.split(codes, cuts), np.split(phones, cuts), strict=True))
+    ]
+    res = analyze_level(utts, num_codes=num_codes, num_phones=num_phones, frame_seconds=0.02)
+    assert res.pnmi == pytest.approx(expected, rel=1e-9)
+
+
 def test_mapping_ties_unseen_and_held_out_accuracy() -> None:
     joint = np.concatenate([TOY, np.zeros((2, 1), dtype=np.int64)], axis=1)  # code 3 never seen
     mapping = fit_mapping(joint)

@@ -15,21 +15,8 @@ from vqaudio.models.decoder import ISTFTHead
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def tiny_model_config() -> ModelConfig:
-    small = dict(codebook_size=32, code_dim=4, channels=4, max_channels=8, bottleneck_blocks=1)
-    return ModelConfig(
-        # level 1 ends in an inverse-STFT head (hop 20) after one upsampling: both decoder kinds are tested
-        levels=[
-            LevelConfig(strides=[2, 5], **small),
-            LevelConfig(strides=[4, 5, 2], istft_strides=2, **small),
-        ],
-        quantizer=QuantizerConfig(kmeans_iters=2),
-        speaker_dim=4,
-    )
-
-
 @pytest.fixture
-def model() -> torch.nn.Module:
+def model(tiny_model_config) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_model(tiny_model_config(), ["alice", "bob", "carol"])
 
@@ -98,7 +85,7 @@ def test_speaker_conditioning_changes_output(model) -> None:
     torch.testing.assert_close(model.decode(codes, level=0, speaker=1), b)
 
 
-def test_unconditioned_level_ignores_the_speaker_and_others_keep_it() -> None:
+def test_unconditioned_level_ignores_the_speaker_and_others_keep_it(tiny_model_config) -> None:
     from dataclasses import replace
 
     cfg = tiny_model_config()
@@ -120,7 +107,7 @@ def test_unconditioned_level_ignores_the_speaker_and_others_keep_it() -> None:
     torch.testing.assert_close(out.recon[0], net.decode(net.encode(wav, level=0), level=0))
 
 
-def test_conversion_level_must_be_speaker_conditioned() -> None:
+def test_conversion_level_must_be_speaker_conditioned(tiny_model_config) -> None:
     from dataclasses import replace
 
     cfg = tiny_model_config()
@@ -147,6 +134,15 @@ def test_codes_out_of_range_and_bad_level_are_user_errors(model) -> None:
     for bad in (2, -3):
         with pytest.raises(UserError, match=r"level .* does not exist: this model has levels 0\.\.1"):
             model.check_level(bad)
+    # codes of level 1 decoded at level 0 (by index or from the end): refused, however they were made
+    model.eval()
+    coarse = model.encode(torch.randn(400) * 0.1, level=1)
+    by_hand = Codes.wrap(torch.zeros(1, 10, dtype=torch.long), num_samples=400, level=1)
+    for codes in (coarse, by_hand):
+        for level in (0, -2):
+            with pytest.raises(UserError, match=f"level 1's; decoding them at level {level} is refused"):
+                model.decode(codes, level=level)
+        assert model.decode(codes, level=-1).shape == (1, 1, 400)  # -1 is level 1 of 2
 
 
 def test_codes_remember_length_but_operations_give_plain_tensors(model) -> None:
@@ -189,7 +185,7 @@ def test_grad_reverse_negates_and_scales_the_gradient() -> None:
     assert torch.allclose(x.grad, -0.3 * torch.arange(5.0))
 
 
-def test_speaker_adversary_pulls_the_encoder_against_the_classifier() -> None:
+def test_speaker_adversary_pulls_the_encoder_against_the_classifier(tiny_model_config) -> None:
     from dataclasses import replace
 
     torch.manual_seed(0)
@@ -221,7 +217,7 @@ def test_speaker_adversary_pulls_the_encoder_against_the_classifier() -> None:
     assert single.speaker_adversary is None
 
 
-def test_speaker_encoder_mix_trains_the_encoder_through_the_decoder() -> None:
+def test_speaker_encoder_mix_trains_the_encoder_through_the_decoder(tiny_model_config) -> None:
     from dataclasses import replace
 
     torch.manual_seed(0)
@@ -247,7 +243,7 @@ def test_speaker_encoder_mix_trains_the_encoder_through_the_decoder() -> None:
         ({"voice_perturbation": 1.5}, "voice_perturbation must be in"),
     ],
 )
-def test_speaker_options_are_checked(changes: dict, message: str) -> None:
+def test_speaker_options_are_checked(tiny_model_config, changes: dict, message: str) -> None:
     from dataclasses import replace
 
     from vqaudio.errors import ConfigError
@@ -274,7 +270,7 @@ def test_shift_voice_scales_frequencies_and_keeps_timing(up: int, down: int) -> 
     assert abs(centre - 0.5) < 0.01
 
 
-def test_voice_perturbation_is_training_only() -> None:
+def test_voice_perturbation_is_training_only(tiny_model_config) -> None:
     from dataclasses import replace
 
     from vqaudio.models.perturb import perturb_voices
@@ -293,7 +289,7 @@ def test_voice_perturbation_is_training_only() -> None:
 
 
 @pytest.mark.parametrize("istft_strides", [1, 2, 3])
-def test_istft_head_replaces_the_waveform_end_upsampling(istft_strides: int) -> None:
+def test_istft_head_replaces_the_waveform_end_upsampling(tiny_model_config, istft_strides: int) -> None:
     """Any number of strides may go to the inverse STFT; length is kept and the head is differentiable."""
     torch.manual_seed(0)
     cfg = tiny_model_config()
@@ -336,7 +332,7 @@ def test_istft_head_runs_in_float32_under_autocast() -> None:
     torch.testing.assert_close(mixed, plain)
 
 
-def test_encoder_blocks_per_scale_only_changes_the_encoder() -> None:
+def test_encoder_blocks_per_scale_only_changes_the_encoder(tiny_model_config) -> None:
     """``encoder_blocks_per_scale: 0`` leaves the encoder strided convolutions up to its bottleneck; the
     decoder keeps ``blocks_per_scale``, lengths are kept, and old configs (None) build as before."""
     cfg = tiny_model_config()
@@ -362,22 +358,7 @@ def test_encoder_blocks_per_scale_only_changes_the_encoder() -> None:
         LevelConfig(encoder_blocks_per_scale=-1)
 
 
-def shared_front_config() -> ModelConfig:
-    """Three levels reading level 0's encoder features (hops 10 / 20 / 40); level 2 ends in an iSTFT head."""
-    small = dict(codebook_size=32, code_dim=4, channels=4, max_channels=8, bottleneck_blocks=1)
-    return ModelConfig(
-        levels=[
-            LevelConfig(strides=[2, 5], **small),
-            LevelConfig(strides=[2, 5, 2], **small),
-            LevelConfig(strides=[2, 5, 4], istft_strides=2, **small),
-        ],
-        quantizer=QuantizerConfig(kmeans_iters=2),
-        speaker_dim=4,
-        shared_front=True,
-    )
-
-
-def test_shared_front_levels_read_level_0_features() -> None:
+def test_shared_front_levels_read_level_0_features(shared_front_config) -> None:
     torch.manual_seed(0)
     m = build_model(shared_front_config(), ["alice", "bob"])
     assert m.input_multiple(0) == m.input_multiple(2) == 40  # lcm of the hops: one padding for all
@@ -399,7 +380,7 @@ def test_shared_front_levels_read_level_0_features() -> None:
             assert torch.allclose(y, ref.recon[level], atol=1e-5)
 
 
-def test_shared_front_gradients_reach_the_front_from_every_level() -> None:
+def test_shared_front_gradients_reach_the_front_from_every_level(shared_front_config) -> None:
     torch.manual_seed(0)
     m = build_model(shared_front_config(), ["alice"])
     front = m.levels[0].encoder.inp.weight
@@ -414,7 +395,9 @@ def test_shared_front_gradients_reach_the_front_from_every_level() -> None:
 
 
 @pytest.mark.parametrize("shared", [True, False])
-def test_a_level_trained_on_some_items_gives_those_rows_of_the_full_pass(shared: bool) -> None:
+def test_a_level_trained_on_some_items_gives_those_rows_of_the_full_pass(
+    shared_front_config, shared: bool
+) -> None:
     torch.manual_seed(0)
     cfg = shared_front_config()
     cfg.shared_front = shared
@@ -437,7 +420,7 @@ def test_a_level_trained_on_some_items_gives_those_rows_of_the_full_pass(shared:
         m(x, spk, [None, None])
 
 
-def test_shared_front_needs_strides_that_begin_with_level_0s() -> None:
+def test_shared_front_needs_strides_that_begin_with_level_0s(shared_front_config) -> None:
     cfg = shared_front_config()
     with pytest.raises(ConfigError, match="strides of level 1 .* must begin with level 0's"):
         ModelConfig(levels=[cfg.levels[0], LevelConfig(strides=[5, 2, 2])], shared_front=True)
@@ -480,10 +463,11 @@ def _measured_field(model: torch.nn.Module, level: int) -> tuple[tuple[int, int]
     return encoder, (f - int(frames.min()), int(frames.max()) - f)
 
 
-@pytest.mark.parametrize("make", [tiny_model_config, shared_front_config, odd_strides_config])
-def test_reported_receptive_field_is_the_measured_one(make) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("make", ["tiny_model_config", "shared_front_config", "odd_strides"])
+def test_reported_receptive_field_is_the_measured_one(request: pytest.FixtureRequest, make: str) -> None:
+    config = odd_strides_config() if make == "odd_strides" else request.getfixturevalue(make)()
     torch.manual_seed(0)
-    model = build_model(make(), ["a", "b"]).eval()
+    model = build_model(config, ["a", "b"]).eval()
     for level in range(model.num_levels):
         field = model.receptive_field(level)
         assert (field.encoder, field.decoder) == _measured_field(model, level), level

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,6 @@ import pytest
 import soundfile as sf
 import tomllib
 import torch
-from test_models import tiny_model_config
 from typer.testing import CliRunner
 
 import vqaudio
@@ -41,13 +41,22 @@ REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-def _save(path: Path, speakers: list[str], seed: int = 0) -> str:
-    """A tiny model trained for 0 steps, written with the real save function; returns its SHA-256."""
-    torch.manual_seed(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_checkpoint(
-        path, vqaudio.build_model(tiny_model_config(), speakers), RunConfig(model=tiny_model_config())
-    )
+Save = Callable[..., str]
+
+
+@pytest.fixture
+def save_tiny(tiny_model_config) -> Save:
+    """``save_tiny(path, speakers, seed=0)``: a tiny model trained for 0 steps, written with the real save
+    function; returns its SHA-256."""
+
+    def write(path: Path, speakers: list[str], seed: int = 0) -> str:
+        torch.manual_seed(seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return save_checkpoint(
+            path, vqaudio.build_model(tiny_model_config(), speakers), RunConfig(model=tiny_model_config())
+        )
+
+    return write
 
 
 @pytest.fixture
@@ -62,10 +71,10 @@ def shipped_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def shipped(shipped_dir: Path) -> Path:
+def shipped(save_tiny, shipped_dir: Path) -> Path:
     """One shipped model, ``tiny`` (speakers ann, bob), marked default by its card."""
     path = shipped_dir / "tiny.safetensors"
-    _save(path, ["ann", "bob"])
+    save_tiny(path, ["ann", "bob"])
     (shipped_dir / "tiny.json").write_text(json.dumps({"description": "a test model", "default": True}))
     return path
 
@@ -85,14 +94,14 @@ def _wav(path: Path, seconds: float = 0.3) -> Path:
 # ------------------------------------------------------------------------------------ registry
 
 
-def test_registry_reads_the_folder(shipped_dir: Path) -> None:
+def test_registry_reads_the_folder(save_tiny, shipped_dir: Path) -> None:
     assert vqaudio.available_models is available_models  # public API
     assert available_models() == {} and default_model() is None and default_model_path() is None
-    _save(shipped_dir / "b.safetensors", ["x"])
+    save_tiny(shipped_dir / "b.safetensors", ["x"])
     (shipped_dir / "notes.txt").write_text("not a model")
     assert list(available_models()) == ["b"]
     assert default_model_path() == shipped_dir / "b.safetensors"  # the only one is the default
-    _save(shipped_dir / "a.safetensors", ["x"])
+    save_tiny(shipped_dir / "a.safetensors", ["x"])
     assert list(available_models()) == ["a", "b"] and default_model() is None  # two, none flagged
     (shipped_dir / "b.json").write_text(
         json.dumps({"default": True, "description": "B", "card": "docs/b.md"})
@@ -105,11 +114,11 @@ def test_registry_reads_the_folder(shipped_dir: Path) -> None:
         available_models()
 
 
-def test_resolution_order(shipped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolution_order(save_tiny, shipped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     other = tmp_path / "other.safetensors"
-    _save(other, ["zed"], seed=1)
+    save_tiny(other, ["zed"], seed=1)
     explicit = tmp_path / "explicit.safetensors"
-    _save(explicit, ["eve"], seed=2)
+    save_tiny(explicit, ["eve"], seed=2)
     assert vqaudio.load_model().speakers == ["ann", "bob"]  # the shipped default
     assert vqaudio.load_model("tiny").speakers == ["ann", "bob"]  # a shipped name
     monkeypatch.setenv(MODEL_ENV, str(other))
@@ -146,9 +155,9 @@ def test_no_shipped_model_is_one_clear_error(shipped_dir: Path, tmp_path: Path) 
     assert "VQAUDIO_MODEL: not set" in result.stdout
 
 
-def test_two_models_without_a_default_say_so(shipped_dir: Path) -> None:
-    _save(shipped_dir / "a.safetensors", ["x"])
-    _save(shipped_dir / "b.safetensors", ["x"])
+def test_two_models_without_a_default_say_so(save_tiny, shipped_dir: Path) -> None:
+    save_tiny(shipped_dir / "a.safetensors", ["x"])
+    save_tiny(shipped_dir / "b.safetensors", ["x"])
     with pytest.raises(CheckpointError, match=r"no default among the shipped models \(a, b\)"):
         vqaudio.load_model()
 
@@ -173,7 +182,7 @@ def test_encode_decode_speakers_without_model(shipped: Path, tmp_path: Path) -> 
     assert vqaudio.read_checkpoint(out)[1].weights_sha256 == vqaudio.read_checkpoint("tiny")[1].weights_sha256
 
 
-def test_models_lists_the_shipped(shipped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_lists_the_shipped(tiny_model_config, shipped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     listing = describe_models()
     (m,) = listing.models
     sha = vqaudio.read_checkpoint(shipped)[1].weights_sha256

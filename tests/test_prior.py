@@ -13,7 +13,7 @@ import torch
 from vqaudio.audio import read_audio
 from vqaudio.codec.compress import encode_audio, model_fingerprint
 from vqaudio.codec.entropy import EntropyError
-from vqaudio.config import LevelConfig, ModelConfig, QuantizerConfig, load_prior_config
+from vqaudio.config import load_prior_config
 from vqaudio.data.corpora import Utterance
 from vqaudio.data.synthetic import toy_utterance
 from vqaudio.errors import CheckpointError, UserError
@@ -183,16 +183,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Utterance]:
     return utts
 
 
-@pytest.fixture(scope="module")
-def vqvae() -> VQVAE:
-    torch.manual_seed(0)
-    small = dict(codebook_size=32, code_dim=4, channels=4, max_channels=8, bottleneck_blocks=1)
-    config = ModelConfig(
-        levels=[LevelConfig(strides=[2, 5], **small), LevelConfig(strides=[4, 5, 2], **small)],  # type: ignore[arg-type]
-        quantizer=QuantizerConfig(kmeans_iters=2),
-        speaker_dim=4,
-    )
-    return build_model(config, ["ann", "bob"]).eval()
+@pytest.fixture
+def vqvae(tiny_model: VQVAE) -> VQVAE:
+    """The shared tiny VQ-VAE (speakers ann, bob; two levels): encode with it, never change it."""
+    return tiny_model
 
 
 def test_code_sets_encode_once_and_round_trip(tmp_path: Path, corpus: list[Utterance], vqvae: VQVAE) -> None:
