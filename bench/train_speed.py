@@ -144,7 +144,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             with section("data"):
                 wav, spk = next(trainer.loader_iter)
                 wav, spk = wav.to(device), spk.to(device)
-            trainer._train_step(wav, spk)
+            trainer.train_step(wav, spk)
             trainer.step += 1
             hooks.end_step()
             if device.type == "cuda":

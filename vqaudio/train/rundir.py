@@ -6,7 +6,7 @@ The file names and the layout are :class:`vqaudio.runlayout.RunLayout`'s, which 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,8 @@ import torch
 import yaml
 
 from vqaudio.audio import atomic_write
-from vqaudio.checkpoint import save_checkpoint
-from vqaudio.config import RunConfig, config_to_dict
+from vqaudio.config import PriorRunConfig, RunConfig, config_to_dict
 from vqaudio.errors import CheckpointError, ConfigError
-from vqaudio.models import VQVAE
 from vqaudio.runlayout import RunLayout
 
 __all__ = ["RunDir", "RESUMABLE_KEYS", "flatten_keys"]
@@ -61,7 +59,7 @@ class RunDir:
         self.root = Path(root)
         self.layout = RunLayout(self.root)
 
-    def create(self, config: RunConfig, init: dict[str, Any] | None = None) -> None:
+    def create(self, config: RunConfig | PriorRunConfig, init: dict[str, Any] | None = None) -> None:
         """Write the resolved config and ``init.json`` (the ``--init`` record; removed when ``None``)."""
         self.layout.checkpoints.mkdir(parents=True, exist_ok=True)
         self.layout.finished.unlink(missing_ok=True)
@@ -86,7 +84,7 @@ class RunDir:
             raise CheckpointError(f"{path}: unreadable ({err})") from None
         return data
 
-    def check_resumable(self, config: RunConfig) -> None:
+    def check_resumable(self, config: RunConfig | PriorRunConfig) -> None:
         """Refuse to resume with a config that differs beyond :data:`RESUMABLE_KEYS`."""
         path = self.layout.config
         if not path.is_file():
@@ -101,12 +99,18 @@ class RunDir:
             raise ConfigError(f"cannot resume {self.root}: the config changed ({shown})")
 
     def mark_finished(
-        self, step: int, reason: str, best: float | None, stats: dict[str, Any] | None = None
+        self,
+        step: int,
+        reason: str,
+        best: float | None,
+        stats: dict[str, Any] | None = None,
+        best_key: str = "best_valid_mel",
     ) -> None:
         """Record that the run ended on its own (``max_steps`` or ``time_budget``), not by a signal;
-        ``stats`` (e.g. steps per second, peak GPU memory, the ``--init`` source) are stored next to the
-        step and reason."""
-        record = {"step": step, "reason": reason, "best_valid_mel": best, **(stats or {})}
+        ``best`` is stored as ``best_key`` (the codec's ``best_valid_mel``, a prior's ``best_valid_bits``),
+        ``stats`` (e.g. steps per second, peak GPU memory, the ``--init`` source) next to the step and
+        reason."""
+        record = {"step": step, "reason": reason, best_key: best, **(stats or {})}
         with atomic_write(self.layout.finished) as tmp:
             tmp.write_text(json.dumps(record) + "\n")
 
@@ -115,20 +119,14 @@ class RunDir:
         return [s for s in self.layout.model_steps() if self.layout.step_state(s).is_file()]
 
     def save(
-        self,
-        step: int,
-        model: VQVAE,
-        config: RunConfig,
-        state: dict[str, Any],
-        keep_last: int,
-        extra: dict[str, Any] | None = None,
-        code_tables: Mapping[int, bytes] | None = None,
+        self, step: int, write_model: Callable[[Path], None], state: dict[str, Any], keep_last: int
     ) -> Path:
-        """Write model + state for ``step`` atomically, point ``latest.txt`` at it, prune old ones
-        (``extra`` and ``code_tables`` as :func:`~vqaudio.checkpoint.save_checkpoint` takes them)."""
+        """Write the step's model (``write_model(path)``, e.g. :func:`~vqaudio.checkpoint.save_checkpoint`
+        for the codec, :func:`~vqaudio.prior.save_prior` for a prior) and training state, point
+        ``latest.txt`` at it and prune old ones; returns the model's path."""
         self.layout.checkpoints.mkdir(parents=True, exist_ok=True)
         model_path = self.layout.step_model(step)
-        save_checkpoint(model_path, model, config, step, extra, code_tables)
+        write_model(model_path)
         with atomic_write(self.layout.step_state(step)) as tmp:
             torch.save(state, tmp)
         with atomic_write(self.layout.latest) as tmp:
@@ -138,15 +136,9 @@ class RunDir:
             self.layout.step_state(old).unlink(missing_ok=True)
         return model_path
 
-    def save_best(
-        self,
-        model: VQVAE,
-        config: RunConfig,
-        step: int,
-        extra: dict[str, Any],
-        code_tables: Mapping[int, bytes] | None = None,
-    ) -> None:
-        save_checkpoint(self.layout.best, model, config, step, extra, code_tables)
+    def save_best(self, write_model: Callable[[Path], None]) -> None:
+        """Write the best model so far (``write_model(path)``, atomically)."""
+        write_model(self.layout.best)
 
     def latest(self) -> tuple[Path, Path] | None:
         """(model, state) paths of the newest complete step checkpoint."""

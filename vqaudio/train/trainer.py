@@ -10,20 +10,15 @@ its own generators (see :mod:`vqaudio.data.augment`); validation is never augmen
 
 from __future__ import annotations
 
-import math
-import signal
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
+from vqaudio.checkpoint import save_checkpoint
 from vqaudio.codec.compress import code_tables
 from vqaudio.config import RunConfig
 from vqaudio.data import (
@@ -38,18 +33,22 @@ from vqaudio.data import (
     split_utterances,
     validate_corpus,
 )
-from vqaudio.device import flush_denormals
-from vqaudio.errors import CheckpointError, ConfigError, UserError
+from vqaudio.errors import ConfigError, UserError
 from vqaudio.models import VQVAE, LevelModel, VQVAEOutput, build_model
 from vqaudio.train.discriminators import CombinedDiscriminator
-from vqaudio.train.distributed import (
-    DistInfo,
-    all_reduce_flag,
-    all_reduce_max,
-    cleanup_distributed,
-    init_distributed,
-)
+from vqaudio.train.distributed import DistInfo
 from vqaudio.train.finetune import InitReport, InitSource, init_from, merge_speakers
+from vqaudio.train.loop import (
+    TrainingError,
+    TrainLoop,
+    TrainResult,
+    adamw,
+    ignore_signals,
+    lr_at,
+    run_loop,
+    schedule_progress,
+    unwrap,
+)
 from vqaudio.train.losses import (
     MultiResolutionMelLoss,
     PhaseLoss,
@@ -60,61 +59,8 @@ from vqaudio.train.losses import (
     mel_distance,
 )
 from vqaudio.train.monitor import Monitor
-from vqaudio.train.rundir import RunDir
-from vqaudio.train.timing import StepTimer
 
-__all__ = ["TrainResult", "TrainingError", "train", "lr_at"]
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. too many non-finite steps in a row)."""
-
-
-@dataclass
-class TrainResult:
-    """How a call of :func:`train` ended. ``history`` holds one dict per validation (its metrics and
-    ``"step"``); ``wall_seconds`` is the call's wall-clock time (setup, training and saving)."""
-
-    step: int
-    run_dir: Path
-    checkpoint: Path | None
-    best_metric: float | None
-    interrupted: bool
-    skipped_steps: int
-    history: list[dict[str, float]] = field(default_factory=list)
-    signal: int | None = None  # the signal that stopped an interrupted run (SIGINT, SIGTERM), if any
-    wall_seconds: float = 0.0
-
-
-def schedule_progress(step: int, cfg: RunConfig, minutes: float = 0.0) -> float:
-    """How far the learning-rate decay has gone, in ``[0, 1]``.
-
-    ``(step - warmup_steps) / (max_steps - warmup_steps)``; with ``train.schedule_by: budget`` and a
-    time budget (``train.max_minutes``) it is the larger of that and ``minutes / max_minutes``, so the
-    decay ends when the first of the two limits is reached: a run stopped by its budget on a slow
-    machine has annealed like one that reached ``max_steps``.
-    """
-    t = cfg.train
-    span = max(1, t.max_steps - t.warmup_steps)
-    progress = (step - t.warmup_steps) / span
-    if t.schedule_by == "budget" and t.max_minutes > 0:
-        progress = max(progress, minutes / t.max_minutes)
-    return min(1.0, max(0.0, progress))
-
-
-def lr_at(step: int, cfg: RunConfig, minutes: float = 0.0) -> float:
-    """Linear warm-up, then a cosine decay to ``min_lr_ratio * lr`` over the whole schedule (``cosine``)
-    or over its last ``decay_fraction`` after a constant stretch (``wsd``), or constant; see
-    :func:`schedule_progress` for what ``minutes`` (training time so far) changes."""
-    t = cfg.train
-    if t.warmup_steps and step < t.warmup_steps:
-        return t.lr * (step + 1) / t.warmup_steps
-    if t.schedule == "constant":
-        return t.lr
-    progress = schedule_progress(step, cfg, minutes)
-    if t.schedule == "wsd":  # stable, then the cosine over the last decay_fraction
-        progress = max(0.0, (progress - (1 - t.decay_fraction)) / t.decay_fraction)
-    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+__all__ = ["TrainResult", "Trainer", "TrainingError", "level_items", "lr_at", "schedule_progress", "train"]
 
 
 def level_items(
@@ -145,12 +91,6 @@ def level_items(
     return None if all(pick is None for pick in out) else out
 
 
-def _adamw(params: Iterator[nn.Parameter], **kwargs: Any) -> torch.optim.Optimizer:
-    """AdamW with the fused kernel (CPU and CUDA): a third of the per-parameter loop's time on the demo
-    model, where the optimiser was 6% of a CPU step. The state dict is the same either way."""
-    return torch.optim.AdamW(params, fused=True, **kwargs)
-
-
 def _compile_levels(model: VQVAE) -> None:
     """``train.compile``: compile every level's encoder stages and decoder in place (``nn.Module.compile``,
     so state-dict keys and checkpoints are unchanged; the stages, not the encoder, because a shared front
@@ -161,57 +101,6 @@ def _compile_levels(model: VQVAE) -> None:
         for stage in (level.encoder.inp, level.encoder.down, level.encoder.bottleneck, level.encoder.proj):
             stage.compile()
         level.decoder.compile()
-
-
-class _StopFlag:
-    """SIGINT/SIGTERM set a flag; the loop finishes its step, saves and exits cleanly."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.stop:  # a second signal: give up immediately
-            signal.signal(signum, signal.SIG_DFL)
-            raise KeyboardInterrupt
-        self.stop = True
-        self.signum = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _unwrap(model: nn.Module) -> Any:
-    return model.module if isinstance(model, DDP) else model
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
-def _ignore_signals(worker_id: int) -> None:
-    """Loader workers leave SIGINT/SIGTERM to the main process, which saves before exiting."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _CorpusData:
@@ -255,7 +144,7 @@ class _CorpusData:
             collate_fn=collate,
             persistent_workers=d.num_workers > 0,
             prefetch_factor=4 if d.num_workers > 0 else None,
-            worker_init_fn=_ignore_signals if d.num_workers > 0 else None,
+            worker_init_fn=ignore_signals if d.num_workers > 0 else None,
         )
         self.valid_max = max(1, round(d.valid_max_seconds * sr))
         self.sample_rate = sr
@@ -266,7 +155,12 @@ class _CorpusData:
             yield load_full(utt, self.sample_rate, self.valid_max), self.speakers.index(utt.speaker)
 
 
-class Trainer:
+class Trainer(TrainLoop):
+    """The codec's run: the VQ-VAE, its losses and optional discriminator on a corpus of audio."""
+
+    metric = "valid/mel"
+    best_record = "best_valid_mel"
+
     def __init__(
         self,
         cfg: RunConfig,
@@ -280,21 +174,8 @@ class Trainer:
             raise UserError(
                 "--init starts a new run from a model's weights; it cannot be combined with --resume"
             )
-        self.cfg = cfg
-        self.info, self.device = init_distributed(cfg.train.device)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        flush_denormals()
-        self.run = RunDir(out_dir)
-        latest = self._resume_point(resume)
-        state = RunDir.load_state(latest[1], self.device) if latest else None
-        self.step = int(state["step"]) if state else 0
-        # training time of the run so far (all sessions): the time budget and a budget schedule use it
-        self.train_seconds = float(state.get("train_seconds", 0.0)) if state else 0.0
-        self.timer = StepTimer(self.device)  # bench/train_speed.py enables it
-        self.log = Monitor(
-            self.run.layout.tensorboard, cfg.train.max_steps, self.step, self.info.is_main, console
-        )
+        super().__init__(cfg, out_dir, resume, console)
+        self.cfg: RunConfig = cfg
         source = InitSource.load(init) if init is not None else None
         # RUN/init.json: the source and its speakers (the first rows of the speaker table, on resume too)
         self.init_record: dict[str, Any] | None = self.run.read_init() if resume else None
@@ -303,47 +184,18 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         known = self.init_record["speakers"] if self.init_record else ()
         self.data = _CorpusData(cfg, self.info, self.log, self.step, known)
-        self.model: VQVAE = self._build_model(latest[0] if latest else None, source, init_skip_mismatched)
+        latest = self.resume_from[0] if self.resume_from else None
+        self.model: VQVAE = self._build_model(latest, source, init_skip_mismatched)
         if cfg.train.compile:
             _compile_levels(self.model)
-        self.ddp: nn.Module = self._distributed(self.model, broadcast_buffers=False)
+        self.ddp: nn.Module = self.distributed(self.model, broadcast_buffers=False)
         t = cfg.train
-        self.opt = _adamw(
+        self.opt = adamw(
             self.model.parameters(), lr=t.lr, betas=(t.betas[0], t.betas[1]), weight_decay=t.weight_decay
         )
         self._build_losses()
         self.disc, self.disc_opt = self._build_discriminator()
-        self.best: float | None = None
-        self.best_step: int | None = None
-        self.skipped = 0
-        self.bad_streak = 0
-        self.loader_iter = iter(self.data.loader)  # created before restoring RNG: see module doc
-        if state:
-            self._restore(state)
-        if self.info.is_main:
-            self.run.create(cfg, self.init_record)
-        self.autocast = self._autocast()
-        self.history: list[dict[str, float]] = []
-
-    def _resume_point(self, resume: bool) -> tuple[Path, Path] | None:
-        """The (model, state) checkpoint to resume from; ``None`` for a new run, which must not overwrite
-        an existing one."""
-        latest = self.run.latest() if resume else None
-        if resume:
-            self.run.check_resumable(self.cfg)
-            if latest is None:
-                raise CheckpointError(f"{self.run.root}: nothing to resume (no complete checkpoint)")
-        elif self.run.steps():
-            raise UserError(
-                f"{self.run.root} already holds a run: pass --resume to continue it, or pick another --out"
-            )
-        return latest
-
-    def _distributed(self, module: nn.Module, **kwargs: Any) -> nn.Module:
-        """``module`` wrapped in DDP when the run is distributed, else ``module`` itself."""
-        if not self.info.enabled:
-            return module
-        return DDP(module, device_ids=[self.device.index] if self.device.type == "cuda" else None, **kwargs)
+        self.start(self.data.loader, self.init_record)
 
     def _build_losses(self) -> None:
         """The reconstruction loss, the phase loss (``None`` when its weight is 0) and the levels it
@@ -370,29 +222,22 @@ class Trainer:
         disc = CombinedDiscriminator(self.cfg.model.sample_rate, adv.periods, adv.fft_sizes, adv.channels)
         disc = disc.to(self.device)
         betas = self.cfg.train.betas
-        return self._distributed(disc), _adamw(disc.parameters(), lr=adv.lr, betas=(betas[0], betas[1]))
+        return self.distributed(disc), adamw(disc.parameters(), lr=adv.lr, betas=(betas[0], betas[1]))
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        """Optimisers, discriminator, best metric, skipped steps and RNG from a training state."""
+    def task_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"optimizer": self.opt.state_dict()}
+        if self.disc is not None and self.disc_opt is not None:
+            state["disc"] = unwrap(self.disc).state_dict()
+            state["disc_optimizer"] = self.disc_opt.state_dict()
+        return state
+
+    def load_task_state(self, state: dict[str, Any]) -> None:
+        """The optimisers and the discriminator of a training state."""
         self.opt.load_state_dict(state["optimizer"])
         if self.disc is not None and "disc" in state:
-            _unwrap(self.disc).load_state_dict(state["disc"])
+            unwrap(self.disc).load_state_dict(state["disc"])
             assert self.disc_opt is not None
             self.disc_opt.load_state_dict(state["disc_optimizer"])
-        self.best = state.get("best")
-        self.best_step = state.get("best_step")
-        self.skipped = int(state.get("skipped", 0))
-        _set_rng_state(state["rng"], self.device)
-
-    def _autocast(self) -> Callable[[], AbstractContextManager[Any]]:
-        """The context that training steps run in: bfloat16 autocast on CUDA (``train.amp``), else none."""
-        amp = self.cfg.train.amp
-        use_bf16 = self.device.type == "cuda" and amp in ("auto", "bf16")
-        if amp == "bf16" and self.device.type != "cuda":
-            self.log.print("[yellow]train.amp=bf16 applies on CUDA only; training in float32 on CPU[/]")
-        if use_bf16:
-            return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext
 
     def _build_model(self, latest: Path | None, source: InitSource | None, skip_mismatched: bool) -> VQVAE:
         """The run's model on its device: resumed from ``latest``, started from ``source`` (``--init``),
@@ -437,7 +282,7 @@ class Trainer:
         for name in report.fresh_quantizers:
             self.log.print(f"[yellow]  {name}: not copied, initialised by k-means at step 0[/]")
 
-    def _init_summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """The ``--init`` source as checkpoints and ``finished.json`` record it (empty: none)."""
         if self.init_record is None:
             return {}
@@ -449,11 +294,10 @@ class Trainer:
     def _adversarial_active(self) -> bool:
         return self.disc is not None and self.step >= self.cfg.adversarial.start_step
 
-    def _train_step(self, wav: Tensor, spk: Tensor) -> tuple[float, dict[str, float | Tensor]]:
-        """One optimiser step on the loader's batch ``wav`` ``[B, 1, T]`` (augmented here first)."""
-        lr = lr_at(self.step, self.cfg, self.train_seconds / 60)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
+    def train_step(self, *loaded: Tensor) -> tuple[float, dict[str, float | Tensor]]:
+        """One optimiser step on the loader's batch ``(wav [B, 1, T], speakers [B])`` (augmented here)."""
+        wav, spk = loaded
+        lr = self.set_lr(self.opt)
         # tensors stay on the device; the monitor reads them (one sync) only on logging steps
         scalars: dict[str, float | Tensor] = {"train/lr": lr}
         adv_on = self._adversarial_active()
@@ -473,11 +317,7 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             total.backward()
         with self.timer.section("optimizer"):
-            grad_norm = nn.utils.clip_grad_norm_(
-                self.model.parameters(), self.cfg.train.grad_clip or float("inf")
-            )
-            finite = bool(torch.isfinite(total).item() and torch.isfinite(grad_norm).item())
-            finite = all_reduce_flag(finite, self.device, op="min")
+            grad_norm, finite = self.clip_and_check(total, self.model.parameters())
             if finite:
                 self.opt.step()
                 self.bad_streak = 0
@@ -575,14 +415,7 @@ class Trainer:
         with torch.no_grad():
             for name, b in self.model.named_buffers():
                 b.copy_(buffers[name])
-        self.skipped += 1
-        self.bad_streak += 1
-        self.log.print(f"[yellow]step {self.step}: non-finite loss or gradient, step skipped[/]")
-        if self.bad_streak >= self.cfg.train.max_bad_steps:
-            raise TrainingError(
-                f"{self.bad_streak} non-finite steps in a row at step {self.step}; "
-                "lower train.lr or check the data"
-            )
+        self.count_skipped()
 
     # ------------------------------------------------------------------ validation / saving
 
@@ -612,155 +445,19 @@ class Trainer:
         self.log.codebook_usage([lv.get_buffer("quantizer.ema_count") for lv in model.levels], self.step)
         return result
 
-    def _state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "step": self.step,
-            "optimizer": self.opt.state_dict(),
-            "rng": _rng_state(self.device),
-            "best": self.best,
-            "best_step": self.best_step,
-            "skipped": self.skipped,
-            "train_seconds": self.train_seconds,
-        }
-        if self.disc is not None and self.disc_opt is not None:
-            state["disc"] = _unwrap(self.disc).state_dict()
-            state["disc_optimizer"] = self.disc_opt.state_dict()
-        return state
+    def write_model(self, path: Path, extra: dict[str, Any]) -> None:
+        save_checkpoint(path, self.model, self.cfg, self.step, extra, code_tables(self.model))
 
-    def save(self) -> Path | None:
-        if not self.info.is_main:
-            return None
-        return self.run.save(
-            self.step,
-            self.model,
-            self.cfg,
-            self._state(),
-            self.cfg.train.keep_last,
-            extra={"best_valid_mel": self.best, **self._init_summary()},
-            code_tables=code_tables(self.model),
-        )
-
-    def evaluate_and_maybe_save_best(self) -> None:
-        if not self.info.is_main:
-            return
-        metrics = self.validate()
-        if not metrics:
-            return
-        self.log.scalars(metrics, self.step)
-        metrics["step"] = float(self.step)
-        self.history.append(metrics)
+    def describe(self, metrics: dict[str, float]) -> str:
         per_level = "  ".join(f"L{i}={metrics[f'valid/mel/{i}']:.3f}" for i in range(len(self.model.levels)))
-        self.log.print(f"step {self.step}: valid mel {metrics['valid/mel']:.4f} ({per_level})")
+        return f"step {self.step}: valid mel {metrics['valid/mel']:.4f} ({per_level})"
+
+    def is_best(self, metrics: dict[str, float]) -> bool:
         # the adversarial stage trades mel distance for realism (PESQ up, mel down): once it has run,
         # a model from before it is no longer "best", whatever its mel distance
         start = self.cfg.adversarial.start_step
         before_gan = self.disc is not None and self.step > start and (self.best_step or 0) <= start
-        if self.best is None or before_gan or metrics["valid/mel"] < self.best:
-            self.best, self.best_step = metrics["valid/mel"], self.step
-            self.run.save_best(
-                self.model,
-                self.cfg,
-                self.step,
-                {"valid_mel": self.best, **self._init_summary()},
-                code_tables(self.model),
-            )
-
-    # ------------------------------------------------------------------ loop
-
-    def close(self) -> None:
-        """Stop the progress bar, flush TensorBoard and stop the loader's workers now. The workers ignore
-        SIGTERM (the main process saves first), so one left to the interpreter's exit handler, which
-        terminates and then joins them, would hang the exit after an exception."""
-        self.log.close()
-        shutdown = getattr(self.loader_iter, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
-
-    def _peak_memory_gib(self) -> float:
-        return torch.cuda.max_memory_allocated(self.device) / 2**30
-
-    def _run_stats(self) -> dict[str, Any]:
-        """Speed of this session of the run (since start or resume), peak GPU memory, the step and time
-        limits, the training time of the run (all sessions) and the ``--init`` source, for finished.json."""
-        return {
-            **self._init_summary(),
-            "steps_per_second": round(self.log.steps_per_second(self.step), 3),
-            "peak_memory_gib": round(self._peak_memory_gib(), 3) if self.device.type == "cuda" else None,
-            "max_steps": self.cfg.train.max_steps,
-            "max_minutes": self.cfg.train.max_minutes,
-            "train_minutes": round(self.train_seconds / 60, 2),
-            "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
-        }
-
-    def _tick(self, t_start: float, seconds_before: float) -> None:
-        """Update ``train_seconds`` (this session's time plus earlier sessions'); under DDP every rank
-        takes the slowest rank's clock, so the learning rate of a budget schedule is the same on all."""
-        elapsed = seconds_before + time.perf_counter() - t_start
-        if self.cfg.train.max_minutes > 0 and self.info.enabled:
-            elapsed = all_reduce_max(elapsed, self.device)
-        self.train_seconds = elapsed
-
-    def fit(self, stop_after: int | None = None) -> TrainResult:
-        cfg = self.cfg.train
-        interrupted = False
-        last_saved: Path | None = None
-        t_start, seconds_before = time.perf_counter(), self.train_seconds
-        if cfg.max_minutes > 0:
-            self.log.budget_end = t_start + cfg.max_minutes * 60 - seconds_before
-        self.model.train()
-        if self.step == 0:
-            self.evaluate_and_maybe_save_best()
-        with _StopFlag() as flag:
-            while self.step < cfg.max_steps:
-                with self.timer.section("data"):
-                    wav, spk = next(self.loader_iter)
-                    wav, spk = wav.to(self.device, non_blocking=True), spk.to(self.device, non_blocking=True)
-                loss, scalars = self._train_step(wav, spk)
-                self.step += 1
-                log = self.step % cfg.log_every == 0 or self.step == cfg.max_steps
-                if log and self.device.type == "cuda":
-                    scalars["system/peak_memory_gib"] = self._peak_memory_gib()
-                self.log.step(self.step, loss, scalars, log)
-                if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                    self.evaluate_and_maybe_save_best()
-                self._tick(t_start, seconds_before)
-                out_of_time = cfg.max_minutes > 0 and self.train_seconds / 60 >= cfg.max_minutes
-                stop = all_reduce_flag(
-                    flag.stop or out_of_time or (stop_after is not None and self.step >= stop_after),
-                    self.device,
-                )
-                if stop and out_of_time and self.step < cfg.max_steps:
-                    self.log.print(
-                        f"[yellow]time budget of {cfg.max_minutes:g} min reached at step {self.step} of "
-                        f"{cfg.max_steps} ({self.log.steps_per_second(self.step):.2f} steps/s)[/]"
-                    )
-                    if self.step % cfg.eval_every != 0:
-                        self.evaluate_and_maybe_save_best()
-                if self.step % cfg.save_every == 0 or self.step == cfg.max_steps or stop:
-                    last_saved = self.save() or last_saved
-                if stop:
-                    interrupted = self.step < cfg.max_steps and not out_of_time
-                    if interrupted:
-                        self.log.print(f"stopped at step {self.step}; resume with --resume")
-                    elif out_of_time and self.info.is_main:
-                        self.run.mark_finished(self.step, "time_budget", self.best, self._run_stats())
-                    break
-        if self.step >= cfg.max_steps and self.info.is_main:
-            self.run.mark_finished(self.step, "max_steps", self.best, self._run_stats())
-        # every rank leaves together, after rank 0 has written the checkpoint: a rank tearing its
-        # process group down while rank 0 was still saving aborted now and then (SIGABRT under gloo)
-        all_reduce_flag(True, self.device)
-        self.log.close()
-        return TrainResult(
-            self.step,
-            self.run.root,
-            last_saved,
-            self.best,
-            interrupted,
-            self.skipped,
-            self.history,
-            flag.signum if interrupted else None,
-        )
+        return before_gan or super().is_best(metrics)
 
 
 def train(
@@ -779,14 +476,6 @@ def train(
     weights (fine-tuning, see :mod:`vqaudio.train.finetune`); tensors that do not fit are refused unless
     ``init_skip_mismatched``.
     """
-    t0 = time.perf_counter()
-    trainer: Trainer | None = None
-    try:
-        trainer = Trainer(cfg, Path(out_dir), resume, console, init, init_skip_mismatched)
-        result = trainer.fit(stop_after)
-    finally:
-        if trainer is not None:  # also when fit raised
-            trainer.close()
-        cleanup_distributed()
-    result.wall_seconds = time.perf_counter() - t0
-    return result
+    return run_loop(
+        lambda: Trainer(cfg, Path(out_dir), resume, console, init, init_skip_mismatched), stop_after
+    )
