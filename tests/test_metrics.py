@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -228,10 +229,22 @@ def test_split_is_deterministic_and_order_independent() -> None:
     train2, _ = split_utterances(shuffled, 0.5, seed=0)
     assert {shuffled[i] for i in train2} == {ids[i] for i in train}
     assert not np.array_equal(split_utterances(ids, 0.5, seed=1)[0], train)
-    # a stable hash (blake2b), not Python's per-process salted hash(): fixed across runs and machines
+    # the project's one split hash (SHA-256 of f"{seed}:{id}", first 8 bytes big-endian over 2**64), not
+    # Python's per-process salted hash(): fixed across runs and machines; computed here from hashlib
     letters = list("abcdefgh")
-    assert split_utterances(letters, 0.5, seed=0)[0].tolist() == [3, 4]
+    for seed in (0, 3):
+        expected = [i for i, c in enumerate(letters) if _sha256_fraction(f"{seed}:{c}") < 0.5]
+        assert split_utterances(letters, 0.5, seed=seed)[0].tolist() == expected
     assert [x.size for x in split_utterances(["x", "y"], 0.99, seed=0)] == [1, 1]  # never one-sided
+    # one-sided: the id nearest the threshold moves over
+    ids = [f"u{i}" for i in range(6)]
+    fractions = [_sha256_fraction(f"0:{uid}") for uid in ids]
+    assert split_utterances(ids, 0.999999, seed=0)[1].tolist() == [int(np.argmax(fractions))]
+    assert split_utterances(ids, 1e-6, seed=0)[0].tolist() == [int(np.argmin(fractions))]
+
+
+def _sha256_fraction(key: str) -> float:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2.0**64
 
 
 def test_analyze_level_end_to_end() -> None:

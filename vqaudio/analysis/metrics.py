@@ -22,13 +22,14 @@ ignored by every statistic here (purity, mapping, code usage, runs, the speaker 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from vqaudio.hashing import stable_fraction
 
 __all__ = [
     "LevelAnalysis",
@@ -208,21 +209,14 @@ def split_utterances(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic train/test split ``(train_idx, test_idx)`` (sorted int64 indices into ``utt_ids``).
 
-    An utterance is in train when ``blake2b(f"{seed}:{utt_id}")``, read as a number in ``[0, 1)``, is below
-    ``train_fraction``: the same on every machine and Python run, and independent of the order of
-    ``utt_ids`` and of which other ids are present. With two or more ids neither side is left empty:
-    if one is, the id nearest the threshold moves over.
+    An utterance is in train when :func:`vqaudio.hashing.stable_fraction` of ``f"{seed}:{utt_id}"`` (the
+    project's one split hash, SHA-256) is below ``train_fraction``: the same on every machine and Python
+    run, and independent of the order of ``utt_ids`` and of which other ids are present. With two or
+    more ids neither side is left empty: if one is, the id nearest the threshold moves over.
     """
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
-    u = np.array(
-        [
-            int.from_bytes(hashlib.blake2b(f"{seed}:{uid}".encode(), digest_size=8).digest(), "little")
-            / 2.0**64
-            for uid in utt_ids
-        ],
-        dtype=np.float64,
-    )
+    u = np.array([stable_fraction(f"{seed}:{uid}") for uid in utt_ids], dtype=np.float64)
     is_train = u < train_fraction
     if u.size >= 2 and is_train.all():
         is_train[np.argmax(u)] = False
