@@ -1,4 +1,4 @@
-"""How the codes of one level relate to phones and to speakers: numpy only (no torch, no plotting).
+"""How the codes of one level relate to phones and to speakers: numpy and scipy (no torch, no plotting).
 
 Inputs are per utterance: ``codes`` ``[T]`` (int, in ``[0, K)``), ``phones`` ``[T]`` (int, ``-1`` = no
 label) on the same frames, a speaker, and the level's frame duration. Frames whose phone is ``-1`` are
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from vqaudio.analysis.probe import fit_logistic_regression
 from vqaudio.hashing import stable_fraction
 
 __all__ = [
@@ -292,36 +293,6 @@ def mean_phone_seconds(durations_list: Sequence[np.ndarray]) -> float:
     return float(durations.mean()) if durations.size else math.nan
 
 
-def _softmax_regression(x: np.ndarray, y: np.ndarray, classes: int, steps: int, l2: float) -> np.ndarray:
-    """Weights ``[D + 1, classes]`` (last row: bias) of L2-regularised multinomial logistic regression.
-
-    Full-batch Nesterov-accelerated gradient descent from zero with step ``1 / L``, where
-    ``L = lambda_max(X^T X) / (2 N) + l2`` bounds the Hessian of the mean cross-entropy (Boehning, 1992):
-    no learning rate to tune, and the same numbers on every run. The bias is not regularised.
-    """
-    n = x.shape[0]
-    xa = np.concatenate([x, np.ones((n, 1), dtype=x.dtype)], axis=1)
-    gram = xa.T @ xa if xa.shape[1] <= n else xa @ xa.T
-    lipschitz = float(np.linalg.eigvalsh(gram.astype(np.float64))[-1]) / (2 * n) + l2
-    lr = np.float32(1.0 / lipschitz)
-    onehot = np.zeros((n, classes), dtype=np.float32)
-    onehot[np.arange(n), y] = 1.0
-    decay = np.ones((xa.shape[1], 1), dtype=np.float32) * np.float32(l2)
-    decay[-1] = 0.0
-    w = np.zeros((xa.shape[1], classes), dtype=np.float32)
-    v = w.copy()
-    for t in range(1, steps + 1):
-        logits = xa @ v
-        logits -= logits.max(axis=1, keepdims=True)
-        prob = np.exp(logits)
-        prob /= prob.sum(axis=1, keepdims=True)
-        grad = xa.T @ ((prob - onehot) / np.float32(n)) + decay * v
-        w_next = v - lr * grad
-        v = w_next + np.float32((t - 1) / (t + 2)) * (w_next - w)
-        w = w_next
-    return w
-
-
 def speaker_probe(
     histograms: np.ndarray,
     speakers: np.ndarray,
@@ -329,18 +300,19 @@ def speaker_probe(
     test_idx: np.ndarray,
     *,
     hellinger: bool = True,
-    steps: int = 300,
     l2: float = 1e-3,
+    max_iter: int = 1000,
 ) -> tuple[float, float]:
     """``(accuracy, chance)`` of predicting held-out utterances' speakers from their code histograms.
 
     ``histograms`` ``[N, K]`` (code counts per utterance) are normalised to distributions, square-rooted
     (Hellinger features, ``hellinger=True``), standardised with the training mean and std (features
     constant over the training utterances are dropped), and fed to multinomial logistic regression with
-    a bias (:func:`_softmax_regression`: ``steps`` full-batch steps, L2 weight ``l2``). A linear probe
-    rather than nearest-centroid: a stronger probe gives a more honest (higher)
-    estimate of the speaker information left in the codes. ``chance`` is the frequency of the most common
-    speaker among the test utterances. Test speakers absent from train cannot be predicted: errors.
+    a bias (:func:`vqaudio.analysis.probe.fit_logistic_regression`: L2 weight ``l2``, minimised until
+    its gradient is below 1e-6, else a ``ConvergenceWarning`` after ``max_iter`` iterations). A linear
+    probe rather than nearest-centroid: a stronger probe gives a more honest (higher) estimate of the
+    speaker information left in the codes. ``chance`` is the frequency of the most common speaker among
+    the test utterances. Test speakers absent from train cannot be predicted: errors.
     """
     x = np.asarray(histograms, dtype=np.float64)
     spk = np.asarray(speakers)
@@ -356,13 +328,11 @@ def speaker_probe(
     test_spk = spk[test_idx]
     _, test_counts = np.unique(test_spk, return_counts=True)
     chance = float(test_counts.max() / test_idx.size)
-    classes, y = np.unique(spk[train_idx], return_inverse=True)
     mean, std = x[train_idx].mean(axis=0), x[train_idx].std(axis=0)
     varies = std > 1e-8  # a feature constant over the training utterances carries nothing: dropped
-    xs = ((x[:, varies] - mean[varies]) / std[varies]).astype(np.float32)
-    w = _softmax_regression(xs[train_idx], y, len(classes), steps, l2)
-    logits = xs[test_idx] @ w[:-1] + w[-1]
-    predicted = classes[np.argmax(logits, axis=1)]
+    xs = (x[:, varies] - mean[varies]) / std[varies]
+    probe = fit_logistic_regression(xs[train_idx], spk[train_idx], l2=l2, max_iter=max_iter)
+    predicted = probe.predict(xs[test_idx])
     return float(np.count_nonzero(predicted == test_spk) / test_idx.size), chance
 
 
