@@ -25,6 +25,7 @@ from vqaudio.analysis.metrics import (
     random_code_baseline,
     run_lengths,
     speaker_probe,
+    split_by_speaker,
 )
 from vqaudio.analysis.plots import plot_code_usage, plot_confusion, plot_cooccurrence, plot_durations
 from vqaudio.analysis.probe import ConvergenceWarning, LogisticRegression, fit_logistic_regression
@@ -47,6 +48,7 @@ __all__ = [
     "random_code_baseline",
     "run_lengths",
     "speaker_probe",
+    "split_by_speaker",
     # the linear probe
     "ConvergenceWarning",
     "LogisticRegression",

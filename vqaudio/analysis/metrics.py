@@ -15,7 +15,8 @@ ignored by every statistic here (purity, mapping, code usage, runs, the speaker 
   Here the mapping is fit on training utterances and scored on held-out ones, next to a random-code
   baseline (same code usage, no relation to phones) and the majority-phone baseline.
 - Speaker leakage: how well a held-out utterance's speaker is predicted from its code histogram
-  (lower is better for voice conversion), see :func:`speaker_probe`.
+  (lower is better for voice conversion), see :func:`speaker_probe`, and how often one code alone
+  names its speaker; both on a split made within each speaker (:func:`split_by_speaker`).
 - Voices a model never trained on: ``analyze_level(heldout, ..., fit_on=seen)`` scores them with the
   mapping fit on the seen voices (do the codes mean the same phones in a new voice?).
 """
@@ -49,6 +50,7 @@ __all__ = [
     "run_lengths",
     "run_seconds",
     "speaker_probe",
+    "split_by_speaker",
     "split_utterances",
 ]
 
@@ -223,6 +225,33 @@ def split_utterances(
         is_train[np.argmax(u)] = False
     elif u.size >= 2 and not is_train.any():
         is_train[np.argmin(u)] = True
+    return np.flatnonzero(is_train).astype(np.int64), np.flatnonzero(~is_train).astype(np.int64)
+
+
+def split_by_speaker(
+    utt_ids: Sequence[str], speakers: Sequence[str], train_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train/test split ``(train_idx, test_idx)`` (sorted int64 indices) made within each speaker.
+
+    Each speaker's utterances are split apart by :func:`split_utterances` (the same hash of
+    ``f"{seed}:{utt_id}"``), so a speaker with two or more utterances has at least one on each side and
+    the speaker measures' chance level is never that of a speaker missing from one side; a speaker with
+    one utterance goes to train (it can be confused with, never tested). Where an utterance goes depends
+    only on its own id, its speaker's ids and the arguments: not on the order of the lists, nor on the
+    other speakers. ``test_idx`` is empty when no speaker has two utterances.
+    """
+    if len(utt_ids) != len(speakers):
+        raise ValueError(f"{len(utt_ids)} utterance ids but {len(speakers)} speakers")
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    members: dict[str, list[int]] = {}
+    for i, speaker in enumerate(speakers):
+        members.setdefault(speaker, []).append(i)
+    is_train = np.ones(len(utt_ids), dtype=bool)
+    for group in members.values():
+        if len(group) >= 2:
+            _, test = split_utterances([utt_ids[i] for i in group], train_fraction, seed)
+            is_train[np.asarray(group, dtype=np.int64)[test]] = False
     return np.flatnonzero(is_train).astype(np.int64), np.flatnonzero(~is_train).astype(np.int64)
 
 
@@ -417,7 +446,9 @@ class LevelAnalysis:
 class _Frames:
     """The utterances of a set that have a labelled frame, concatenated: ``codes``, ``phones``, ``uid``
     (the utterance index of each frame), ``labelled`` (phone != -1) and ``in_train`` (the frame's
-    utterance is in the train split) are ``[F]``; ``speakers`` ``[N]`` indexes each utterance's speaker."""
+    utterance is in the train split of :func:`split_utterances`) are ``[F]``; ``speakers`` ``[N]``
+    indexes each utterance's speaker and ``speaker_train`` ``[N]`` says whether the utterance is on the
+    train side of the speaker measures' split (:func:`split_by_speaker`)."""
 
     kept: list[UttCodes]
     codes: np.ndarray
@@ -425,9 +456,8 @@ class _Frames:
     uid: np.ndarray
     labelled: np.ndarray
     in_train: np.ndarray
-    train_idx: np.ndarray
-    test_idx: np.ndarray
     speakers: np.ndarray
+    speaker_train: np.ndarray
 
     @property
     def train(self) -> np.ndarray:
@@ -441,7 +471,8 @@ class _Frames:
 
 
 def _frames(utterances: Sequence[UttCodes], train_fraction: float, seed: int) -> _Frames:
-    """Utterances with a labelled frame, concatenated and split by :func:`split_utterances`."""
+    """Utterances with a labelled frame, concatenated and split by :func:`split_utterances` (phones)
+    and by :func:`split_by_speaker` (speakers)."""
     kept, codes_list, phones_list = [], [], []
     for utt in utterances:
         codes, phones = _int_array(utt.codes, "codes"), _int_array(utt.phones, "phones")
@@ -453,13 +484,16 @@ def _frames(utterances: Sequence[UttCodes], train_fraction: float, seed: int) ->
             phones_list.append(phones)
     if len(kept) < 2:
         raise ValueError(f"need at least two utterances with labelled frames, got {len(kept)}")
-    train_idx, test_idx = split_utterances([u.utt_id for u in kept], train_fraction, seed)
+    ids, speakers = [u.utt_id for u in kept], [u.speaker for u in kept]
+    train_idx, _ = split_utterances(ids, train_fraction, seed)
     n = len(kept)
     lengths = np.array([c.size for c in codes_list], dtype=np.int64)
     uid = np.repeat(np.arange(n, dtype=np.int64), lengths)
     phones = np.concatenate(phones_list)
     is_train = np.zeros(n, dtype=bool)
     is_train[train_idx] = True
+    speaker_train = np.zeros(n, dtype=bool)
+    speaker_train[split_by_speaker(ids, speakers, train_fraction, seed)[0]] = True
     return _Frames(
         kept=kept,
         codes=np.concatenate(codes_list),
@@ -467,22 +501,26 @@ def _frames(utterances: Sequence[UttCodes], train_fraction: float, seed: int) ->
         uid=uid,
         labelled=phones >= 0,
         in_train=is_train[uid],
-        train_idx=train_idx,
-        test_idx=test_idx,
-        speakers=np.unique([u.speaker for u in kept], return_inverse=True)[1],
+        speakers=np.unique(speakers, return_inverse=True)[1],
+        speaker_train=speaker_train,
     )
 
 
 def _speaker_leakage(f: _Frames, num_codes: int) -> tuple[float, float, float, float]:
     """``(probe accuracy, chance, per-frame accuracy, chance)`` of predicting the speaker from the codes,
-    fit on ``f``'s train utterances and scored on its test utterances (so on ``f``'s own speakers)."""
+    fit on the train side of ``f``'s speaker split and scored on its test side (so on ``f``'s own
+    speakers); all NaN when no speaker has two utterances (no test side: not computable)."""
+    train_idx, test_idx = np.flatnonzero(f.speaker_train), np.flatnonzero(~f.speaker_train)
+    if not test_idx.size:
+        return math.nan, math.nan, math.nan, math.nan
     n = len(f.kept)
     lab = f.labelled
     histograms = np.bincount(f.uid[lab] * num_codes + f.codes[lab], minlength=n * num_codes)
-    probe_acc, chance = speaker_probe(histograms.reshape(n, num_codes), f.speakers, f.train_idx, f.test_idx)
+    probe_acc, chance = speaker_probe(histograms.reshape(n, num_codes), f.speakers, train_idx, test_idx)
     # frame level: how often one code alone names its speaker (a many-to-one code -> speaker mapping)
     frame_spk = f.speakers[f.uid]
-    tr, te = f.train, f.test
+    frame_train = f.speaker_train[f.uid]
+    tr, te = lab & frame_train, lab & ~frame_train
     num_spk = int(f.speakers.max()) + 1
     spk_mapping = fit_mapping(cooccurrence(f.codes[tr], frame_spk[tr], num_codes, num_spk))
     frame_acc = mapping_accuracy(spk_mapping, f.codes[te], frame_spk[te])
@@ -503,11 +541,13 @@ def analyze_level(
 
     Utterances with no labelled frame are left out. They are split by :func:`split_utterances`; the
     many-to-one mapping and both baselines are fit on the train split and scored on the held-out split
-    (as the VQ-VAE paper's mapping, but held out), and the speaker probe uses the same split. Phone
-    purity, cluster purity and PNMI are computed on all labelled frames, as in HuBERT's analysis: they
-    need no fitting (phone purity is the accuracy of the mapping fit and scored on the same frames, so
-    it upper-bounds the held-out mapping accuracy up to sampling noise). Code usage, perplexity and code
-    runs use all labelled frames as well.
+    (as the VQ-VAE paper's mapping, but held out). The speaker measures (the utterance probe and the
+    per-frame code -> speaker mapping, each with its chance level) use :func:`split_by_speaker` instead,
+    so every speaker with two or more utterances is on both sides; when no speaker has two they are NaN
+    (not computable). Phone purity, cluster purity and PNMI are computed on all labelled frames, as in
+    HuBERT's analysis: they need no fitting (phone purity is the accuracy of the mapping fit and scored
+    on the same frames, so it upper-bounds the held-out mapping accuracy up to sampling noise). Code
+    usage, perplexity and code runs use all labelled frames as well.
 
     With ``fit_on`` (e.g. the utterances of the voices a model trained on, with ``utterances`` those of
     voices it never heard), the mapping and both phone baselines are fit on the train split of
