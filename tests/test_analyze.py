@@ -17,6 +17,7 @@ from vqaudio.analysis.metrics import (
     fit_mapping,
     mapping_accuracy,
     purity_scores,
+    split_by_speaker,
     split_utterances,
 )
 from vqaudio.checkpoint import load_model
@@ -282,6 +283,46 @@ def test_one_heldout_utterance_is_too_few_for_voice_rows(
     assert "each kind needs at least 2" in result.stderr and "held-out" not in result.stdout
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["utterances"] == 5 and not any("voices" in lv for lv in metrics["levels"].values())
+
+
+def test_speaker_chance_is_never_zero_and_says_what_it_is(corpus) -> None:
+    root, ckpt = corpus
+    pairs, problems = find_pairs(root / "wavs", root / "labels", "tsv")
+    ids = [p.utt_id for p in pairs]
+    assert not problems and len(ids) == 8
+    # seed 5's phone split tests on all of bob's utterances and trains on none: a probe sharing it was
+    # scored on a speaker it never saw
+    assert {ids[i].split("/")[0] for i in split_utterances(ids, 0.5, seed=5)[0]} == {"ann"}
+    model = load_model(ckpt)
+    for seed in (0, 2, 5):
+        result = analyze_corpus(model, pairs, [0, 1], seed=seed)
+        test = split_by_speaker(ids, [p.speaker for p in pairs], 0.5, seed)[1]
+        speakers = [pairs[i].speaker for i in test]
+        assert set(speakers) == {"ann", "bob"}
+        for res in result.levels.values():
+            assert res.speaker_chance == max(map(speakers.count, ("ann", "bob"))) / len(speakers)
+            assert 0.0 < res.speaker_frame_chance < 1.0
+
+
+def test_speakers_of_one_utterance_each_are_reported_as_not_computable(
+    corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, ckpt = corpus
+    monkeypatch.setenv("COLUMNS", "200")
+    manifest = tmp_path / "manifest.tsv"
+    rows = [f"{root / 'wavs' / spk / f'u{i}.wav'}\t{spk}{i}" for spk in ("ann", "bob") for i in range(4)]
+    manifest.write_text("\n".join(rows) + "\n")
+    result = _analyze(ckpt, manifest, root / "labels", tmp_path / "r")
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    for level in metrics["levels"].values():
+        assert level["speaker_probe_accuracy"] is level["speaker_chance"] is None
+        assert level["speaker_frame_accuracy"] is level["speaker_frame_chance"] is None
+        assert level["mapping_accuracy"] is not None
+    report = (tmp_path / "r" / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| 0 ") or line.startswith("| 1 ")]
+    assert len(rows) == 2 and all(row.endswith("| n/a | n/a | n/a | n/a |") for row in rows)
+    assert "Speaker chance: for the probe, the share of the most common speaker" in report
+    assert result.stdout.count("n/a") == 8 + 1 and "Speaker chance:" in result.stdout  # 8 cells, the note
 
 
 def test_labels_read_in_the_wrong_format_are_one_clear_error(corpus, tmp_path: Path) -> None:

@@ -254,12 +254,50 @@ def test_manifest(tmp_path: Path) -> None:
         (b, "bob", None),
     ]
     assert utts[0].utt_id == "../wavs/a"
+    assert utts[1].utt_id == "bob/b"  # absolute and outside the manifest's folder: speaker/stem
 
     bad = text(tmp_path / "bad.tsv", "# comment\nwavs/a.wav\talice\nwavs/b.wav only-one-column\n")
     with pytest.raises(UserError, match=f"{bad}:3"):
         scan_manifest(bad)
     with pytest.raises(UserError, match="folder"):
         scan_corpus("tsv", tmp_path)
+
+
+def _absolute_manifest(root: Path) -> Path:
+    """A corpus of 3 speakers x 6 files under ``root/wavs`` and, in ``root``, a manifest of absolute paths."""
+    rows = []
+    for spk in ("ann", "bob", "cat"):
+        for i in range(6):
+            rows.append(f"{audio(root / 'wavs' / spk / f'{i}.wav')}\t{spk}")
+    return text(root / "corpus.tsv", "\n".join(rows) + "\n")
+
+
+def test_manifest_ids_do_not_depend_on_where_the_corpus_lies(tmp_path: Path) -> None:
+    from vqaudio.analysis.metrics import split_utterances as analysis_split
+
+    here = scan_manifest(_absolute_manifest(tmp_path / "here"))
+    there = scan_manifest(_absolute_manifest(tmp_path / "elsewhere" / "deeper"))
+    assert [u.path for u in here] != [u.path for u in there]
+    ids = [u.utt_id for u in here]
+    assert ids == [u.utt_id for u in there] and ids[:2] == ["wavs/ann/0", "wavs/ann/1"]
+    for seed in (0, 1):
+        split_here = [[u.utt_id for u in part] for part in split_utterances(here, 2, seed)]
+        assert split_here == [[u.utt_id for u in part] for part in split_utterances(there, 2, seed)]
+    assert [a.tolist() for a in analysis_split(ids, 0.5, 0)] == [
+        a.tolist() for a in analysis_split([u.utt_id for u in there], 0.5, 0)
+    ]
+    # the manifest read through a symlinked folder, its rows written with the real path: the same ids
+    (tmp_path / "link").symlink_to(tmp_path / "here", target_is_directory=True)
+    assert [u.utt_id for u in scan_manifest(tmp_path / "link" / "corpus.tsv")] == ids
+    # rows written through the link, the manifest read from the real folder: the same ids
+    linked = text(tmp_path / "here" / "linked.tsv", f"{tmp_path / 'link' / 'wavs' / 'bob' / '3.wav'}\tbob\n")
+    assert [u.utt_id for u in scan_manifest(linked)] == ["wavs/bob/3"]
+    # a relative row is kept as written; an absolute one outside the manifest's folder is speaker/stem
+    mixed = text(
+        tmp_path / "lists" / "m.tsv",
+        f"../here/wavs/ann/0.wav\tann\n{tmp_path / 'here/wavs/cat/5.wav'}\tcat\n",
+    )
+    assert [u.utt_id for u in scan_manifest(mixed)] == ["../here/wavs/ann/0", "cat/5"]
 
 
 # ---------------------------------------------------------------------------------------- dispatch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -24,6 +25,7 @@ from vqaudio.analysis.metrics import (
     run_lengths,
     run_seconds,
     speaker_probe,
+    split_by_speaker,
     split_utterances,
 )
 from vqaudio.analysis.plots import plot_code_usage, plot_confusion, plot_cooccurrence, plot_durations
@@ -228,10 +230,111 @@ def test_split_is_deterministic_and_order_independent() -> None:
     train2, _ = split_utterances(shuffled, 0.5, seed=0)
     assert {shuffled[i] for i in train2} == {ids[i] for i in train}
     assert not np.array_equal(split_utterances(ids, 0.5, seed=1)[0], train)
-    # a stable hash (blake2b), not Python's per-process salted hash(): fixed across runs and machines
+    # the project's one split hash (SHA-256 of f"{seed}:{id}", first 8 bytes big-endian over 2**64), not
+    # Python's per-process salted hash(): fixed across runs and machines; computed here from hashlib
     letters = list("abcdefgh")
-    assert split_utterances(letters, 0.5, seed=0)[0].tolist() == [3, 4]
+    for seed in (0, 3):
+        expected = [i for i, c in enumerate(letters) if _sha256_fraction(f"{seed}:{c}") < 0.5]
+        assert split_utterances(letters, 0.5, seed=seed)[0].tolist() == expected
     assert [x.size for x in split_utterances(["x", "y"], 0.99, seed=0)] == [1, 1]  # never one-sided
+    # one-sided: the id nearest the threshold moves over
+    ids = [f"u{i}" for i in range(6)]
+    fractions = [_sha256_fraction(f"0:{uid}") for uid in ids]
+    assert split_utterances(ids, 0.999999, seed=0)[1].tolist() == [int(np.argmax(fractions))]
+    assert split_utterances(ids, 1e-6, seed=0)[0].tolist() == [int(np.argmin(fractions))]
+
+
+def _sha256_fraction(key: str) -> float:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2.0**64
+
+
+def _speaker_corpus(counts: dict[str, int]) -> tuple[list[str], list[str]]:
+    ids = [f"{spk}/{k}" for spk, n in counts.items() for k in range(n)]
+    return ids, [uid.split("/")[0] for uid in ids]
+
+
+def _sides(ids: list[str], split: tuple[np.ndarray, np.ndarray]) -> tuple[set[str], set[str]]:
+    return {ids[i] for i in split[0]}, {ids[i] for i in split[1]}
+
+
+@pytest.mark.parametrize("train_fraction", [0.1, 0.5, 0.9])
+def test_split_by_speaker_puts_every_speaker_of_two_utterances_on_both_sides(train_fraction: float) -> None:
+    ids, speakers = _speaker_corpus({"a": 1, "b": 2, "c": 3, "d": 10, "e": 40})
+    for seed in range(5):
+        train, test = split_by_speaker(ids, speakers, train_fraction, seed)
+        assert sorted([*train.tolist(), *test.tolist()]) == list(range(len(ids)))
+        assert train.tolist() == sorted(train.tolist()) and train.dtype == test.dtype == np.int64
+        assert {speakers[i] for i in train} == set("abcde")  # a, with one utterance, is in train
+        assert {speakers[i] for i in test} == set("bcde")
+        # within a speaker whose two sides are both filled by the hash, the hash alone decides
+        e_train = {ids[i] for i in train if speakers[i] == "e"}
+        assert e_train == {u for u in ids[-40:] if _sha256_fraction(f"{seed}:{u}") < train_fraction}
+        assert split_by_speaker(ids, speakers, train_fraction, seed)[0].tolist() == train.tolist()
+
+
+def test_split_by_speaker_ignores_order_and_other_speakers() -> None:
+    ids, speakers = _speaker_corpus({"a": 4, "b": 7, "c": 5})
+    sides = _sides(ids, split_by_speaker(ids, speakers, 0.5, 3))
+    perm = np.random.default_rng(2).permutation(len(ids))
+    shuffled = [ids[i] for i in perm]
+    assert _sides(shuffled, split_by_speaker(shuffled, [speakers[i] for i in perm], 0.5, 3)) == sides
+    # drop speaker c, add speaker z: a's and b's utterances stay where they were
+    fewer = [u for u in ids if not u.startswith("c/")] + ["z/0", "z/1", "z/2"]
+    train, test = _sides(fewer, split_by_speaker(fewer, [u.split("/")[0] for u in fewer], 0.5, 3))
+    assert {u for u in train if u[0] in "ab"} == {u for u in sides[0] if u[0] in "ab"}
+    assert {u for u in test if u[0] in "ab"} == {u for u in sides[1] if u[0] in "ab"}
+    # no speaker with two utterances: nothing to test on
+    train_idx, test_idx = split_by_speaker(["x/0", "y/0"], ["x", "y"], 0.5, 0)
+    assert train_idx.tolist() == [0, 1] and test_idx.size == 0
+    with pytest.raises(ValueError, match="2 utterance ids but 1 speakers"):
+        split_by_speaker(["x/0", "y/0"], ["x"], 0.5, 0)
+    with pytest.raises(ValueError, match="train_fraction"):
+        split_by_speaker(["x/0"], ["x"], 1.0, 0)
+
+
+def _two_speaker_utts(ids: list[str]) -> list[UttCodes]:
+    """Speaker a uses codes 0-3 and b codes 4-7 (the speaker is the id's folder), 20 frames each."""
+    rng = np.random.default_rng(4)
+    utts = []
+    for uid in ids:
+        phones = rng.integers(0, 4, size=20)
+        offset = 4 * (uid[0] == "b")
+        utts.append(UttCodes(uid, uid[0], phones + offset, phones, np.full(4, 0.05)))
+    return utts
+
+
+def test_speaker_measures_split_within_each_speaker_so_chance_is_never_zero() -> None:
+    ids = [f"{spk}/{k}" for spk in "ab" for k in range(4)]
+    # the phone mapping's split puts all of a's utterances in train (and more of them than b's): a split
+    # shared with the speaker measures named a on every test frame, a per-frame chance of 0%
+    train, test = split_utterances(ids, 0.5, seed=0)
+    assert {ids[i][0] for i in test} == {"b"}
+    frame_spk = np.repeat([ord(uid[0]) for uid in ids], 20)
+    in_train = np.repeat(np.isin(np.arange(8), train), 20)
+    assert majority_baseline(frame_spk[in_train], frame_spk[~in_train]) == 0.0
+    res = analyze_level(_two_speaker_utts(ids), num_codes=8, num_phones=4, frame_seconds=0.01)
+    spk_train, spk_test = split_by_speaker(ids, [u[0] for u in ids], 0.5, 0)
+    test_speakers = [ids[i][0] for i in spk_test]
+    assert set(test_speakers) == {"a", "b"}
+    assert res.speaker_chance == max(map(test_speakers.count, "ab")) / len(test_speakers)
+    assert 0.0 < res.speaker_frame_chance < 1.0 and 0.0 < res.speaker_chance < 1.0
+    assert res.speaker_probe_accuracy == res.speaker_frame_accuracy == 1.0  # disjoint codes
+    for seed in range(10):
+        res = analyze_level(_two_speaker_utts(ids), 8, 4, 0.01, seed=seed)
+        assert 0.0 < res.speaker_chance < 1.0 and 0.0 < res.speaker_frame_chance < 1.0, seed
+
+
+def test_speaker_measures_are_nan_when_no_speaker_has_two_utterances() -> None:
+    utts = [
+        UttCodes(u.utt_id, u.utt_id, u.codes, u.phones, u.phone_durations)
+        for u in _two_speaker_utts([f"{spk}/{k}" for spk in "ab" for k in range(3)])
+    ]  # every utterance its own speaker
+    res = analyze_level(utts, num_codes=8, num_phones=4, frame_seconds=0.01)
+    names = ("speaker_probe_accuracy", "speaker_chance", "speaker_frame_accuracy", "speaker_frame_chance")
+    assert all(math.isnan(getattr(res, name)) for name in names)
+    d = res.to_json_dict()
+    assert [d[name] for name in names] == [None] * 4 and json.loads(json.dumps(d)) == d
+    assert res.mapping_accuracy == 1.0  # the phone measures do not need speakers
 
 
 def test_analyze_level_end_to_end() -> None:

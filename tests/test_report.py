@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from vqaudio.cli import app
 from vqaudio.errors import UserError
-from vqaudio.eval.report import experiment_report
+from vqaudio.eval.report import SPEAKER_CHANCE, experiment_report
 
 EVAL = {
     "utterances": 12,
@@ -195,6 +195,27 @@ def test_phones_of_seen_and_heldout_voices_side_by_side(exp: Path) -> None:
         ["1", "seen", "40.0%", "11.5%", "14.0%", "0.451", "99.0%", "30.0%", "50.0%", "25.0%"],
         ["1", "held-out", "20.0%", "11.5%", "14.0%", "0.250", "75.0%", "50.0%", "50.0%", "25.0%"],
     ]
+
+
+def test_speaker_scores_not_computable_read_n_a_and_chance_is_explained(exp: Path) -> None:
+    # metrics.json holds null where no speaker had two utterances (held-out voices of one utterance each)
+    level = dict(METRICS["levels"]["1"], speaker_frame_accuracy=0.5, speaker_frame_chance=0.25)
+    missing = dict.fromkeys(
+        ("speaker_probe_accuracy", "speaker_chance", "speaker_frame_accuracy", "speaker_frame_chance")
+    )
+    heldout = dict(level, **missing)
+    metrics = {
+        "schema": 2,
+        "utterances": 20,
+        "levels": {"1": dict(level, voices={"seen": level, "heldout": heldout})},
+    }
+    write(exp / "analysis" / "metrics.json", metrics)
+    text = experiment_report(exp)
+    assert (
+        table_rows(text, "| level | voices")[1]
+        == ["1", "held-out", "34.1%", "11.5%", "14.0%", "0.451"] + ["n/a"] * 4
+    )
+    assert text.count(SPEAKER_CHANCE) == 1 and "most common speaker among the test utterances" in text
 
 
 def test_unfinished_training_and_errors(exp: Path, tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """Analysis of codes against phones and speakers: frame targets, metrics and figures.
 
-Pure measurements that need no model: nothing in this subpackage imports torch or the training code,
-so it runs on saved codes alone. Label files are read by :mod:`vqaudio.data.labels`; running a model
-over a corpus to get the codes is :mod:`vqaudio.eval`'s.
+Pure measurements that need no model (numpy and scipy): nothing in this subpackage imports torch or
+the training code, so it runs on saved codes alone. Label files are read by :mod:`vqaudio.data.labels`;
+running a model over a corpus to get the codes is :mod:`vqaudio.eval`'s.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 # --- frame targets (frames.py) ---
 from vqaudio.analysis.frames import check_coverage, label_frames
 
-# --- metrics (metrics.py) and figures (plots.py) ---
+# --- metrics (metrics.py), the linear probe (probe.py) and figures (plots.py) ---
 from vqaudio.analysis.metrics import (
     LevelAnalysis,
     PurityScores,
@@ -25,8 +25,10 @@ from vqaudio.analysis.metrics import (
     random_code_baseline,
     run_lengths,
     speaker_probe,
+    split_by_speaker,
 )
 from vqaudio.analysis.plots import plot_code_usage, plot_confusion, plot_cooccurrence, plot_durations
+from vqaudio.analysis.probe import ConvergenceWarning, LogisticRegression, fit_logistic_regression
 
 __all__ = [
     # frame targets
@@ -46,6 +48,11 @@ __all__ = [
     "random_code_baseline",
     "run_lengths",
     "speaker_probe",
+    "split_by_speaker",
+    # the linear probe
+    "ConvergenceWarning",
+    "LogisticRegression",
+    "fit_logistic_regression",
     # plots
     "plot_code_usage",
     "plot_confusion",

@@ -1,4 +1,4 @@
-"""How the codes of one level relate to phones and to speakers: numpy only (no torch, no plotting).
+"""How the codes of one level relate to phones and to speakers: numpy and scipy (no torch, no plotting).
 
 Inputs are per utterance: ``codes`` ``[T]`` (int, in ``[0, K)``), ``phones`` ``[T]`` (int, ``-1`` = no
 label) on the same frames, a speaker, and the level's frame duration. Frames whose phone is ``-1`` are
@@ -15,20 +15,23 @@ ignored by every statistic here (purity, mapping, code usage, runs, the speaker 
   Here the mapping is fit on training utterances and scored on held-out ones, next to a random-code
   baseline (same code usage, no relation to phones) and the majority-phone baseline.
 - Speaker leakage: how well a held-out utterance's speaker is predicted from its code histogram
-  (lower is better for voice conversion), see :func:`speaker_probe`.
+  (lower is better for voice conversion), see :func:`speaker_probe`, and how often one code alone
+  names its speaker; both on a split made within each speaker (:func:`split_by_speaker`).
 - Voices a model never trained on: ``analyze_level(heldout, ..., fit_on=seen)`` scores them with the
   mapping fit on the seen voices (do the codes mean the same phones in a new voice?).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from vqaudio.analysis.probe import fit_logistic_regression
+from vqaudio.hashing import stable_fraction
 
 __all__ = [
     "LevelAnalysis",
@@ -47,6 +50,7 @@ __all__ = [
     "run_lengths",
     "run_seconds",
     "speaker_probe",
+    "split_by_speaker",
     "split_utterances",
 ]
 
@@ -208,26 +212,46 @@ def split_utterances(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic train/test split ``(train_idx, test_idx)`` (sorted int64 indices into ``utt_ids``).
 
-    An utterance is in train when ``blake2b(f"{seed}:{utt_id}")``, read as a number in ``[0, 1)``, is below
-    ``train_fraction``: the same on every machine and Python run, and independent of the order of
-    ``utt_ids`` and of which other ids are present. With two or more ids neither side is left empty:
-    if one is, the id nearest the threshold moves over.
+    An utterance is in train when :func:`vqaudio.hashing.stable_fraction` of ``f"{seed}:{utt_id}"`` (the
+    project's one split hash, SHA-256) is below ``train_fraction``: the same on every machine and Python
+    run, and independent of the order of ``utt_ids`` and of which other ids are present. With two or
+    more ids neither side is left empty: if one is, the id nearest the threshold moves over.
     """
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
-    u = np.array(
-        [
-            int.from_bytes(hashlib.blake2b(f"{seed}:{uid}".encode(), digest_size=8).digest(), "little")
-            / 2.0**64
-            for uid in utt_ids
-        ],
-        dtype=np.float64,
-    )
+    u = np.array([stable_fraction(f"{seed}:{uid}") for uid in utt_ids], dtype=np.float64)
     is_train = u < train_fraction
     if u.size >= 2 and is_train.all():
         is_train[np.argmax(u)] = False
     elif u.size >= 2 and not is_train.any():
         is_train[np.argmin(u)] = True
+    return np.flatnonzero(is_train).astype(np.int64), np.flatnonzero(~is_train).astype(np.int64)
+
+
+def split_by_speaker(
+    utt_ids: Sequence[str], speakers: Sequence[str], train_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train/test split ``(train_idx, test_idx)`` (sorted int64 indices) made within each speaker.
+
+    Each speaker's utterances are split apart by :func:`split_utterances` (the same hash of
+    ``f"{seed}:{utt_id}"``), so a speaker with two or more utterances has at least one on each side and
+    the speaker measures' chance level is never that of a speaker missing from one side; a speaker with
+    one utterance goes to train (it can be confused with, never tested). Where an utterance goes depends
+    only on its own id, its speaker's ids and the arguments: not on the order of the lists, nor on the
+    other speakers. ``test_idx`` is empty when no speaker has two utterances.
+    """
+    if len(utt_ids) != len(speakers):
+        raise ValueError(f"{len(utt_ids)} utterance ids but {len(speakers)} speakers")
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    members: dict[str, list[int]] = {}
+    for i, speaker in enumerate(speakers):
+        members.setdefault(speaker, []).append(i)
+    is_train = np.ones(len(utt_ids), dtype=bool)
+    for group in members.values():
+        if len(group) >= 2:
+            _, test = split_utterances([utt_ids[i] for i in group], train_fraction, seed)
+            is_train[np.asarray(group, dtype=np.int64)[test]] = False
     return np.flatnonzero(is_train).astype(np.int64), np.flatnonzero(~is_train).astype(np.int64)
 
 
@@ -298,36 +322,6 @@ def mean_phone_seconds(durations_list: Sequence[np.ndarray]) -> float:
     return float(durations.mean()) if durations.size else math.nan
 
 
-def _softmax_regression(x: np.ndarray, y: np.ndarray, classes: int, steps: int, l2: float) -> np.ndarray:
-    """Weights ``[D + 1, classes]`` (last row: bias) of L2-regularised multinomial logistic regression.
-
-    Full-batch Nesterov-accelerated gradient descent from zero with step ``1 / L``, where
-    ``L = lambda_max(X^T X) / (2 N) + l2`` bounds the Hessian of the mean cross-entropy (Boehning, 1992):
-    no learning rate to tune, and the same numbers on every run. The bias is not regularised.
-    """
-    n = x.shape[0]
-    xa = np.concatenate([x, np.ones((n, 1), dtype=x.dtype)], axis=1)
-    gram = xa.T @ xa if xa.shape[1] <= n else xa @ xa.T
-    lipschitz = float(np.linalg.eigvalsh(gram.astype(np.float64))[-1]) / (2 * n) + l2
-    lr = np.float32(1.0 / lipschitz)
-    onehot = np.zeros((n, classes), dtype=np.float32)
-    onehot[np.arange(n), y] = 1.0
-    decay = np.ones((xa.shape[1], 1), dtype=np.float32) * np.float32(l2)
-    decay[-1] = 0.0
-    w = np.zeros((xa.shape[1], classes), dtype=np.float32)
-    v = w.copy()
-    for t in range(1, steps + 1):
-        logits = xa @ v
-        logits -= logits.max(axis=1, keepdims=True)
-        prob = np.exp(logits)
-        prob /= prob.sum(axis=1, keepdims=True)
-        grad = xa.T @ ((prob - onehot) / np.float32(n)) + decay * v
-        w_next = v - lr * grad
-        v = w_next + np.float32((t - 1) / (t + 2)) * (w_next - w)
-        w = w_next
-    return w
-
-
 def speaker_probe(
     histograms: np.ndarray,
     speakers: np.ndarray,
@@ -335,18 +329,19 @@ def speaker_probe(
     test_idx: np.ndarray,
     *,
     hellinger: bool = True,
-    steps: int = 300,
     l2: float = 1e-3,
+    max_iter: int = 1000,
 ) -> tuple[float, float]:
     """``(accuracy, chance)`` of predicting held-out utterances' speakers from their code histograms.
 
     ``histograms`` ``[N, K]`` (code counts per utterance) are normalised to distributions, square-rooted
     (Hellinger features, ``hellinger=True``), standardised with the training mean and std (features
     constant over the training utterances are dropped), and fed to multinomial logistic regression with
-    a bias (:func:`_softmax_regression`: ``steps`` full-batch steps, L2 weight ``l2``). A linear probe
-    rather than nearest-centroid: a stronger probe gives a more honest (higher)
-    estimate of the speaker information left in the codes. ``chance`` is the frequency of the most common
-    speaker among the test utterances. Test speakers absent from train cannot be predicted: errors.
+    a bias (:func:`vqaudio.analysis.probe.fit_logistic_regression`: L2 weight ``l2``, minimised until
+    its gradient is below 1e-6, else a ``ConvergenceWarning`` after ``max_iter`` iterations). A linear
+    probe rather than nearest-centroid: a stronger probe gives a more honest (higher) estimate of the
+    speaker information left in the codes. ``chance`` is the frequency of the most common speaker among
+    the test utterances. Test speakers absent from train cannot be predicted: errors.
     """
     x = np.asarray(histograms, dtype=np.float64)
     spk = np.asarray(speakers)
@@ -362,13 +357,11 @@ def speaker_probe(
     test_spk = spk[test_idx]
     _, test_counts = np.unique(test_spk, return_counts=True)
     chance = float(test_counts.max() / test_idx.size)
-    classes, y = np.unique(spk[train_idx], return_inverse=True)
     mean, std = x[train_idx].mean(axis=0), x[train_idx].std(axis=0)
     varies = std > 1e-8  # a feature constant over the training utterances carries nothing: dropped
-    xs = ((x[:, varies] - mean[varies]) / std[varies]).astype(np.float32)
-    w = _softmax_regression(xs[train_idx], y, len(classes), steps, l2)
-    logits = xs[test_idx] @ w[:-1] + w[-1]
-    predicted = classes[np.argmax(logits, axis=1)]
+    xs = (x[:, varies] - mean[varies]) / std[varies]
+    probe = fit_logistic_regression(xs[train_idx], spk[train_idx], l2=l2, max_iter=max_iter)
+    predicted = probe.predict(xs[test_idx])
     return float(np.count_nonzero(predicted == test_spk) / test_idx.size), chance
 
 
@@ -453,7 +446,9 @@ class LevelAnalysis:
 class _Frames:
     """The utterances of a set that have a labelled frame, concatenated: ``codes``, ``phones``, ``uid``
     (the utterance index of each frame), ``labelled`` (phone != -1) and ``in_train`` (the frame's
-    utterance is in the train split) are ``[F]``; ``speakers`` ``[N]`` indexes each utterance's speaker."""
+    utterance is in the train split of :func:`split_utterances`) are ``[F]``; ``speakers`` ``[N]``
+    indexes each utterance's speaker and ``speaker_train`` ``[N]`` says whether the utterance is on the
+    train side of the speaker measures' split (:func:`split_by_speaker`)."""
 
     kept: list[UttCodes]
     codes: np.ndarray
@@ -461,9 +456,8 @@ class _Frames:
     uid: np.ndarray
     labelled: np.ndarray
     in_train: np.ndarray
-    train_idx: np.ndarray
-    test_idx: np.ndarray
     speakers: np.ndarray
+    speaker_train: np.ndarray
 
     @property
     def train(self) -> np.ndarray:
@@ -477,7 +471,8 @@ class _Frames:
 
 
 def _frames(utterances: Sequence[UttCodes], train_fraction: float, seed: int) -> _Frames:
-    """Utterances with a labelled frame, concatenated and split by :func:`split_utterances`."""
+    """Utterances with a labelled frame, concatenated and split by :func:`split_utterances` (phones)
+    and by :func:`split_by_speaker` (speakers)."""
     kept, codes_list, phones_list = [], [], []
     for utt in utterances:
         codes, phones = _int_array(utt.codes, "codes"), _int_array(utt.phones, "phones")
@@ -489,13 +484,16 @@ def _frames(utterances: Sequence[UttCodes], train_fraction: float, seed: int) ->
             phones_list.append(phones)
     if len(kept) < 2:
         raise ValueError(f"need at least two utterances with labelled frames, got {len(kept)}")
-    train_idx, test_idx = split_utterances([u.utt_id for u in kept], train_fraction, seed)
+    ids, speakers = [u.utt_id for u in kept], [u.speaker for u in kept]
+    train_idx, _ = split_utterances(ids, train_fraction, seed)
     n = len(kept)
     lengths = np.array([c.size for c in codes_list], dtype=np.int64)
     uid = np.repeat(np.arange(n, dtype=np.int64), lengths)
     phones = np.concatenate(phones_list)
     is_train = np.zeros(n, dtype=bool)
     is_train[train_idx] = True
+    speaker_train = np.zeros(n, dtype=bool)
+    speaker_train[split_by_speaker(ids, speakers, train_fraction, seed)[0]] = True
     return _Frames(
         kept=kept,
         codes=np.concatenate(codes_list),
@@ -503,22 +501,26 @@ def _frames(utterances: Sequence[UttCodes], train_fraction: float, seed: int) ->
         uid=uid,
         labelled=phones >= 0,
         in_train=is_train[uid],
-        train_idx=train_idx,
-        test_idx=test_idx,
-        speakers=np.unique([u.speaker for u in kept], return_inverse=True)[1],
+        speakers=np.unique(speakers, return_inverse=True)[1],
+        speaker_train=speaker_train,
     )
 
 
 def _speaker_leakage(f: _Frames, num_codes: int) -> tuple[float, float, float, float]:
     """``(probe accuracy, chance, per-frame accuracy, chance)`` of predicting the speaker from the codes,
-    fit on ``f``'s train utterances and scored on its test utterances (so on ``f``'s own speakers)."""
+    fit on the train side of ``f``'s speaker split and scored on its test side (so on ``f``'s own
+    speakers); all NaN when no speaker has two utterances (no test side: not computable)."""
+    train_idx, test_idx = np.flatnonzero(f.speaker_train), np.flatnonzero(~f.speaker_train)
+    if not test_idx.size:
+        return math.nan, math.nan, math.nan, math.nan
     n = len(f.kept)
     lab = f.labelled
     histograms = np.bincount(f.uid[lab] * num_codes + f.codes[lab], minlength=n * num_codes)
-    probe_acc, chance = speaker_probe(histograms.reshape(n, num_codes), f.speakers, f.train_idx, f.test_idx)
+    probe_acc, chance = speaker_probe(histograms.reshape(n, num_codes), f.speakers, train_idx, test_idx)
     # frame level: how often one code alone names its speaker (a many-to-one code -> speaker mapping)
     frame_spk = f.speakers[f.uid]
-    tr, te = f.train, f.test
+    frame_train = f.speaker_train[f.uid]
+    tr, te = lab & frame_train, lab & ~frame_train
     num_spk = int(f.speakers.max()) + 1
     spk_mapping = fit_mapping(cooccurrence(f.codes[tr], frame_spk[tr], num_codes, num_spk))
     frame_acc = mapping_accuracy(spk_mapping, f.codes[te], frame_spk[te])
@@ -539,11 +541,13 @@ def analyze_level(
 
     Utterances with no labelled frame are left out. They are split by :func:`split_utterances`; the
     many-to-one mapping and both baselines are fit on the train split and scored on the held-out split
-    (as the VQ-VAE paper's mapping, but held out), and the speaker probe uses the same split. Phone
-    purity, cluster purity and PNMI are computed on all labelled frames, as in HuBERT's analysis: they
-    need no fitting (phone purity is the accuracy of the mapping fit and scored on the same frames, so
-    it upper-bounds the held-out mapping accuracy up to sampling noise). Code usage, perplexity and code
-    runs use all labelled frames as well.
+    (as the VQ-VAE paper's mapping, but held out). The speaker measures (the utterance probe and the
+    per-frame code -> speaker mapping, each with its chance level) use :func:`split_by_speaker` instead,
+    so every speaker with two or more utterances is on both sides; when no speaker has two they are NaN
+    (not computable). Phone purity, cluster purity and PNMI are computed on all labelled frames, as in
+    HuBERT's analysis: they need no fitting (phone purity is the accuracy of the mapping fit and scored
+    on the same frames, so it upper-bounds the held-out mapping accuracy up to sampling noise). Code
+    usage, perplexity and code runs use all labelled frames as well.
 
     With ``fit_on`` (e.g. the utterances of the voices a model trained on, with ``utterances`` those of
     voices it never heard), the mapping and both phone baselines are fit on the train split of

@@ -27,18 +27,18 @@ def _bitrate_table(cfg: Any) -> Table:
     cols = ("level", "hop", "frames/s", "K", "bits/code", "bit/s", "encoder input", "decoder head")
     for col in cols:
         table.add_column(col, justify="right")
-    m = cfg.model
-    for i, lv in enumerate(m.levels):
-        head_hop = math.prod(lv.strides[: lv.istft_strides])
+    model_cfg = cfg.model
+    for i, level_cfg in enumerate(model_cfg.levels):
+        head_hop = math.prod(level_cfg.strides[: level_cfg.istft_strides])
         table.add_row(
             str(i),
-            str(lv.hop),
-            f"{m.frame_rate(i):.2f}",
-            str(lv.codebook_size),
-            f"{lv.bits_per_code:.2f}",
-            f"{m.bitrate(i):.0f}",
-            "L0 front" if m.shared_front and i > 0 else "waveform",
-            f"iSTFT/{head_hop}" if lv.istft_strides else "waveform",
+            str(level_cfg.hop),
+            f"{model_cfg.frame_rate(i):.2f}",
+            str(level_cfg.codebook_size),
+            f"{level_cfg.bits_per_code:.2f}",
+            f"{model_cfg.bitrate(i):.0f}",
+            "L0 front" if model_cfg.shared_front and i > 0 else "waveform",
+            f"iSTFT/{head_hop}" if level_cfg.istft_strides else "waveform",
         )
     return table
 

@@ -74,7 +74,7 @@ class EncodeResult:
 
 
 def _chunk_samples(model: VQVAE, levels: Sequence[int], chunk_seconds: float) -> int:
-    lcm = math.lcm(*(model.input_multiple(lv) for lv in levels))
+    lcm = math.lcm(*(model.input_multiple(level) for level in levels))
     return max(1, round(chunk_seconds * model.sample_rate / lcm)) * lcm
 
 
@@ -92,7 +92,7 @@ def _encode_chunks(
 ) -> Iterator[list[np.ndarray]]:
     """Codes ``[ceil(chunk / hop)]`` of each chunk (one array per level), with receptive-field context."""
     n = src.num_samples
-    ctx = {lv: encoder_context(model, lv) for lv in levels}
+    ctx = {level: encoder_context(model, level) for level in levels}
     keep = max(ctx.values())
     buf = np.zeros(0, dtype=np.float32)
     buf_start = 0  # absolute sample index of buf[0]
@@ -101,10 +101,10 @@ def _encode_chunks(
         while buf_start + buf.size < min(n, end + keep):
             buf = np.concatenate([buf, next(src.blocks)])  # the source holds exactly n samples
         out = []
-        for lv in levels:
-            hop = model.hops[lv]
-            lo, hi = max(0, start - ctx[lv]), min(n, end + ctx[lv])
-            codes = model.encode(torch.from_numpy(buf[lo - buf_start : hi - buf_start]), level=lv)[0]
+        for level in levels:
+            hop = model.hops[level]
+            lo, hi = max(0, start - ctx[level]), min(n, end + ctx[level])
+            codes = model.encode(torch.from_numpy(buf[lo - buf_start : hi - buf_start]), level=level)[0]
             first = (start - lo) // hop
             out.append(codes[first : first + math.ceil((end - start) / hop)].cpu().numpy())
         yield out
@@ -114,7 +114,7 @@ def _encode_chunks(
 
 def _levels(model: VQVAE, levels: Sequence[int]) -> list[int]:
     """``levels`` checked (a UserError names the valid ones), as sorted, distinct indices."""
-    checked = sorted({model.check_level(lv) for lv in levels})
+    checked = sorted({model.check_level(level) for level in levels})
     if not checked:
         raise UserError("no level to encode")
     return checked
@@ -131,9 +131,9 @@ def encode_audio(
     (int64; ``T'``: the length at the model's rate), encoded ``chunk_seconds`` at a time: the codes of a
     whole-signal :meth:`VQVAE.encode`, in bounded memory."""
     model.eval()
-    (lv,) = _levels(model, [level])
+    (level,) = _levels(model, [level])
     src = AudioSource.of_array(wav, sample_rate, model.sample_rate)
-    parts = [c[0] for c in _encode_chunks(model, src, [lv], _chunk_samples(model, [lv], chunk_seconds))]
+    parts = [c[0] for c in _encode_chunks(model, src, [level], _chunk_samples(model, [level], chunk_seconds))]
     return np.concatenate(parts)
 
 
@@ -198,18 +198,18 @@ def decode_audio(
     [-1, 1] at the model's rate, decoded ``chunk_seconds`` at a time: a whole-signal :meth:`VQVAE.decode`
     in ``speaker``'s voice, clamped, in bounded memory."""
     model.eval()
-    lv = model.check_level(level)
+    level = model.check_level(level)
     c = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
     if c.ndim != 1:
         raise ValueError(f"expected codes [frames], got shape {tuple(c.shape)}")
-    hop = model.hops[lv]
+    hop = model.hops[level]
     n = c.size * hop if num_samples is None else num_samples
     if math.ceil(n / hop) != c.size:
         raise ValueError(f"{c.size} frames of hop {hop} do not make {n} samples")
-    chunk = _chunk_samples(model, [lv], chunk_seconds)
+    chunk = _chunk_samples(model, [level], chunk_seconds)
     frames = chunk // hop
     parts = (c[i : i + frames].astype(np.int64) for i in range(0, c.size, frames))
-    return _joined(_clamped(_decode_chunks(model, parts, lv, n, chunk, speaker)))
+    return _joined(_clamped(_decode_chunks(model, parts, level, n, chunk, speaker)))
 
 
 def round_trip(
@@ -219,10 +219,10 @@ def round_trip(
     stream in between: float32 blocks in [-1, 1] at the source's own rate and length (what
     :func:`decode_file` with ``sample_rate=0`` makes of :func:`encode_file`'s stream, less the WAV)."""
     model.eval()
-    (lv,) = _levels(model, [level])
-    chunk = _chunk_samples(model, [lv], chunk_seconds)
-    codes = (c[0] for c in _encode_chunks(model, src, [lv], chunk))
-    audio = _decode_chunks(model, codes, lv, src.num_samples, chunk, speaker)
+    (level,) = _levels(model, [level])
+    chunk = _chunk_samples(model, [level], chunk_seconds)
+    codes = (c[0] for c in _encode_chunks(model, src, [level], chunk))
+    audio = _decode_chunks(model, codes, level, src.num_samples, chunk, speaker)
     return _clamped(resample_blocks(audio, model.sample_rate, src.sample_rate, src.frames))
 
 
@@ -263,7 +263,7 @@ def model_fingerprint(model: VQVAE) -> str:
         "model": config_to_dict(model.config),
         "speakers": list(model.speakers),
         "sample_rate": model.sample_rate,
-        "code_tables": {str(lv): hashlib.sha256(t).hexdigest() for lv, t in sorted(tables.items())},
+        "code_tables": {str(level): hashlib.sha256(t).hexdigest() for level, t in sorted(tables.items())},
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -286,13 +286,13 @@ def _source_extra(src: AudioSource, model: VQVAE) -> dict[str, int]:
 def _tables(model: VQVAE, levels: Sequence[int]) -> dict[int, FrequencyTable]:
     """The stored tables of ``levels``, from the model's checkpoint."""
     stored = model.checkpoint.code_tables if model.checkpoint is not None else {}
-    missing = [lv for lv in levels if lv not in stored]
+    missing = [level for level in levels if level not in stored]
     if missing:
         raise UserError(
             "this checkpoint holds no code frequency tables for entropy coding; "
             "re-save it with this version of vqaudio, or encode without --entropy"
         )
-    return {lv: FrequencyTable.from_bytes(stored[lv]) for lv in levels}
+    return {level: FrequencyTable.from_bytes(stored[level]) for level in levels}
 
 
 @torch.no_grad()
@@ -315,7 +315,9 @@ def _encode(
         model_id=_model_id(model, 2),
         sample_rate=model.sample_rate,
         num_samples=src.num_samples,
-        levels=tuple(LevelInfo(lv, model.hops[lv], model.config.levels[lv].codebook_size) for lv in levels),
+        levels=tuple(
+            LevelInfo(level, model.hops[level], model.config.levels[level].codebook_size) for level in levels
+        ),
         chunk_samples=chunk,
         speaker=speaker,
         coding="entropy" if entropy else "packed",
@@ -326,7 +328,7 @@ def _encode(
         for c, codes in enumerate(_encode_chunks(model, src, levels, chunk)):
             if entropy:
                 writer.write_entropy_chunk(
-                    [_entropy_payload(x, tables[lv]) for x, lv in zip(codes, levels, strict=True)]
+                    [_entropy_payload(x, tables[level]) for x, level in zip(codes, levels, strict=True)]
                 )
             else:
                 writer.write_chunk(codes)

@@ -316,7 +316,10 @@ def scan_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
     """Read a TSV manifest of ``path<TAB>speaker[<TAB>text[<TAB>split[<TAB>voices]]]`` lines.
 
     Blank lines and lines starting with ``#`` are ignored; relative audio paths are relative to the
-    manifest's folder. ``utt_id`` is the audio path as written, without extension. ``split`` is
+    manifest's folder. ``utt_id`` (what every hash-based split ranks) does not depend on where the corpus
+    lies: a relative path gives the path as written, without extension, with ``/`` separators; an absolute
+    path below the manifest's folder (compared with the symlinks of both folders resolved) gives the
+    path relative to that folder, the same way; any other absolute path gives ``speaker/stem``. ``split`` is
     ``train``, ``valid`` or ``test``; ``voices`` is ``seen`` or ``heldout`` (a speaker never to be
     trained on, as in the many-voice demo corpus); empty or absent columns mean no split and ``seen``,
     and further columns are ignored. Audio files are not checked here (``validate_corpus`` reports all
@@ -330,6 +333,7 @@ def scan_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
         raise UserError(f"{path}: is a folder; the tsv corpus kind expects a manifest file")
     if not manifest.is_file():
         raise UserError(f"{path}: manifest file does not exist")
+    home = Path(os.path.realpath(manifest.parent))
     utts: list[Utterance] = []
     kind_of: dict[str, tuple[bool, int]] = {}  # speaker -> (held out, first line)
     text_lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -353,9 +357,20 @@ def scan_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
             )
         audio_path = Path(audio).expanduser()
         full = audio_path if audio_path.is_absolute() else manifest.parent / audio_path
-        utt_id = audio_path.with_suffix("").as_posix()
+        utt_id = _manifest_utt_id(audio_path, speaker, home)
         utts.append(Utterance(full, speaker, utt_id, text or None, split or None, heldout))
     return utts
+
+
+def _manifest_utt_id(audio_path: Path, speaker: str, home: Path) -> str:
+    """The ``utt_id`` of a manifest row (see :func:`scan_manifest`); ``home`` is the manifest's folder with
+    its symlinks resolved. The file itself is not resolved (a linked file keeps its own name)."""
+    if not audio_path.is_absolute():
+        return audio_path.with_suffix("").as_posix()
+    real = Path(os.path.realpath(audio_path.parent)) / audio_path.name
+    if real.is_relative_to(home):
+        return real.relative_to(home).with_suffix("").as_posix()
+    return f"{speaker}/{audio_path.stem}"
 
 
 # ------------------------------------------------------------------------------ dispatch, splitting

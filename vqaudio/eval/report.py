@@ -23,9 +23,20 @@ from typing import Any
 
 from vqaudio.errors import UserError
 
-__all__ = ["experiment_report"]
+__all__ = ["SPEAKER_CHANCE", "experiment_report", "speaker_cells"]
 
 NO_SIMILARITY = "n/a (pip install vqaudio[eval])"
+
+SPEAKER_CHANCE = (
+    "Speaker chance: for the probe, the share of the most common speaker among the test utterances; per "
+    "frame, always naming the most frequent training speaker. Both split each speaker's utterances between "
+    "train and test (n/a: no speaker has two)."
+)
+"""What the two speaker "chance" columns are, said under every table that shows them (``vqaudio analyze``'s
+table and report, ``vqaudio report``); see :func:`vqaudio.analysis.metrics.speaker_probe` and
+:func:`vqaudio.analysis.metrics.split_by_speaker`."""
+
+_SPEAKER_KEYS = ("speaker_probe_accuracy", "speaker_chance", "speaker_frame_accuracy", "speaker_frame_chance")
 
 
 def _fmt(value: float | None, spec: str, missing: str = "n/a") -> str:
@@ -33,6 +44,14 @@ def _fmt(value: float | None, spec: str, missing: str = "n/a") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return missing
     return format(value, spec)
+
+
+def speaker_cells(scores: dict[str, Any]) -> list[str]:
+    """The speaker-leakage cells of one level's scores (a level of ``metrics.json``, or
+    :meth:`~vqaudio.analysis.metrics.LevelAnalysis.to_json_dict`): probe accuracy, its chance, per-frame
+    accuracy, its chance, as percentages; ``n/a`` where not computable (``None`` / NaN) or absent (older
+    files lack the per-frame ones)."""
+    return [_fmt(scores.get(key), ".1%") for key in _SPEAKER_KEYS]
 
 
 def _read_json(path: Path) -> Any:
@@ -193,11 +212,9 @@ def _phones(an: dict[str, Any], folder: Path, base: Path) -> list[str]:
     for lv, m in an["levels"].items():
         lines.append(
             f"| {lv} | {m['mapping_accuracy']:.1%} | {m['random_baseline_accuracy']:.1%} "
-            f"| {m['majority_baseline_accuracy']:.1%} | {m['pnmi']:.3f} | {m['speaker_probe_accuracy']:.1%} "
-            f"| {m['speaker_chance']:.1%} | {_fmt(m.get('speaker_frame_accuracy'), '.1%')} "
-            f"| {_fmt(m.get('speaker_frame_chance'), '.1%')} |"
+            f"| {m['majority_baseline_accuracy']:.1%} | {m['pnmi']:.3f} | {' | '.join(speaker_cells(m))} |"
         )
-    lines += _phones_by_voice(an)
+    lines += _phones_by_voice(an) + ["", SPEAKER_CHANCE]
     figures = [
         (f"codes vs phones, level {lv}", folder / f"cooccurrence_level{lv}.png") for lv in an["levels"]
     ]
@@ -227,8 +244,7 @@ def _phones_by_voice(an: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {lv} | {name} | {m['mapping_accuracy']:.1%} | {m['random_baseline_accuracy']:.1%} "
                 f"| {m['majority_baseline_accuracy']:.1%} | {m['pnmi']:.3f} "
-                f"| {m['speaker_probe_accuracy']:.1%} | {m['speaker_chance']:.1%} "
-                f"| {_fmt(m['speaker_frame_accuracy'], '.1%')} | {_fmt(m['speaker_frame_chance'], '.1%')} |"
+                f"| {' | '.join(speaker_cells(m))} |"
             )
     return lines
 

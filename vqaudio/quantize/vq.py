@@ -167,9 +167,14 @@ class VectorQuantizer(nn.Module):
         """The codebook as used for lookup ``[K, D]`` (unit-norm when ``normalize``)."""
         return F.normalize(self.codebook, dim=1) if self.normalize else self.codebook
 
-    def _standardised(self, z: Tensor, update_stats: bool = False) -> Tensor:
-        """``[B, D, T]`` -> flat float32 latents ``[B*T, D]``, standardised and L2-normalised; with
-        ``update_stats`` (training) by the batch's statistics, which also moves the running ones.
+    def _flatten(self, z: Tensor) -> Tensor:
+        """``[B, D, T]`` -> flat float32 latents ``[B*T, D]``."""
+        return z.float().transpose(1, 2).reshape(-1, self.dim)
+
+    def _standardise(self, flat: Tensor, stats: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Flat latents ``[N, D]`` standardised (when ``standardize``) and L2-normalised (when
+        ``normalize``); by ``stats`` ``(mean, var)`` (training: the batch's, from
+        :meth:`_update_running_stats`), else by the running statistics. Changes nothing.
 
         Standardisation (per dimension, over batch and time, as batch norm does; Ioffe & Szegedy,
         2015) keeps the latents spread around the origin, so a common offset in the encoder output
@@ -178,21 +183,24 @@ class VectorQuantizer(nn.Module):
         ranks' under DDP) and tracks running ones; encoding uses the running ones, so codes do not
         depend on what else is in the batch.
         """
-        flat = z.float().transpose(1, 2).reshape(-1, self.dim)
         if self.standardize:
-            if update_stats:
-                mean, var = self._batch_stats(flat)
-                with torch.no_grad():
-                    if not bool(self.initialized):
-                        self.running_mean.copy_(mean)
-                        self.running_var.copy_(var)
-                    else:
-                        self.running_mean.lerp_(mean.detach(), self.stats_momentum)
-                        self.running_var.lerp_(var.detach(), self.stats_momentum)
-            else:
-                mean, var = self.running_mean, self.running_var
+            mean, var = stats if stats is not None else (self.running_mean, self.running_var)
             flat = (flat - mean) * torch.rsqrt(var + 1e-5)
         return F.normalize(flat, dim=1) if self.normalize else flat
+
+    def _update_running_stats(self, flat: Tensor) -> tuple[Tensor, Tensor]:
+        """Move the running statistics towards those of the batch ``flat`` ``[N, D]`` (set them, before
+        the codebook is initialised) and return the batch's ``(mean, var)`` ``[D]``, with gradients,
+        for :meth:`_standardise`."""
+        mean, var = self._batch_stats(flat)
+        with torch.no_grad():
+            if not bool(self.initialized):
+                self.running_mean.copy_(mean)
+                self.running_var.copy_(var)
+            else:
+                self.running_mean.lerp_(mean.detach(), self.stats_momentum)
+                self.running_var.lerp_(var.detach(), self.stats_momentum)
+        return mean, var
 
     @staticmethod
     def _batch_stats(flat: Tensor) -> tuple[Tensor, Tensor]:
@@ -219,7 +227,7 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def lookup_codes(self, z: Tensor) -> Tensor:
         """Nearest codes ``[B, T]`` for latents ``[B, D, T]``; never updates anything."""
-        flat = self._standardised(z)
+        flat = self._standardise(self._flatten(z))
         return self._distances(flat, self.embeddings()).argmin(1).view(z.shape[0], z.shape[2])
 
     def dequantize(self, codes: Tensor) -> Tensor:
@@ -289,7 +297,9 @@ class VectorQuantizer(nn.Module):
     def forward(self, z: Tensor) -> QuantizerOutput:
         """Quantise ``z`` ``[B, D, T]``; in training mode also initialise / update the codebook."""
         b, d, t = z.shape
-        flat = self._standardised(z, update_stats=self.training)
+        flat = self._flatten(z)
+        stats = self._update_running_stats(flat) if self.training and self.standardize else None
+        flat = self._standardise(flat, stats)
         if self.training and not bool(self.initialized):
             self._initialise(flat.detach())
         embed = self.embeddings()
