@@ -560,6 +560,8 @@ class PriorDataConfig:
     batch_size: int = 32
     segment_frames: int = 0  # frames per training example; 0: the prior's context
     valid_per_speaker: int = 2
+    # where encoded corpora are kept (None: $XDG_CACHE_HOME/vqaudio/codes, else ~/.cache/vqaudio/codes)
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         kinds = ", ".join(CORPUS_KINDS)

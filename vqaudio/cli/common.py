@@ -20,6 +20,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# vqaudio prior train / eval: the second stage's commands (train in cli/train.py, the rest in cli/prior.py)
+prior_app = typer.Typer(
+    name="prior", help="A prior over a model's codes: train, evaluate.", no_args_is_help=True
+)
+app.add_typer(prior_app, name="prior")
 err_console = Console(stderr=True)
 out_console = Console()
 

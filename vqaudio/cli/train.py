@@ -12,11 +12,13 @@ from rich.table import Table
 
 from vqaudio.cli.common import (
     ForceOpt,
+    ModelOpt,
     RecipeArg,
     SetOpt,
     app,
     err_console,
     out_console,
+    prior_app,
     user_errors,
 )
 from vqaudio.errors import UserError
@@ -52,7 +54,8 @@ def _print_config(cfg: Any, console: Console) -> None:
     console.print(
         yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip(), highlight=False, markup=False
     )
-    console.print(_bitrate_table(cfg))
+    if hasattr(cfg, "model"):  # a codec's recipe (a prior's has no levels of its own)
+        console.print(_bitrate_table(cfg))
 
 
 @app.command()
@@ -91,8 +94,6 @@ def train(
     Ctrl-C (or SIGTERM) finishes the current step, saves and exits; --resume continues exactly.
     Fine-tuning: vqaudio train RECIPE --out runs/mine --init MODEL (the recipe describes the same model).
     """
-    import os
-
     from vqaudio.config import load_config
     from vqaudio.train import train as run_training
 
@@ -104,8 +105,7 @@ def train(
     if device is not None:
         sets.append(f"train.device={device}")
     cfg = load_config(recipe, sets)
-    main_rank = int(os.environ.get("RANK", "0")) == 0
-    console = err_console if main_rank else Console(stderr=True, quiet=True)
+    main_rank, console = _rank_console()
     if main_rank:
         _print_config(cfg, console)
     from vqaudio.train import TrainingError
@@ -122,6 +122,61 @@ def train(
         state = "interrupted" if result.interrupted else "finished"
         console.print(f"{state} at step {result.step}; best valid mel {best}; run directory {result.run_dir}")
     if result.interrupted and result.signal is not None:  # saved; the shell still learns it was stopped
+        raise typer.Exit(128 + result.signal)
+
+
+def _rank_console() -> tuple[bool, Console]:
+    """Whether this process is rank 0 of a torchrun job (or alone), and the console it reports on."""
+    import os
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    return main_rank, err_console if main_rank else Console(stderr=True, quiet=True)
+
+
+@prior_app.command("train")
+@user_errors
+def prior_train(
+    recipe: RecipeArg,
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Run directory of the prior (checkpoints, TensorBoard, config)."),
+    ],
+    model_path: ModelOpt = None,
+    overrides: SetOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: train.device)")] = None,
+) -> None:
+    """Train a prior over one level of a model's codes (recipes/prior_*.yaml).
+
+    The corpus (data.root) is encoded by --model once and cached (data.cache_dir); voices marked held out
+    are only validated on. Many GPUs: torchrun --nproc-per-node=8 -m vqaudio prior train RECIPE --model M
+    --out DIR. On --resume, --model defaults to the model the run started with (and must be that model).
+    """
+    from vqaudio.config import load_prior_config
+    from vqaudio.train import TrainingError
+    from vqaudio.train.prior import train_prior
+
+    sets = list(overrides or [])
+    if device is not None:
+        sets.append(f"train.device={device}")
+    cfg = load_prior_config(recipe, sets)
+    main_rank, console = _rank_console()
+    if main_rank:
+        _print_config(cfg, console)
+    try:
+        result = train_prior(cfg, out, model_path, resume=resume, console=console)
+    except TrainingError as err:
+        err_console.print(f"[bold red]training failed:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if main_rank:
+        best = f"{result.best_metric:.4f}" if result.best_metric is not None else "n/a"
+        state = "interrupted" if result.interrupted else "finished"
+        console.print(
+            f"{state} at step {result.step}; best valid bits/code {best}; run directory {result.run_dir}"
+        )
+    if result.interrupted and result.signal is not None:
         raise typer.Exit(128 + result.signal)
 
 

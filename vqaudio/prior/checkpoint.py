@@ -9,7 +9,7 @@ unpickled. :func:`load_prior` rebuilds the prior alone; :func:`check_vqvae` refu
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,10 @@ class PriorMeta:
     step: int
     weights_sha256: str
     version: str
+    # where the VQ-VAE was read from when the prior was trained (a path or shipped name; may be stale on
+    # another machine: the fingerprint, not this, decides whether a model fits)
+    vqvae_source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the training run's best validation bits
 
 
 def prior_shapes(cfg: PriorConfig, vqvae: VQVAE) -> dict[str, int]:
@@ -84,9 +88,18 @@ def build_prior(cfg: PriorConfig, shapes: dict[str, int]) -> CodePrior:
 
 
 def save_prior(
-    path: str | Path, prior: CodePrior, config: PriorRunConfig, vqvae: VQVAE, step: int = 0
+    path: str | Path,
+    prior: CodePrior,
+    config: PriorRunConfig,
+    vqvae: VQVAE,
+    step: int = 0,
+    *,
+    vqvae_source: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
-    """Write ``prior`` atomically to ``path``; returns the weights' SHA-256."""
+    """Write ``prior`` atomically to ``path``; returns the weights' SHA-256. ``vqvae_source`` (where
+    ``vqvae`` was loaded from) lets ``vqaudio sample --prior`` find the model without ``--model``;
+    ``extra`` is stored as JSON."""
     state = {k: v.detach().cpu().contiguous() for k, v in prior.state_dict().items()}
     sha = weights_sha256(state)
     shapes = {
@@ -104,6 +117,8 @@ def save_prior(
         "step": int(step),
         "weights_sha256": sha,
         "version": __version__,
+        "vqvae_source": vqvae_source,
+        "extra": extra or {},
     }
     with atomic_write(Path(path)) as tmp:
         save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
@@ -141,6 +156,8 @@ def _meta(p: Path, raw: Any, sha: str) -> PriorMeta:
             int(meta["step"]),
             str(meta["weights_sha256"]),
             str(meta.get("version", "?")),
+            None if meta.get("vqvae_source") is None else str(meta["vqvae_source"]),
+            dict(meta.get("extra") or {}),
         )
     except ConfigError as err:
         raise CheckpointError(f"{p}: its config is not valid for this version ({err})") from None

@@ -219,6 +219,7 @@ class TrainLoop:
         if self.info.is_main:
             self.run.create(self.cfg, record)
         self.autocast = self._autocast()
+        self.log.t0 = time.perf_counter()  # steps/s counts training, not building the run
 
     def distributed(self, module: nn.Module, **kwargs: Any) -> nn.Module:
         """``module`` wrapped in DDP when the run is distributed, else ``module`` itself."""

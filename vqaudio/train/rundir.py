@@ -36,6 +36,7 @@ RESUMABLE_KEYS = {
     "data.num_workers",
     "data.root",
     "data.preload",
+    "data.cache_dir",
 }
 
 

@@ -1,0 +1,198 @@
+"""Training a prior (``vqaudio prior train``): it learns, keeps held-out voices out of training, resumes
+exactly, encodes the corpus once, refuses another VQ-VAE and bad input, and runs under torchrun."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import vqaudio
+from vqaudio.checkpoint import save_checkpoint
+from vqaudio.cli import app
+from vqaudio.codec.compress import code_tables
+from vqaudio.config import PriorRunConfig, RunConfig, load_prior_config
+from vqaudio.errors import UserError
+from vqaudio.prior import check_vqvae, load_prior
+from vqaudio.train.prior import PAD, CodeCrops, PriorTrainer, train_prior
+from vqaudio.train.rundir import RunDir
+
+REPO = Path(__file__).resolve().parents[1]
+PRIOR_RECIPE = REPO / "recipes" / "prior_tiny.yaml"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def corpus(toy_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy corpus as a manifest: spk0 and spk1 named after the tiny model's speakers (ann, bob), spk2
+    a held-out voice (cid)."""
+    folder = tmp_path_factory.mktemp("prior_corpus")
+    names = {"spk0": "ann", "spk1": "bob", "spk2": "cid"}
+    rows = []
+    for wav in sorted(toy_corpus.rglob("*.wav")):
+        name = names[wav.parent.name]
+        rows.append(f"{wav}\t{name}\t\t\t{'heldout' if name == 'cid' else 'seen'}")
+    manifest = folder / "manifest.tsv"
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _cfg(corpus: Path, cache: Path, steps: int = 20, **extra: object) -> PriorRunConfig:
+    values: dict[str, object] = {
+        "data.kind": "tsv",
+        "data.root": corpus,
+        "data.cache_dir": cache,
+        "train.max_steps": steps,
+        "train.eval_every": 10,
+        "train.save_every": 10,
+        "train.log_every": 5,
+        "train.device": "cpu",
+    }
+    values.update(extra)
+    return load_prior_config(PRIOR_RECIPE, [f"{k}={v}" for k, v in values.items()])
+
+
+def test_prior_learns_and_keeps_heldout_voices_out_of_training(
+    corpus: Path, tiny_ckpt: Path, tiny_model: vqaudio.VQVAE, tmp_path: Path, one_thread: None
+) -> None:
+    trainer = PriorTrainer(
+        _cfg(corpus, tmp_path / "cache", 150, **{"train.eval_every": 50}),
+        tmp_path / "run",
+        False,
+        None,
+        tiny_ckpt,
+    )
+    try:
+        data = trainer.data
+        assert set(data.train.speakers) == {"ann", "bob"} and not any(data.train.heldout)
+        assert {s for s, h in zip(data.valid.speakers, data.valid.heldout, strict=True) if h} == {"cid"}
+        assert set(data.valid.utt_ids).isdisjoint(data.train.utt_ids)
+        result = trainer.fit()
+    finally:
+        trainer.close()
+    first, last = result.history[0], result.history[-1]
+    log2_k = math.log2(trainer.model.num_codes)
+    assert first["valid/bits"] > 0.95 * log2_k  # a fresh prior is near uniform
+    assert last["valid/bits"] < 0.85 * log2_k  # learnt: well below log2 K
+    assert last["valid/bits"] < trainer.baselines["all"].bigram_bits  # and below the previous-code model
+    assert {"valid/bits/seen", "valid/bits/heldout"} <= last.keys()
+    assert result.best_metric == min(h["valid/bits"] for h in result.history)
+    prior, meta = load_prior(tmp_path / "run")  # the best checkpoint
+    check_vqvae(meta, tiny_model)
+    assert meta.vqvae_source == str(tiny_ckpt.resolve())
+    assert meta.extra["valid_bits"] == pytest.approx(result.best_metric)
+    finished = json.loads((tmp_path / "run" / "finished.json").read_text())
+    assert finished["reason"] == "max_steps" and finished["best_valid_bits"] == pytest.approx(
+        result.best_metric
+    )
+
+
+def test_prior_resumes_exactly_and_reads_the_cache(
+    corpus: Path, tiny_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    cache = tmp_path / "cache"
+    straight = train_prior(_cfg(corpus, cache), tmp_path / "straight", tiny_ckpt)
+
+    def no_encoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the corpus was encoded again")
+
+    monkeypatch.setattr("vqaudio.prior.codes.encode_corpus", no_encoding)
+    first = train_prior(_cfg(corpus, cache), tmp_path / "resumed", tiny_ckpt, stop_after=10)
+    assert first.interrupted and first.step == 10
+    resumed = train_prior(_cfg(corpus, cache), tmp_path / "resumed", None, resume=True)  # --model remembered
+    assert resumed.step == 20 and not resumed.interrupted
+    a, _ = load_prior(RunDir(tmp_path / "straight").latest()[0])  # type: ignore[index]
+    b, _ = load_prior(RunDir(tmp_path / "resumed").latest()[0])  # type: ignore[index]
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert resumed.history[-1]["valid/bits"] == straight.history[-1]["valid/bits"]
+
+
+def test_prior_refuses_another_vqvae_on_resume(
+    corpus: Path, tiny_ckpt: Path, trained_tiny: object, tmp_path: Path, one_thread: None
+) -> None:
+    train_prior(_cfg(corpus, tmp_path / "cache"), tmp_path / "run", tiny_ckpt, stop_after=10)
+    other = tmp_path / "other.safetensors"
+    model = trained_tiny(1)  # type: ignore[operator]
+    save_checkpoint(other, model, RunConfig(model=model.config), code_tables=code_tables(model))
+    with pytest.raises(UserError, match="belongs to VQ-VAE"):
+        train_prior(_cfg(corpus, tmp_path / "cache"), tmp_path / "run", other, resume=True)
+
+
+def test_code_crops_are_seeded_aligned_and_padded() -> None:
+    codes = [np.arange(30), np.arange(5)]
+    upper = [np.arange(8) + 100, np.arange(2) + 100]
+    crops = CodeCrops(codes, [0, 1], frames=12, none=2, dropout=0.5, upper=upper, ratio=4)
+    a = crops[(0, 123)]
+    assert all(torch.equal(x, y) for x, y in zip(a, crops[(0, 123)], strict=True))  # a function of the seed
+    starts = {int(crops[(0, seed)][0][0]) for seed in range(200)}
+    assert starts == {0, 4, 8, 12, 16}  # aligned to the coarser level; the crop stays inside
+    for seed in range(20):
+        c, _, up = crops[(0, seed)]
+        assert torch.equal(up, torch.arange(3) + 100 + int(c[0]) // 4)
+    short, _, up = crops[(1, 7)]
+    assert torch.equal(short, torch.tensor([0, 1, 2, 3, 4] + [PAD] * 7))
+    assert torch.equal(up, torch.tensor([100, 101, 0]))
+    speakers = [int(crops[(0, seed)][1]) for seed in range(400)]
+    assert set(speakers) == {0, 2} and 120 < speakers.count(2) < 280  # dropout to "none", about half
+
+
+def test_prior_train_command_and_bad_input(corpus: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    base = ["prior", "train", str(PRIOR_RECIPE), "--model", str(tiny_ckpt)]
+    sets = ["data.kind=tsv", f"data.root={corpus}", f"data.cache_dir={tmp_path / 'cache'}"]
+    sets += ["train.max_steps=3", "train.device=cpu"]
+    args = [arg for s in sets for arg in ("--set", s)]
+    ok = runner.invoke(app, [*base, "--out", str(tmp_path / "run"), *args])
+    assert ok.exit_code == 0, ok.output
+    assert "finished at step 3" in ok.output and RunDir(tmp_path / "run").steps() == [3]
+    again = runner.invoke(app, [*base, "--out", str(tmp_path / "run"), *args])
+    assert again.exit_code == 2 and "already holds a run" in again.output
+    for extra, message in (
+        (["--set", "prior.level=7"], "level"),
+        (["--set", "prior.upper=true", "--set", "prior.level=1"], "coarsest"),
+        (["--set", f"data.root={tmp_path / 'nowhere.tsv'}"], "does not exist"),
+        (["--set", "prior.width=30"], "heads"),
+    ):
+        bad = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), *args, *extra])
+        assert bad.exit_code == 2, (extra, bad.output)
+        assert message in bad.output and "Traceback" not in bad.output
+        assert not (tmp_path / "bad" / "checkpoints").exists()
+    wrong = runner.invoke(
+        app, [*base[:-1], str(tmp_path / "no_model"), "--out", str(tmp_path / "bad"), *args]
+    )
+    assert wrong.exit_code == 2 and "Traceback" not in wrong.output
+
+
+def test_prior_torchrun_two_ranks(
+    corpus: Path, tiny_ckpt: Path, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    out = tmp_path / "run"
+    sets = ["data.kind=tsv", f"data.root={corpus}", f"data.cache_dir={tmp_path / 'cache'}"]
+    sets += ["train.max_steps=4", "train.eval_every=4", "train.device=cpu"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone"]
+    cmd += [
+        "-m",
+        "vqaudio",
+        "prior",
+        "train",
+        str(PRIOR_RECIPE),
+        "--model",
+        str(tiny_ckpt),
+        "--out",
+        str(out),
+    ]
+    cmd += [arg for s in sets for arg in ("--set", s)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert done.stderr.count("finished at step 4") == 1  # only rank 0 reports
+    assert done.stderr.count("encoded and cached") == 1  # rank 0 encodes; rank 1 reads its file (silent)
+    assert RunDir(out).steps() == [4]
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    load_prior(out)
