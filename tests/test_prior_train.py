@@ -3,6 +3,7 @@ exactly, encodes the corpus once, refuses another VQ-VAE and bad input, and runs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -196,3 +197,101 @@ def test_prior_torchrun_two_ranks(
     assert RunDir(out).steps() == [4]
     assert len(list((tmp_path / "cache").iterdir())) == 1
     load_prior(out)
+
+
+# ------------------------------------------------------------------------------ prior eval and sample
+
+
+@pytest.fixture(scope="module")
+def prior_run(corpus: Path, tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny prior trained for 30 steps on :func:`corpus` over ``tiny_ckpt``'s level 0 (read only)."""
+    out = tmp_path_factory.mktemp("prior_run") / "run"
+    torch.set_num_threads(1)
+    train_prior(_cfg(corpus, out.parent / "cache", 30), out, tiny_ckpt)
+    return out
+
+
+def test_prior_eval_matches_the_runs_validation(corpus: Path, prior_run: Path, tiny_ckpt: Path) -> None:
+    done = runner.invoke(app, ["prior", "eval", "--prior", str(prior_run), "--data", str(corpus), "--json"])
+    assert done.exit_code == 0, done.output
+    document = json.loads(done.stdout)
+    assert document["set"] == "valid"  # the manifest has no test split
+    level = document["levels"]["0"]
+    assert level["log2_k"] == math.log2(vqaudio.load_model(tiny_ckpt).config.levels[0].codebook_size)
+    assert level["bits_per_code"] < level["unigram_bits"] < level["log2_k"]
+    assert level["seen"]["utterances"] == 2 and level["heldout"]["utterances"] == 1
+    # the command scores the utterances the run validated on, with the best checkpoint: the same number
+    _, meta = load_prior(prior_run)
+    assert level["bits_per_code"] == pytest.approx(meta.extra["valid_bits"], rel=1e-5)
+    table = runner.invoke(app, ["prior", "eval", "--prior", str(prior_run), "--data", str(corpus)])
+    assert table.exit_code == 0 and "held" in table.stdout
+
+
+def test_prior_commands_refuse_another_model(
+    corpus: Path, prior_run: Path, trained_tiny: object, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.safetensors"
+    model = trained_tiny(2)  # type: ignore[operator]
+    save_checkpoint(other, model, RunConfig(model=model.config), code_tables=code_tables(model))
+    for args in (
+        ["prior", "eval", "--prior", str(prior_run), "--data", str(corpus)],
+        ["sample", "--prior", str(prior_run), "-o", str(tmp_path / "x.wav")],
+    ):
+        done = runner.invoke(app, [*args, "--model", str(other)])
+        assert done.exit_code == 2 and "belongs to VQ-VAE" in done.output, done.output
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_sample_is_reproducible_and_continues_a_prompt(
+    prior_run: Path, tmp_path: Path, one_thread: None
+) -> None:
+    import soundfile as sf
+
+    from vqaudio.codec.compress import encode_audio
+    from vqaudio.prior import load_prior_vqvae, sample_audio
+
+    outs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        path = tmp_path / f"{name}.wav"
+        args = ["sample", "--prior", str(prior_run), "--seconds", "0.5", "--seed", str(seed), "-o", str(path)]
+        done = runner.invoke(app, [*args, "--speaker", "ann"])
+        assert done.exit_code == 0, done.output
+        outs.append(sf.read(path)[0])
+    assert (
+        outs[0].shape == (8000,) and np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
+    )
+    again = runner.invoke(app, ["sample", "--prior", str(prior_run), "-o", str(tmp_path / "a.wav")])
+    assert again.exit_code == 2 and "exists" in again.output
+    unknown = runner.invoke(
+        app, ["sample", "--prior", str(prior_run), "-o", str(tmp_path / "d.wav"), "--speaker", "zed"]
+    )
+    assert (
+        unknown.exit_code == 2 and "unknown speaker" in unknown.output and not (tmp_path / "d.wav").exists()
+    )
+
+    chain = [load_prior(prior_run)]
+    vqvae = load_prior_vqvae(chain[0][1])
+    prompt = outs[2][:3000].astype(np.float32)
+    given = encode_audio(vqvae, prompt, vqvae.sample_rate, level=0)
+    result = sample_audio(chain, vqvae, 0.5, "bob", prompt, temperature=0.8, top_k=8, seed=1)
+    kept = len(given) - 1
+    assert np.array_equal(result.codes[0][:kept], given[:kept]) and len(result.codes[0]) == math.ceil(
+        8000 / vqvae.hops[0]
+    )
+    assert not np.array_equal(
+        result.codes[0][kept:], sample_audio(chain, vqvae, 0.5, "bob", seed=1).codes[0][kept:]
+    )
+
+
+def test_sample_chain_needs_the_coarser_prior(prior_run: Path) -> None:
+    from vqaudio.prior.sampling import check_chain
+
+    prior, meta = load_prior(prior_run)
+    upsampler = dataclasses.replace(
+        meta,
+        config=dataclasses.replace(meta.config, prior=dataclasses.replace(meta.config.prior, upper=True)),
+    )
+    with pytest.raises(UserError, match="give that level's prior"):
+        check_chain([(prior, upsampler)])
+    with pytest.raises(UserError, match="same level"):
+        check_chain([(prior, meta), (prior, meta)])

@@ -12,7 +12,7 @@ import signal
 
 from vqaudio.cli.common import app
 
-for _topic in ("train", "codec", "models", "analysis", "voice", "report"):
+for _topic in ("train", "codec", "prior", "models", "analysis", "voice", "report"):
     importlib.import_module(f"vqaudio.cli.{_topic}")
 
 __all__ = ["app", "main"]

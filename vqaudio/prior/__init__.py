@@ -14,21 +14,36 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "vqaudio.prior.baselines": ("BaselineBits", "baseline_bits", "bigram_bits", "unigram_bits"),
-        "vqaudio.prior.checkpoint": ("PriorMeta", "build_prior", "check_vqvae", "load_prior", "save_prior"),
+        "vqaudio.prior.checkpoint": (
+            "PriorMeta",
+            "build_prior",
+            "check_vqvae",
+            "load_prior",
+            "load_prior_vqvae",
+            "load_prior_vqvae",
+            "save_prior",
+        ),
         "vqaudio.prior.codes": ("CodeSet", "cached_codes", "encode_corpus"),
         "vqaudio.prior.coding": ("decode_with_prior", "encode_with_prior"),
         "vqaudio.prior.model": ("CodePrior", "PriorState"),
-        "vqaudio.prior.sampling": ("filter_logits", "sample_codes"),
+        "vqaudio.prior.sampling": ("Sampled", "filter_logits", "sample_audio", "sample_codes"),
     },
 )
 
 if TYPE_CHECKING:
     from vqaudio.prior.baselines import BaselineBits, baseline_bits, bigram_bits, unigram_bits
-    from vqaudio.prior.checkpoint import PriorMeta, build_prior, check_vqvae, load_prior, save_prior
+    from vqaudio.prior.checkpoint import (
+        PriorMeta,
+        build_prior,
+        check_vqvae,
+        load_prior,
+        load_prior_vqvae,
+        save_prior,
+    )
     from vqaudio.prior.codes import CodeSet, cached_codes, encode_corpus
     from vqaudio.prior.coding import decode_with_prior, encode_with_prior
     from vqaudio.prior.model import CodePrior, PriorState
-    from vqaudio.prior.sampling import filter_logits, sample_codes
+    from vqaudio.prior.sampling import Sampled, filter_logits, sample_audio, sample_codes
 
 __all__ = [
     "BaselineBits",
@@ -36,6 +51,7 @@ __all__ = [
     "CodeSet",
     "PriorMeta",
     "PriorState",
+    "Sampled",
     "baseline_bits",
     "bigram_bits",
     "build_prior",
@@ -46,6 +62,8 @@ __all__ = [
     "encode_with_prior",
     "filter_logits",
     "load_prior",
+    "load_prior_vqvae",
+    "sample_audio",
     "sample_codes",
     "save_prior",
     "unigram_bits",

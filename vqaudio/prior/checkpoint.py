@@ -32,6 +32,7 @@ __all__ = [
     "build_prior",
     "check_vqvae",
     "load_prior",
+    "load_prior_vqvae",
     "prior_shapes",
     "save_prior",
 ]
@@ -186,6 +187,30 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> tuple[Co
 def check_vqvae(meta: PriorMeta, vqvae: VQVAE) -> None:
     """Refuse ``vqvae`` unless it is the model the prior was trained on (fingerprint)."""
     if (ours := model_fingerprint(vqvae)) != meta.vqvae_id:
-        raise UserError(
-            f"this prior belongs to VQ-VAE {meta.vqvae_id[:12]}..., not to the model given ({ours[:12]}...)"
+        trained = (
+            f" (it was trained with {meta.vqvae_source}; give that one with --model)"
+            if meta.vqvae_source
+            else ""
         )
+        raise UserError(
+            f"this prior belongs to VQ-VAE {meta.vqvae_id[:12]}..., not to the model given "
+            f"({ours[:12]}...){trained}"
+        )
+
+
+def load_prior_vqvae(
+    meta: PriorMeta, model: str | Path | None = None, device: str | torch.device = "cpu"
+) -> VQVAE:
+    """The VQ-VAE a prior belongs to, checked (:func:`check_vqvae`): ``model`` when given, else the one the
+    prior was trained with (``meta.vqvae_source``) when it is still there, else ``$VQAUDIO_MODEL`` or the
+    shipped default."""
+    from vqaudio.checkpoint import load_model
+    from vqaudio.pretrained import available_models
+
+    spec: str | Path | None = model
+    source = meta.vqvae_source
+    if spec is None and source is not None and (Path(source).exists() or source in available_models()):
+        spec = source
+    vqvae = load_model(spec, device)
+    check_vqvae(meta, vqvae)
+    return vqvae

@@ -10,8 +10,10 @@ the same utterances and reads it instead.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +26,20 @@ from safetensors.numpy import load_file, save_file
 
 from vqaudio.audio import atomic_write, read_audio
 from vqaudio.codec.compress import encode_audio, model_fingerprint
-from vqaudio.data.corpora import Utterance
+from vqaudio.data.corpora import Utterance, split_utterances
 from vqaudio.errors import UserError
 from vqaudio.models import VQVAE
 
-__all__ = ["CODES_SCHEMA", "CodeSet", "cached_codes", "encode_corpus", "load_codes", "save_codes"]
+__all__ = [
+    "CODES_SCHEMA",
+    "CodeSet",
+    "cached_codes",
+    "default_cache_dir",
+    "encode_corpus",
+    "load_codes",
+    "prior_split",
+    "save_codes",
+]
 
 CODES_SCHEMA = 1
 _META_KEY = "vqaudio_codes"
@@ -194,3 +205,22 @@ def cached_codes(
     path.parent.mkdir(parents=True, exist_ok=True)
     save_codes(path, codes, {"utterances": digest})
     return codes, False
+
+
+def default_cache_dir() -> Path:
+    """Where encoded corpora are kept unless a prior's ``data.cache_dir`` says otherwise:
+    ``$XDG_CACHE_HOME/vqaudio/codes``, else ``~/.cache/vqaudio/codes``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vqaudio" / "codes"
+
+
+def prior_split(
+    utts: Sequence[Utterance], valid_per_speaker: int, seed: int
+) -> tuple[list[Utterance], list[Utterance]]:
+    """A prior's ``(train, valid)``: the seen voices' train and validation splits
+    (:func:`~vqaudio.data.corpora.split_utterances`), and after them, in ``valid``, the held-out voices'
+    validation split by the same ranking (still marked ``heldout``). Held-out voices never train."""
+    train, valid = split_utterances(utts, valid_per_speaker, seed)
+    held = [dataclasses.replace(u, heldout=False) for u in utts if u.heldout]
+    held_valid = split_utterances(held, valid_per_speaker, seed)[1]
+    return train, [*valid, *(dataclasses.replace(u, heldout=True) for u in held_valid)]

@@ -8,18 +8,22 @@ own training split) and scored on the same test codes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from vqaudio.data.corpora import Utterance
+from vqaudio.errors import UserError
+from vqaudio.models import VQVAE
 from vqaudio.prior.baselines import baseline_bits
 from vqaudio.prior.checkpoint import PriorMeta
-from vqaudio.prior.codes import CodeSet
+from vqaudio.prior.codes import CodeSet, cached_codes, prior_split
 from vqaudio.prior.model import CodePrior
 
-__all__ = ["PriorScores", "evaluate_prior", "speaker_indices", "utterance_bits"]
+__all__ = ["PriorScores", "evaluate_prior", "evaluate_prior_corpus", "speaker_indices", "utterance_bits"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,9 @@ def evaluate_prior(
     upper = test.codes[level + 1] if cfg.upper else None
     spk = speaker_indices(meta, test.speakers, cfg.speaker)
     bits = utterance_bits(prior, test.codes[level], spk, upper)
-    seen = [name in meta.speakers for name in test.speakers]
+    seen = [
+        name in meta.speakers and not held for name, held in zip(test.speakers, test.heldout, strict=True)
+    ]
     groups = {"all": list(range(len(test)))}
     for name, want in (("seen", True), ("heldout", False)):
         members = [i for i, s in enumerate(seen) if s == want]
@@ -98,3 +104,32 @@ def evaluate_prior(
             prior_bits, base.unigram_bits, base.bigram_bits, base.log2_k, len(members), total
         )
     return scores
+
+
+def evaluate_prior_corpus(
+    prior: CodePrior,
+    meta: PriorMeta,
+    vqvae: VQVAE,
+    utts: Sequence[Utterance],
+    cache_dir: str | Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, PriorScores], str]:
+    """:func:`evaluate_prior` on a corpus, split as the prior's training split it
+    (:func:`~vqaudio.prior.codes.prior_split` with its seed and ``valid_per_speaker``): the utterances of
+    the corpus's ``test`` split when it has one, else the validation ones (seen voices' validation split
+    and held-out voices'); the baselines are fitted on the training split. Codes come from (and go to) the
+    cache in ``cache_dir``. Returns the scores and which set was scored (``"test"`` or ``"valid"``)."""
+    cfg = meta.config
+    train, valid = prior_split(utts, cfg.data.valid_per_speaker, cfg.train.seed)
+    test = [u for u in utts if u.split == "test"]
+    which = "test" if test else "valid"
+    scored = test or valid
+    if not train or not scored:
+        missing = "training" if not train else which
+        raise UserError(f"the corpus has no {missing} utterances for this prior (see its data split)")
+    level = cfg.prior.level
+    levels = [level, level + 1] if cfg.prior.upper else [level]
+    codes, _ = cached_codes(vqvae, [*train, *scored], levels, cache_dir, progress)
+    train_set = codes.select(range(len(train)))
+    test_set = codes.select(range(len(train), len(codes)))
+    return evaluate_prior(prior, meta, train_set, test_set), which

@@ -15,9 +15,7 @@ upsampler prior, and the speaker dropout come from that seed), so a resumed run 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,27 +28,21 @@ from torch import Tensor
 
 from vqaudio.checkpoint import load_model, resolve_checkpoint
 from vqaudio.config import PriorRunConfig
-from vqaudio.data import StepBatchSampler, scan_corpus, split_utterances, validate_corpus
+from vqaudio.data import StepBatchSampler, scan_corpus, validate_corpus
 from vqaudio.data.corpora import Utterance
 from vqaudio.errors import ConfigError, UserError
 from vqaudio.models import VQVAE
 from vqaudio.prior.baselines import baseline_bits
 from vqaudio.prior.checkpoint import PriorMeta, build_prior, check_vqvae, load_prior, prior_shapes, save_prior
-from vqaudio.prior.codes import CodeSet, cached_codes
+from vqaudio.prior.codes import CodeSet, cached_codes, default_cache_dir, prior_split
 from vqaudio.prior.evaluate import utterance_bits
 from vqaudio.prior.model import CodePrior
 from vqaudio.train.distributed import all_reduce_flag
 from vqaudio.train.loop import TrainLoop, TrainResult, adamw, run_loop, unwrap
 
-__all__ = ["CodeCrops", "PriorTrainer", "default_cache_dir", "train_prior"]
+__all__ = ["CodeCrops", "PriorTrainer", "train_prior"]
 
 PAD = -1  # target of positions past an utterance's end (ignored by the loss)
-
-
-def default_cache_dir() -> Path:
-    """Where encoded corpora are kept unless ``data.cache_dir`` says otherwise."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vqaudio" / "codes"
 
 
 class CodeCrops(torch.utils.data.Dataset[tuple[Tensor, ...]]):
@@ -118,12 +110,8 @@ class _PriorData:
             loop.log.print(f"[yellow]skipping unusable audio:[/] {msg}")
         if not good:
             raise UserError(f"{d.root}: no usable audio files")
-        train, valid = split_utterances(good, d.valid_per_speaker, cfg.train.seed)
-        held = [dataclasses.replace(u, heldout=False) for u in good if u.heldout]
-        held_valid = split_utterances(held, d.valid_per_speaker, cfg.train.seed)[1]
-        self.heldout_voices = sorted({u.speaker for u in held})
-        held_valid = [dataclasses.replace(u, heldout=True) for u in held_valid]
-        utts = [*train, *valid, *held_valid]
+        train, valid = prior_split(good, d.valid_per_speaker, cfg.train.seed)
+        utts = [*train, *valid]
         self.codes = self._encode(cfg, vqvae, utts, loop)
         self.train = self.codes.select(range(len(train)))
         self.valid = self.codes.select(range(len(train), len(utts)))
