@@ -324,10 +324,10 @@ def test_rejects_bad_magic(version: int) -> None:
         decode_stream(b"RIFF" + small_stream(version)[4:])
 
 
-@pytest.mark.parametrize("version", [0, 3, 256])
+@pytest.mark.parametrize("version", [0, 4, 256])
 def test_rejects_unknown_version(version: int) -> None:
     data = crafted(header(1, [(0, 1, 4)], 1).to_json().encode(), version=version)
-    with pytest.raises(StreamError, match=rf"version {version} \(supported: \(1, 2\)\)"):
+    with pytest.raises(StreamError, match=rf"version {version} \(supported: \(1, 2, 3\)\)"):
         decode_stream(data)
     with pytest.raises(StreamError, match="unsupported"):
         header(1, [(0, 1, 4)], 1, version)
@@ -676,7 +676,27 @@ def test_committed_golden_file_decodes_to_its_expected_header_and_codes(version:
     if version == 1:
         assert json.loads(header.to_json()) == expected["header"]
     else:
-        assert json.loads(json.dumps(dataclasses.asdict(header))) == expected["header"]
+        fields = dataclasses.asdict(header)
+        assert fields.pop("prior_id") is None  # a field of version 3 streams; the golden v2 has none
+        assert json.loads(json.dumps(fields)) == expected["header"]
     assert [c.tolist() for c in codes] == expected["codes"]
     assert encode_stream(header, codes) == raw  # writing the same content again gives the same bytes
     assert len(raw) == (402 if version == 1 else 73)
+
+
+def test_version_3_adds_a_prior_id_after_the_version_2_header() -> None:
+    """Version 3 is version 2's header with flag bit 4 and 8 bytes of prior id at its end."""
+    v2 = StreamHeader("0123456789abcdef", 8000, 3, (LevelInfo(0, 1, 5),), 2, coding="entropy")
+    v3 = dataclasses.replace(v2, version=3, prior_id="fedcba9876543210")
+    assert v3.to_bytes() == bytes([v2.to_bytes()[0] | 0x10]) + v2.to_bytes()[1:] + bytes.fromhex(
+        "fedcba9876543210"
+    )
+    assert StreamHeader.from_bytes(v3.to_bytes(), 3) == v3
+    assert StreamHeader.from_bytes(dataclasses.replace(v2, version=3).to_bytes(), 3).prior_id is None
+    with pytest.raises(StreamError, match="unknown bits"):
+        StreamHeader.from_bytes(v3.to_bytes(), 2)  # a version 2 reader knows no bit 4
+    for bad in (dict(version=2), dict(coding="packed"), dict(prior_id="ABC")):
+        with pytest.raises(StreamError, match="prior_id"):
+            dataclasses.replace(v3, **bad)
+    with pytest.raises(StreamError, match="unknown bits"):
+        StreamHeader.from_bytes(bytes([v3.to_bytes()[0] | 0x20]) + v3.to_bytes()[1:], 3)

@@ -4,6 +4,7 @@ exactly, encodes the corpus once, refuses another VQ-VAE and bad input, and runs
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import subprocess
@@ -295,3 +296,67 @@ def test_sample_chain_needs_the_coarser_prior(prior_run: Path) -> None:
         check_chain([(prior, upsampler)])
     with pytest.raises(UserError, match="same level"):
         check_chain([(prior, meta), (prior, meta)])
+
+
+# ------------------------------------------------------------------------------ coding with a prior
+
+
+def test_encode_with_a_prior_round_trips_bit_exactly(
+    prior_run: Path, corpus: Path, tiny_ckpt: Path, tmp_path: Path, speech: object
+) -> None:
+    from vqaudio.codec.bitstream import read_header
+    from vqaudio.codec.compress import compress, decompress, encode_audio
+    from vqaudio.prior import PriorCoder
+    from vqaudio.prior.checkpoint import prior_fingerprint
+
+    prior, meta = load_prior(prior_run)
+    coder = PriorCoder(prior, meta)
+    model = vqaudio.load_model(tiny_ckpt)
+    wav = speech(1.3)  # type: ignore[operator]
+    coded = compress(model, wav, model.sample_rate, coder=coder, chunk_seconds=0.5)  # 3 chunks
+    header, _ = read_header(io.BytesIO(coded))
+    assert header.version == 3 and header.coding == "entropy"
+    assert header.prior_id == prior_fingerprint(meta)[:16] == coder.coder_id
+    packed = compress(model, wav, model.sample_rate, chunk_seconds=0.5)
+    a, _ = decompress(model, coded, coder=coder)
+    b, _ = decompress(model, packed)
+    assert np.array_equal(a, b)  # the same codes came back
+    # the prior's payloads are used (model byte 2) and its codes are the encoder's
+    codes = encode_audio(model, wav, model.sample_rate, level=0)
+    assert np.array_equal(coder.decode(coder.encode(codes, None), len(codes), None), codes)
+    with pytest.raises(UserError, match="give that prior"):
+        decompress(model, coded)
+    damaged = bytearray(coded)
+    damaged[-10] ^= 0x20
+    with pytest.raises(UserError, match="CRC"):
+        decompress(model, bytes(damaged), coder=coder)
+
+
+def test_encode_decode_commands_with_a_prior(
+    prior_run: Path, corpus: Path, tiny_ckpt: Path, toy_corpus: Path, tmp_path: Path, one_thread: None
+) -> None:
+    import soundfile as sf
+
+    wav = sorted(toy_corpus.rglob("*.wav"))[0]
+    enc = runner.invoke(app, ["encode", str(wav), "-o", str(tmp_path / "a.vqa"), "--prior", str(prior_run)])
+    assert enc.exit_code == 0, enc.output  # --model: the prior's own
+    info = runner.invoke(app, ["info", str(tmp_path / "a.vqa"), "--json"])
+    assert json.loads(info.stdout)["format_version"] == 3 and json.loads(info.stdout)["prior_id"]
+    args = ["decode", str(tmp_path / "a.vqa"), "--model", str(tiny_ckpt)]
+    dec = runner.invoke(app, [*args, "-o", str(tmp_path / "a.wav"), "--prior", str(prior_run)])
+    assert dec.exit_code == 0, dec.output
+    plain = runner.invoke(app, ["encode", str(wav), "-o", str(tmp_path / "p.vqa"), "--model", str(tiny_ckpt)])
+    assert plain.exit_code == 0
+    runner.invoke(
+        app, ["decode", str(tmp_path / "p.vqa"), "-o", str(tmp_path / "p.wav"), "--model", str(tiny_ckpt)]
+    )
+    assert np.array_equal(sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "p.wav")[0])
+
+    missing = runner.invoke(app, [*args, "-o", str(tmp_path / "b.wav")])
+    assert missing.exit_code == 2 and "give that prior" in missing.output
+    other = train_prior(
+        _cfg(corpus, prior_run.parent / "cache", 2, **{"train.seed": 5}), tmp_path / "other", tiny_ckpt
+    )
+    wrong = runner.invoke(app, [*args, "-o", str(tmp_path / "b.wav"), "--prior", str(other.run_dir)])
+    assert wrong.exit_code == 2 and "prior mismatch" in wrong.output
+    assert not (tmp_path / "b.wav").exists()

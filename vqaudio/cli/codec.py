@@ -26,6 +26,33 @@ from vqaudio.errors import UserError
 if TYPE_CHECKING:
     from vqaudio.codec.bitstream import StreamReader
     from vqaudio.eval.reconstruction import CodecScore
+    from vqaudio.models import VQVAE
+    from vqaudio.prior import PriorCoder
+
+CodingPriorOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--prior",
+        "-p",
+        help="Entropy-code with this prior (run directory or checkpoint; stream version 3); decoding "
+        "such a stream needs it too. --model defaults to the prior's own model.",
+    ),
+]
+
+
+def _model_and_coder(
+    model_path: Path | None, prior_path: Path | None, device: str
+) -> tuple[VQVAE, PriorCoder | None]:
+    """The model a command codes with and, with ``--prior``, the prior's coder (its VQ-VAE checked)."""
+    from vqaudio.checkpoint import load_model
+    from vqaudio.device import resolve_device
+
+    if prior_path is None:
+        return load_model(model_path, resolve_device(device)), None
+    from vqaudio.prior import PriorCoder, load_prior, load_prior_vqvae
+
+    prior, meta = load_prior(prior_path)
+    return load_prior_vqvae(meta, model_path, resolve_device(device)), PriorCoder(prior, meta)
 
 
 @app.command()
@@ -45,15 +72,14 @@ def encode(
     ] = False,
     speaker: Annotated[str | None, typer.Option(help="Speaker name to record for decoding.")] = None,
     chunk_seconds: Annotated[float, typer.Option(min=0.1, help="Audio per stream chunk.")] = 10.0,
+    prior_path: CodingPriorOpt = None,
     force: ForceOpt = False,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Compress audio files into .vqa code streams."""
 
     from vqaudio.audio import AUDIO_EXTENSIONS
-    from vqaudio.checkpoint import load_model
     from vqaudio.codec.compress import encode_file
-    from vqaudio.device import resolve_device
 
     if level is not None and levels is not None:
         raise UserError("give --level or --levels, not both")
@@ -62,7 +88,7 @@ def encode(
     except ValueError:
         raise UserError(f"--levels expects comma-separated integers, got {levels!r}") from None
     plan, many = plan_files(inputs, out, AUDIO_EXTENSIONS, ".vqa", force)
-    model = load_model(model_path, resolve_device(device))
+    model, coder = _model_and_coder(model_path, prior_path, device)
     total_in = total_out = 0.0
     with progress_bar(True) as bar:
         task = bar.add_task("encoding", total=len(plan) if many else None)
@@ -72,7 +98,7 @@ def encode(
                 src,
                 target,
                 lambda s, d: encode_file(  # noqa: B023
-                    model, s, d, chosen, entropy, speaker, chunk_seconds, progress=chunks
+                    model, s, d, chosen, entropy, speaker, chunk_seconds, progress=chunks, coder=coder
                 ),
             )
             total_in += result.header.duration
@@ -111,15 +137,14 @@ def decode(
     sample_rate: Annotated[
         str | None, typer.Option(help="Output sample rate in Hz, or 'orig' for the input file's rate.")
     ] = None,
+    prior_path: CodingPriorOpt = None,
     force: ForceOpt = False,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Decode .vqa code streams back to audio (trimmed to the original length, never clipping)."""
 
     from vqaudio.audio import WRITE_EXTENSIONS
-    from vqaudio.checkpoint import load_model
     from vqaudio.codec.compress import decode_file
-    from vqaudio.device import resolve_device
 
     rate: int | None = None
     if sample_rate is not None:
@@ -130,7 +155,7 @@ def decode(
         else:
             raise UserError(f"--sample-rate expects Hz (>= 1000) or 'orig', got {sample_rate!r}")
     plan, many = plan_files(inputs, out, (".vqa",), ".wav", force, WRITE_EXTENSIONS)
-    model = load_model(model_path, resolve_device(device))
+    model, coder = _model_and_coder(model_path, prior_path, device)
     with progress_bar(True) as bar:
         task = bar.add_task("decoding", total=len(plan) if many else None)
         chunks = per_chunk(bar, task, many)
@@ -139,7 +164,7 @@ def decode(
                 src,
                 target,
                 lambda s, d: decode_file(  # noqa: B023
-                    model, s, d, level, speaker, rate, progress=chunks
+                    model, s, d, level, speaker, rate, progress=chunks, coder=coder
                 ),
             )
             if target != "-" and not many:
@@ -240,6 +265,8 @@ def info(
         f"({data['overhead_percent']:+.1f}%; payload {data['bitrate_payload']:.0f} bit/s)",
     )
     table.add_row("model", h.model_id)
+    if h.prior_id is not None:
+        table.add_row("prior", h.prior_id)
     if h.extra:
         table.add_row("source", ", ".join(f"{k.removeprefix('source_')} {v}" for k, v in h.extra.items()))
     out_console.print(table)
@@ -281,6 +308,7 @@ def _stream_info(reader: StreamReader) -> dict[str, Any]:
         "bitrate_payload": rate(reader.payload_bytes),
         "overhead_percent": 100 * (rate(size) / nominal - 1) if duration > 0 else 0.0,
         "model_id": h.model_id,
+        "prior_id": h.prior_id,
         "source": h.extra,
     }
 

@@ -1,12 +1,13 @@
 """The ``.vqa`` code stream: a small, checksummed container for the codes of a hierarchical VQ-VAE.
 
 Imports no torch (stdlib and numpy only), so streams can be inspected without the model. Writers emit
-version 2; readers accept versions 1 and 2. Every fixed-width integer is little-endian and unsigned.
+version 2, or version 3 when a level is coded with a prior; readers accept versions 1, 2 and 3. Every
+fixed-width integer is little-endian and unsigned.
 A ``varint`` is unsigned LEB128: 7 bits per byte, least significant group first, the high bit set on
 every byte but the last; at most 9 bytes (values < 2**63) and minimal (no final 0x00 byte after the
 first), so every value has exactly one spelling.
 
-Format, version 2::
+Format, version 2 (and 3)::
 
     magic        4 bytes  b"VQA\\x1a"
     version      uint16   2
@@ -33,6 +34,9 @@ Format, version 2::
         source         varint rate > 0, varint length, varint channels > 0   (if flag bit 2)
         extra          varint length + canonical JSON object, non-empty, without the three
                        source keys below                                          (if flag bit 3)
+
+    Version 3 is version 2 with one more header flag: bit 4 set means an 8-byte ``prior_id`` ends the
+    header (coding must be "entropy"), and bits 5-7 are zero; everything else is laid out as above.
 
 CRC32 is zlib's (ISO-HDLC: polynomial 0x04C11DB7 reflected, init and final xor 0xFFFFFFFF).
 
@@ -72,6 +76,18 @@ a fresh model). The table is the model's, not the stream's: the checkpoint's met
 the fingerprint. :mod:`vqaudio.codec.entropy` specifies rANS and both models in integer arithmetic, so a
 decoder in any language reproduces the codes exactly.
 
+Model byte 2, ``"prior"`` (version 3 only, with ``prior_id`` set): the rANS bytes of the codes under a
+:class:`vqaudio.prior.CodePrior` whose fingerprint (:func:`vqaudio.prior.checkpoint.prior_fingerprint`:
+SHA-256 over its weights' SHA-256, its config and its VQ-VAE's fingerprint) starts with ``prior_id``,
+and only for that prior's level. Each chunk is coded alone, from a fresh prior state (position 0),
+conditioned on the stream's speaker when the prior knows it (its row in the VQ-VAE's table, else the
+"none" speaker). Every code's frequencies are :func:`vqaudio.codec.entropy.quantise_probabilities` of
+the logits of :meth:`CodePrior.step` computed with batch 1, float32, on the CPU, one intra-op thread,
+rANS with :func:`vqaudio.codec.entropy.interval_scale` of K (:mod:`vqaudio.prior.coding`): a decoder must
+reproduce those logits bit for bit, so it must run the same prior weights with the same torch CPU
+kernels (same torch build and CPU instruction set); a mismatch is caught by the rANS end state or gives
+other codes, never a crash.
+
 Format, version 1 (read only): ``magic``, ``version`` uint16 = 1, ``header_len`` uint32 (same cap), the
 header as UTF-8 JSON (canonical: ``json.dumps(obj, sort_keys=True, separators=(",", ":"),
 ensure_ascii=False)``; no duplicate keys, no NaN; keys ``model_sha256`` (= model_id), ``sample_rate``,
@@ -98,9 +114,10 @@ import numpy as np
 from vqaudio.errors import UserError
 
 MAGIC = b"VQA\x1a"
-VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
-MODEL_ID_HEX = {1: 64, 2: 16}  # hex characters of a stream's model_id, per version
+VERSION = 2  # what a stream is written in unless it needs version 3 (coded with a prior)
+SUPPORTED_VERSIONS = (1, 2, 3)
+MODEL_ID_HEX = {1: 64, 2: 16, 3: 16}  # hex characters of a stream's model_id, per version
+PRIOR_ID_HEX = 16  # hex characters of a version 3 stream's prior_id
 MAX_HEADER_BYTES = 65536
 MAX_CHUNK_BYTES = 1 << 26
 MAX_LEVELS = 255
@@ -218,10 +235,20 @@ class StreamHeader:
     coding: str = "packed"
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = VERSION
+    prior_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.version not in SUPPORTED_VERSIONS or isinstance(self.version, bool):
             raise StreamError(f"unsupported .vqa version {self.version!r} (supported: {SUPPORTED_VERSIONS})")
+        if self.prior_id is not None:
+            if self.version < 3 or self.coding != "entropy":
+                raise StreamError("header field 'prior_id' needs version 3 and coding 'entropy'")
+            if (
+                not isinstance(self.prior_id, str)
+                or len(self.prior_id) != PRIOR_ID_HEX
+                or not _HEX.fullmatch(self.prior_id)
+            ):
+                raise StreamError(f"header field 'prior_id' must be {PRIOR_ID_HEX} lowercase hex characters")
         hex_digits = MODEL_ID_HEX[self.version]
         if (
             not isinstance(self.model_id, str)
@@ -294,12 +321,12 @@ class StreamHeader:
 
     def to_bytes(self) -> bytes:
         """The header's bytes as its version stores them (between ``header_len`` and ``header_crc``)."""
-        return _v2_header(self) if self.version == 2 else self.to_json().encode("utf-8")
+        return _v2_header(self) if self.version >= 2 else self.to_json().encode("utf-8")
 
     @classmethod
     def from_bytes(cls, raw: bytes, version: int) -> StreamHeader:
         """Parse and validate header bytes of ``version``; any problem raises :class:`StreamError`."""
-        return _parse_v2(raw) if version == 2 else cls.from_json(raw)
+        return _parse_v2(raw, version) if version >= 2 else cls.from_json(raw)
 
     def to_json(self) -> str:
         """A version 1 header as canonical JSON text (what version 1 stores)."""
@@ -340,6 +367,7 @@ def _v2_header(h: StreamHeader) -> bytes:
     has_source = _has_source(h.extra)
     rest = {k: v for k, v in h.extra.items() if not (has_source and k in SOURCE_KEYS)}
     flags = (h.coding == "entropy") | (h.speaker is not None) << 1 | has_source << 2 | bool(rest) << 3
+    flags |= (h.prior_id is not None) << 4
     out = bytearray([flags]) + bytes.fromhex(h.model_id)
     out += b"".join(map(varint, (h.sample_rate, h.num_samples, h.chunk_samples, len(h.levels))))
     for lv in h.levels:
@@ -352,10 +380,12 @@ def _v2_header(h: StreamHeader) -> bytes:
     if rest:
         text = _canonical(rest).encode("utf-8")
         out += varint(len(text)) + text
+    if h.prior_id is not None:
+        out += bytes.fromhex(h.prior_id)
     return bytes(out)
 
 
-def _parse_v2(raw: bytes) -> StreamHeader:
+def _parse_v2(raw: bytes, version: int = 2) -> StreamHeader:
     f = io.BytesIO(raw)
 
     def take(n: int) -> bytes:
@@ -365,7 +395,7 @@ def _parse_v2(raw: bytes) -> StreamHeader:
         return _int(_read_varint(take, f"header field {name!r}"), name, lo, hi)
 
     flags = take(1)[0]
-    if flags >> 4:
+    if flags >> (4 if version == 2 else 5):
         raise StreamError(f"header flags 0x{flags:02x} set unknown bits")
     model_id = take(8).hex()
     sample_rate = number("sample_rate")
@@ -389,10 +419,13 @@ def _parse_v2(raw: bytes) -> StreamHeader:
         if not isinstance(rest, dict) or not rest or (flags & 4 and rest.keys() & set(SOURCE_KEYS)):
             raise StreamError("header field 'extra' must be a non-empty JSON object (source keys apart)")
         extra |= rest
+    prior_id = take(PRIOR_ID_HEX // 2).hex() if flags & 16 else None
     if f.tell() != len(raw):
         raise StreamError(f"header has {len(raw) - f.tell()} bytes after its last field")
     coding = CODINGS[flags & 1]
-    return StreamHeader(model_id, sample_rate, num_samples, levels, chunk_samples, speaker, coding, extra, 2)
+    return StreamHeader(
+        model_id, sample_rate, num_samples, levels, chunk_samples, speaker, coding, extra, version, prior_id
+    )
 
 
 def pack_codes(codes: np.ndarray, bits: int) -> bytes:

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from vqaudio.models import VQVAE
 
 __all__ = [
     "EncodeResult",
+    "LevelCoder",
     "code_tables",
     "compress",
     "decode_audio",
@@ -60,7 +61,23 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _ENTROPY_MODELS = MODELS  # byte 0 of each level's entropy-coded payload indexes this tuple (stream format)
+PRIOR_MODEL = len(MODELS)  # byte 0 of a payload coded with the stream's prior (version 3, see bitstream)
 Progress = Callable[[int, int], None]
+
+
+class LevelCoder(Protocol):
+    """Entropy coding of one level's codes by a model the codec does not own (a prior over the codes:
+    :class:`vqaudio.prior.coding.PriorCoder`). ``coder_id`` (16 hex digits) is stored as the stream's
+    ``prior_id``; ``speaker`` is the stream's speaker, on both sides."""
+
+    level: int
+    coder_id: str
+
+    def encode(self, codes: np.ndarray, speaker: str | None) -> bytes: ...
+
+    def decode(self, data: bytes, count: int, speaker: str | None) -> np.ndarray: ...
+
+
 Speaker = str | int | torch.Tensor | None
 
 
@@ -229,6 +246,29 @@ def round_trip(
 # --------------------------------------------------------------------------- streams
 
 
+def _coding_tables(
+    model: VQVAE, levels: Sequence[int], coder: LevelCoder | None
+) -> dict[int, FrequencyTable]:
+    """The checkpoint's tables of ``levels``; the prior's level may go without (the prior codes it)."""
+    if coder is None:
+        return _tables(model, levels)
+    others = _tables(model, [level for level in levels if level != coder.level])
+    stored = model.checkpoint.code_tables if model.checkpoint is not None else {}
+    if coder.level in stored:
+        others[coder.level] = FrequencyTable.from_bytes(stored[coder.level])
+    return others
+
+
+def _level_payload(
+    codes: np.ndarray, table: FrequencyTable | None, coder: LevelCoder | None, speaker: str | None
+) -> bytes:
+    """One level's entropy payload: the smallest of the table's models and the prior (when given)."""
+    candidates = [_entropy_payload(codes, table)] if table is not None else []
+    if coder is not None:
+        candidates.append(bytes([PRIOR_MODEL]) + coder.encode(codes, speaker))
+    return min(candidates, key=len)
+
+
 def _entropy_payload(codes: np.ndarray, table: FrequencyTable) -> bytes:
     """Smallest of the two models, tagged with its index in the first byte."""
     best = b""
@@ -283,6 +323,10 @@ def _source_extra(src: AudioSource, model: VQVAE) -> dict[str, int]:
     return dict(zip(SOURCE_KEYS, (src.sample_rate, src.frames, src.channels), strict=True))
 
 
+def _has_table(model: VQVAE, level: int) -> bool:
+    return model.checkpoint is not None and level in model.checkpoint.code_tables
+
+
 def _tables(model: VQVAE, levels: Sequence[int]) -> dict[int, FrequencyTable]:
     """The stored tables of ``levels``, from the model's checkpoint."""
     stored = model.checkpoint.code_tables if model.checkpoint is not None else {}
@@ -305,14 +349,19 @@ def _encode(
     speaker: str | None,
     chunk_seconds: float,
     progress: Progress | None,
+    coder: LevelCoder | None = None,
 ) -> StreamHeader:
     model.eval()
     if speaker is not None:
         model.speaker_index(speaker)  # fail early on unknown names
     levels = _levels(model, levels)
+    if coder is not None and coder.level not in levels:
+        raise UserError(f"the prior codes level {coder.level}: encode that level (--level {coder.level})")
     chunk = _chunk_samples(model, levels, chunk_seconds)
+    version = 3 if coder is not None else 2
+    entropy = entropy or coder is not None
     header = StreamHeader(
-        model_id=_model_id(model, 2),
+        model_id=_model_id(model, version),
         sample_rate=model.sample_rate,
         num_samples=src.num_samples,
         levels=tuple(
@@ -322,13 +371,20 @@ def _encode(
         speaker=speaker,
         coding="entropy" if entropy else "packed",
         extra=_source_extra(src, model),
+        version=version,
+        prior_id=coder.coder_id if coder is not None else None,
     )
-    tables = _tables(model, levels) if entropy else {}
+    tables = _coding_tables(model, levels, coder) if entropy else {}
     with StreamWriter(out, header) as writer:
         for c, codes in enumerate(_encode_chunks(model, src, levels, chunk)):
             if entropy:
                 writer.write_entropy_chunk(
-                    [_entropy_payload(x, tables[level]) for x, level in zip(codes, levels, strict=True)]
+                    [
+                        _level_payload(
+                            x, tables.get(level), coder if coder and coder.level == level else None, speaker
+                        )
+                        for x, level in zip(codes, levels, strict=True)
+                    ]
                 )
             else:
                 writer.write_chunk(codes)
@@ -346,15 +402,17 @@ def encode_file(
     speaker: str | None = None,
     chunk_seconds: float = 10.0,
     progress: Progress | None = None,
+    coder: LevelCoder | None = None,
 ) -> EncodeResult:
-    """Encode an audio file to a ``.vqa`` stream, streaming; a path target is written atomically."""
+    """Encode an audio file to a ``.vqa`` stream, streaming; a path target is written atomically.
+    ``coder`` (a prior's, see :class:`LevelCoder`) entropy-codes its level (stream version 3)."""
     src = AudioSource.read(source, model.sample_rate)
     if isinstance(target, (str, Path)):
         with atomic_write(target) as tmp, open(tmp, "wb") as f:
-            header = _encode(model, src, f, levels, entropy, speaker, chunk_seconds, progress)
+            header = _encode(model, src, f, levels, entropy, speaker, chunk_seconds, progress, coder)
         return EncodeResult(header, Path(target).stat().st_size)
     start = target.tell() if target.seekable() else 0
-    header = _encode(model, src, target, levels, entropy, speaker, chunk_seconds, progress)
+    header = _encode(model, src, target, levels, entropy, speaker, chunk_seconds, progress, coder)
     return EncodeResult(header, (target.tell() - start) if target.seekable() else -1)
 
 
@@ -367,12 +425,14 @@ def compress(
     entropy: bool = False,
     speaker: str | None = None,
     chunk_seconds: float = 10.0,
+    coder: LevelCoder | None = None,
 ) -> bytes:
-    """Audio ``[T]`` or ``[C, T]`` at ``sample_rate`` -> ``.vqa`` bytes (level 0 unless told)."""
+    """Audio ``[T]`` or ``[C, T]`` at ``sample_rate`` -> ``.vqa`` bytes (level 0 unless told; ``coder``
+    as :func:`encode_file` takes it)."""
     src = AudioSource.of_array(wav, sample_rate, model.sample_rate)
     out = io.BytesIO()
     chosen = list(levels) if levels is not None else [0 if level is None else level]
-    _encode(model, src, out, chosen, entropy, speaker, chunk_seconds, None)
+    _encode(model, src, out, chosen, entropy, speaker, chunk_seconds, None, coder)
     return out.getvalue()
 
 
@@ -393,22 +453,51 @@ def _check_stream(model: VQVAE, header: StreamHeader) -> None:
         raise StreamError("model mismatch: sample rate differs")
 
 
-def _chunk_codes(reader: StreamReader, index: int, tables: FrequencyTable | None) -> Iterator[np.ndarray]:
-    """One level's codes per chunk (entropy payloads decoded)."""
+def _chunk_codes(
+    reader: StreamReader, index: int, tables: FrequencyTable | None, coder: LevelCoder | None = None
+) -> Iterator[np.ndarray]:
+    """One level's codes per chunk (entropy payloads decoded; ``coder``: the stream's prior for this
+    level, checked by the caller)."""
     header = reader.header
     for c, parts in enumerate(reader):
         part = parts[index]
         if isinstance(part, (bytes, bytearray)):
+            count = header.frames_in_chunk(c, index)
+            if part and part[0] == PRIOR_MODEL and coder is not None:
+                yield coder.decode(bytes(part[1:]), count, header.speaker)
+                continue
             if not part or part[0] >= len(_ENTROPY_MODELS):
                 raise StreamError(f"chunk {c}: unknown entropy model")
-            assert tables is not None
-            yield decode_codes(part[1:], header.frames_in_chunk(c, index), tables, _ENTROPY_MODELS[part[0]])
+            if tables is None:
+                raise StreamError("this checkpoint holds no code frequency tables for this stream's coding")
+            yield decode_codes(part[1:], count, tables, _ENTROPY_MODELS[part[0]])
         else:
             yield part
 
 
+def _stream_coder(header: StreamHeader, level: int, coder: LevelCoder | None) -> LevelCoder | None:
+    """The coder that decodes ``level`` of a stream: required when the stream was coded with a prior,
+    refused when it is another prior."""
+    if header.prior_id is None:  # a prior given for a stream that needs none is not used
+        return None
+    if coder is None:
+        raise UserError(
+            f"this stream was coded with prior {header.prior_id}...: give that prior (--prior) to decode it"
+        )
+    if coder.coder_id != header.prior_id:
+        raise StreamError(
+            f"prior mismatch: the stream was coded with prior {header.prior_id}..., not {coder.coder_id}..."
+        )
+    return coder if coder.level == level else None
+
+
 def _decode(
-    model: VQVAE, reader: StreamReader, level: int | None, speaker: Speaker, progress: Progress | None
+    model: VQVAE,
+    reader: StreamReader,
+    level: int | None,
+    speaker: Speaker,
+    progress: Progress | None,
+    coder: LevelCoder | None = None,
 ) -> tuple[StreamHeader, Iterator[np.ndarray]]:
     """The stream's header and its audio blocks at the model's rate (not clamped)."""
     model.eval()
@@ -425,10 +514,13 @@ def _decode(
     who = speaker if speaker is not None else header.speaker
     if who is not None and not isinstance(who, torch.Tensor):
         model.speaker_index(who)  # fail early on unknown names
-    tables = _tables(model, [level])[level] if header.coding == "entropy" else None
+    level_coder = _stream_coder(header, level, coder)
+    tables = None
+    if header.coding == "entropy" and (level_coder is None or _has_table(model, level)):
+        tables = _tables(model, [level])[level]
 
     def counted() -> Iterator[np.ndarray]:
-        for c, x in enumerate(_chunk_codes(reader, index, tables)):
+        for c, x in enumerate(_chunk_codes(reader, index, tables, level_coder)):
             yield x
             if progress is not None:
                 progress(c + 1, header.num_chunks)
@@ -455,11 +547,12 @@ def decode_file(
     speaker: Speaker = None,
     sample_rate: int | None = None,
     progress: Progress | None = None,
+    coder: LevelCoder | None = None,
 ) -> StreamHeader:
     """Decode a ``.vqa`` stream to audio (wav/flac/ogg by extension; wav for file objects), streaming.
 
     ``sample_rate`` resamples the output (``0`` = the original file's rate); a path target is written
-    atomically, and the output never exceeds [-1, 1].
+    atomically, and the output never exceeds [-1, 1]. A stream coded with a prior needs its ``coder``.
     """
     if isinstance(target, (str, Path)):
         output_format(Path(target))  # an unwritable format fails before any work
@@ -470,7 +563,7 @@ def decode_file(
     else:
         f = source
     try:
-        header, blocks = _decode(model, StreamReader(f), level, speaker, progress)
+        header, blocks = _decode(model, StreamReader(f), level, speaker, progress, coder)
         rate, length = _output_rate(header, sample_rate)
         write_blocks(_clamped(resample_blocks(blocks, header.sample_rate, rate, length)), target, rate)
         return header
@@ -480,8 +573,12 @@ def decode_file(
 
 
 def decompress(
-    model: VQVAE, data: bytes, level: int | None = None, speaker: str | int | None = None
+    model: VQVAE,
+    data: bytes,
+    level: int | None = None,
+    speaker: str | int | None = None,
+    coder: LevelCoder | None = None,
 ) -> tuple[np.ndarray, int]:
     """``.vqa`` bytes -> (audio ``[T]`` float32 in [-1, 1], sample rate) at the model rate."""
-    header, blocks = _decode(model, StreamReader(io.BytesIO(data)), level, speaker, None)
+    header, blocks = _decode(model, StreamReader(io.BytesIO(data)), level, speaker, None, coder)
     return _joined(_clamped(blocks)), header.sample_rate

@@ -24,7 +24,7 @@ __getattr__, __dir__ = lazy_exports(
             "save_prior",
         ),
         "vqaudio.prior.codes": ("CodeSet", "cached_codes", "encode_corpus"),
-        "vqaudio.prior.coding": ("decode_with_prior", "encode_with_prior"),
+        "vqaudio.prior.coding": ("PriorCoder", "decode_with_prior", "encode_with_prior"),
         "vqaudio.prior.model": ("CodePrior", "PriorState"),
         "vqaudio.prior.sampling": ("Sampled", "filter_logits", "sample_audio", "sample_codes"),
     },
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
         save_prior,
     )
     from vqaudio.prior.codes import CodeSet, cached_codes, encode_corpus
-    from vqaudio.prior.coding import decode_with_prior, encode_with_prior
+    from vqaudio.prior.coding import PriorCoder, decode_with_prior, encode_with_prior
     from vqaudio.prior.model import CodePrior, PriorState
     from vqaudio.prior.sampling import Sampled, filter_logits, sample_audio, sample_codes
 
@@ -50,6 +50,7 @@ __all__ = [
     "CodePrior",
     "CodeSet",
     "PriorMeta",
+    "PriorCoder",
     "PriorState",
     "Sampled",
     "baseline_bits",

@@ -8,6 +8,7 @@ unpickled. :func:`load_prior` rebuilds the prior alone; :func:`check_vqvae` refu
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "check_vqvae",
     "load_prior",
     "load_prior_vqvae",
+    "prior_fingerprint",
     "prior_shapes",
     "save_prior",
 ]
@@ -124,6 +126,17 @@ def save_prior(
     with atomic_write(Path(path)) as tmp:
         save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
     return sha
+
+
+def prior_fingerprint(meta: PriorMeta) -> str:
+    """SHA-256 (hex) of what coding with a prior depends on: its weights' SHA-256, its config and its
+    VQ-VAE's fingerprint. A version 3 stream stores its first 16 hex digits as ``prior_id``."""
+    doc = {
+        "weights_sha256": meta.weights_sha256,
+        "config": config_to_dict(meta.config),
+        "vqvae": meta.vqvae_id,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def _resolve(path: str | Path) -> Path:

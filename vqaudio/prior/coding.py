@@ -12,16 +12,26 @@ refused, and the rANS end-state check catches most other divergence.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-from vqaudio.codec.entropy import RansDecoder, interval_scale, quantise_probabilities, rans_encode_intervals
+from vqaudio.codec.bitstream import StreamError
+from vqaudio.codec.entropy import (
+    EntropyError,
+    RansDecoder,
+    interval_scale,
+    quantise_probabilities,
+    rans_encode_intervals,
+)
+from vqaudio.errors import UserError
+from vqaudio.prior.checkpoint import PriorMeta, prior_fingerprint
 from vqaudio.prior.model import CodePrior, PriorState
 
-__all__ = ["decode_with_prior", "encode_with_prior"]
+__all__ = ["PriorCoder", "decode_with_prior", "encode_with_prior"]
 
 
 @contextmanager
@@ -91,3 +101,35 @@ def decode_with_prior(
             previous = torch.tensor([code])
     decoder.finish()
     return out
+
+
+class PriorCoder:
+    """A prior as the codec's :class:`~vqaudio.codec.compress.LevelCoder`: codes its level of a stream
+    (``vqaudio encode --prior``), conditioned on the stream's speaker when the prior knows it (else the
+    "none" speaker). Works on a float32 CPU copy of ``prior``, whatever device that one is on.
+    Upsampler priors (``prior.upper``) are not supported for coding: they would need the coarser level
+    decoded first."""
+
+    def __init__(self, prior: CodePrior, meta: PriorMeta) -> None:
+        if meta.config.prior.upper:
+            raise UserError(
+                "coding with an upsampler prior (prior.upper) is not supported; use a prior of one level"
+            )
+        self.prior = copy.deepcopy(prior).float().cpu().eval()
+        self.meta = meta
+        self.level = meta.config.prior.level
+        self.coder_id = prior_fingerprint(meta)[:16]
+
+    def _speaker(self, name: str | None) -> int | None:
+        if name is None or not self.meta.config.prior.speaker or name not in self.meta.speakers:
+            return None
+        return self.meta.speakers.index(name)
+
+    def encode(self, codes: np.ndarray, speaker: str | None) -> bytes:
+        return encode_with_prior(self.prior, codes, self._speaker(speaker))
+
+    def decode(self, data: bytes, count: int, speaker: str | None) -> np.ndarray:
+        try:
+            return decode_with_prior(self.prior, data, count, self._speaker(speaker))
+        except EntropyError as err:
+            raise StreamError(f"corrupted prior-coded payload ({err})") from None
