@@ -360,3 +360,31 @@ def test_encode_decode_commands_with_a_prior(
     wrong = runner.invoke(app, [*args, "-o", str(tmp_path / "b.wav"), "--prior", str(other.run_dir)])
     assert wrong.exit_code == 2 and "prior mismatch" in wrong.output
     assert not (tmp_path / "b.wav").exists()
+
+
+def test_upsampler_prior_trains_and_samples_hierarchically(
+    corpus: Path, tiny_ckpt: Path, tmp_path: Path, one_thread: None
+) -> None:
+    from vqaudio.prior import load_prior_vqvae, sample_audio
+
+    cache = tmp_path / "cache"
+    top = train_prior(_cfg(corpus, cache, 3, **{"prior.level": 1}), tmp_path / "top", tiny_ckpt)
+    up = train_prior(_cfg(corpus, cache, 3, **{"prior.upper": "true"}), tmp_path / "up", tiny_ckpt)
+    chain = [load_prior(up.run_dir), load_prior(top.run_dir)]  # any order: coarsest first when sampling
+    assert chain[0][0].upper_ratio == 4
+    vqvae = load_prior_vqvae(chain[0][1])
+    result = sample_audio(chain, vqvae, 0.4, "ann", seed=2)
+    assert sorted(result.codes) == [0, 1]
+    assert [len(result.codes[lv]) for lv in (0, 1)] == [math.ceil(6400 / vqvae.hops[lv]) for lv in (0, 1)]
+    assert result.audio.shape == (6400,)
+    assert np.array_equal(sample_audio(chain, vqvae, 0.4, "ann", seed=2).codes[0], result.codes[0])
+    # the fine level is sampled given the coarse one: other coarse codes, other logits
+    upsampler = chain[0][0]
+    fine = torch.from_numpy(result.codes[0])[None]
+    coarse = torch.from_numpy(result.codes[1])[None]
+    with torch.no_grad():
+        assert not torch.allclose(upsampler(fine, None, coarse), upsampler(fine, None, (coarse + 1) % upsampler.upper_codes))
+    with pytest.raises(UserError, match="upsampler"):
+        from vqaudio.prior import PriorCoder
+
+        PriorCoder(*chain[0])

@@ -129,7 +129,11 @@ def evaluate_prior_corpus(
         raise UserError(f"the corpus has no {missing} utterances for this prior (see its data split)")
     level = cfg.prior.level
     levels = [level, level + 1] if cfg.prior.upper else [level]
-    codes, _ = cached_codes(vqvae, [*train, *scored], levels, cache_dir, progress)
+    # the training run's own code set (train + valid), so its cache file is reused; test codes apart
+    codes, _ = cached_codes(vqvae, [*train, *valid], levels, cache_dir, progress)
     train_set = codes.select(range(len(train)))
-    test_set = codes.select(range(len(train), len(codes)))
+    if test:
+        test_set, _ = cached_codes(vqvae, test, levels, cache_dir, progress)
+    else:
+        test_set = codes.select(range(len(train), len(codes)))
     return evaluate_prior(prior, meta, train_set, test_set), which

@@ -442,12 +442,16 @@ def run_loop(make: Callable[[], TrainLoop], stop_after: int | None = None) -> Tr
     ends. ``stop_after`` stops early as a signal would."""
     t0 = time.perf_counter()
     loop: TrainLoop | None = None
+    finished = False
     try:
         loop = make()
         result = loop.fit(stop_after)
+        finished = True
     finally:
         if loop is not None:  # also when fit raised
             loop.close()
+            if finished:  # every rank has closed (TensorBoard flushed, workers stopped) before any tears down
+                all_reduce_flag(True, loop.device)
         cleanup_distributed()
     result.wall_seconds = time.perf_counter() - t0
     return result
