@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -105,22 +106,32 @@ def train(
     if device is not None:
         sets.append(f"train.device={device}")
     cfg = load_config(recipe, sets)
+    _train_and_report(
+        cfg,
+        lambda console: run_training(
+            cfg, out, resume=resume, init=init, init_skip_mismatched=init_skip_mismatched, console=console
+        ),
+        "valid mel",
+    )
+
+
+def _train_and_report(cfg: Any, run: Callable[[Console], Any], metric: str) -> None:
+    """Print the config (rank 0), run ``run(console)`` and report how it ended: a run that diverged exits
+    1, one stopped by a signal exits 128 + the signal once saved."""
+    from vqaudio.train import TrainingError
+
     main_rank, console = _rank_console()
     if main_rank:
         _print_config(cfg, console)
-    from vqaudio.train import TrainingError
-
     try:
-        result = run_training(
-            cfg, out, resume=resume, init=init, init_skip_mismatched=init_skip_mismatched, console=console
-        )
+        result = run(console)
     except TrainingError as err:  # diverged: not the user's input, but not a crash either
         err_console.print(f"[bold red]training failed:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if main_rank:
         best = f"{result.best_metric:.4f}" if result.best_metric is not None else "n/a"
         state = "interrupted" if result.interrupted else "finished"
-        console.print(f"{state} at step {result.step}; best valid mel {best}; run directory {result.run_dir}")
+        console.print(f"{state} at step {result.step}; best {metric} {best}; run directory {result.run_dir}")
     if result.interrupted and result.signal is not None:  # saved; the shell still learns it was stopped
         raise typer.Exit(128 + result.signal)
 
@@ -155,29 +166,17 @@ def prior_train(
     --out DIR. On --resume, --model defaults to the model the run started with (and must be that model).
     """
     from vqaudio.config import load_prior_config
-    from vqaudio.train import TrainingError
     from vqaudio.train.prior import train_prior
 
     sets = list(overrides or [])
     if device is not None:
         sets.append(f"train.device={device}")
     cfg = load_prior_config(recipe, sets)
-    main_rank, console = _rank_console()
-    if main_rank:
-        _print_config(cfg, console)
-    try:
-        result = train_prior(cfg, out, model_path, resume=resume, console=console)
-    except TrainingError as err:
-        err_console.print(f"[bold red]training failed:[/] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    if main_rank:
-        best = f"{result.best_metric:.4f}" if result.best_metric is not None else "n/a"
-        state = "interrupted" if result.interrupted else "finished"
-        console.print(
-            f"{state} at step {result.step}; best valid bits/code {best}; run directory {result.run_dir}"
-        )
-    if result.interrupted and result.signal is not None:
-        raise typer.Exit(128 + result.signal)
+    _train_and_report(
+        cfg,
+        lambda console: train_prior(cfg, out, model_path, resume=resume, console=console),
+        "valid bits/code",
+    )
 
 
 @app.command("config")

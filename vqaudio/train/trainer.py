@@ -1,4 +1,5 @@
-"""The training loop behind ``vqaudio train``: one code path for CPU, one GPU and torchrun/DDP.
+"""The codec's run behind ``vqaudio train``: the VQ-VAE, its losses and discriminator, on the shared
+:class:`~vqaudio.train.loop.TrainLoop` (one code path for CPU, one GPU and torchrun/DDP).
 
 Exact resume: the batch of step ``s`` is a pure function of (seed, s) (see
 :class:`vqaudio.data.StepBatchSampler`), and the model, optimiser and torch RNG states are saved
