@@ -125,8 +125,15 @@ class _PriorData:
         cache = Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else default_cache_dir()
         if loop.info.enabled and not loop.info.is_main:
             all_reduce_flag(True, loop.device)  # wait for rank 0's file
+        shown = [0]
+
+        def progress(done: int, total: int) -> None:  # a line per tenth: encoding a corpus takes minutes
+            if done * 10 // total > shown[0]:
+                shown[0] = done * 10 // total
+                loop.log.print(f"encoding the corpus with the model: {done}/{total} utterances")
+
         with torch.inference_mode():
-            codes, hit = cached_codes(vqvae, utts, levels, cache)
+            codes, hit = cached_codes(vqvae, utts, levels, cache, progress)
         if loop.info.enabled and loop.info.is_main:
             all_reduce_flag(True, loop.device)
         frames = sum(len(c) for c in codes.codes[level])
