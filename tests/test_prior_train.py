@@ -383,7 +383,8 @@ def test_upsampler_prior_trains_and_samples_hierarchically(
     fine = torch.from_numpy(result.codes[0])[None]
     coarse = torch.from_numpy(result.codes[1])[None]
     with torch.no_grad():
-        assert not torch.allclose(upsampler(fine, None, coarse), upsampler(fine, None, (coarse + 1) % upsampler.upper_codes))
+        shifted = (coarse + 1) % upsampler.upper_codes
+        assert not torch.allclose(upsampler(fine, None, coarse), upsampler(fine, None, shifted))
     with pytest.raises(UserError, match="upsampler"):
         from vqaudio.prior import PriorCoder
 
