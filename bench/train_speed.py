@@ -138,13 +138,14 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         model.train()
 
         section = trainer.timer.section if has_timer else (lambda name: nullcontext())
+        step = getattr(trainer, "train_step", None) or trainer._train_step  # before TrainLoop: _train_step
 
         def one_step() -> float:
             t = time.perf_counter()
             with section("data"):
                 wav, spk = next(trainer.loader_iter)
                 wav, spk = wav.to(device), spk.to(device)
-            trainer.train_step(wav, spk)
+            step(wav, spk)
             trainer.step += 1
             hooks.end_step()
             if device.type == "cuda":
