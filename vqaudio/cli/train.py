@@ -102,10 +102,7 @@ def train(
         raise UserError("--init starts a new run from a model's weights; it cannot be combined with --resume")
     if init_skip_mismatched and init is None:
         raise UserError("--init-skip-mismatched needs --init MODEL")
-    sets = list(overrides or [])
-    if device is not None:
-        sets.append(f"train.device={device}")
-    cfg = load_config(recipe, sets)
+    cfg = load_config(recipe, _sets(overrides, device))
     _train_and_report(
         cfg,
         lambda console: run_training(
@@ -113,6 +110,11 @@ def train(
         ),
         "valid mel",
     )
+
+
+def _sets(overrides: list[str] | None, device: str | None) -> list[str]:
+    """The ``--set`` overrides, with ``--device`` as ``train.device``."""
+    return [*(overrides or []), *([f"train.device={device}"] if device is not None else [])]
 
 
 def _train_and_report(cfg: Any, run: Callable[[Console], Any], metric: str) -> None:
@@ -168,10 +170,7 @@ def prior_train(
     from vqaudio.config import load_prior_config
     from vqaudio.train.prior import train_prior
 
-    sets = list(overrides or [])
-    if device is not None:
-        sets.append(f"train.device={device}")
-    cfg = load_prior_config(recipe, sets)
+    cfg = load_prior_config(recipe, _sets(overrides, device))
     _train_and_report(
         cfg,
         lambda console: train_prior(cfg, out, model_path, resume=resume, console=console),
