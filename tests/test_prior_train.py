@@ -200,6 +200,44 @@ def test_prior_torchrun_two_ranks(
     load_prior(out)
 
 
+def test_prior_torchrun_rank0_failure_stops_every_rank(
+    corpus: Path, tiny_ckpt: Path, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """Rank 0 fails before the corpus is encoded (the cache folder is a file): it reports the user's
+    mistake, and rank 1, waiting for rank 0's codes, stops too instead of waiting forever."""
+    (tmp_path / "cache").write_text("not a folder")
+    sets = [
+        "data.kind=tsv",
+        f"data.root={corpus}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "train.device=cpu",
+    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone", "-m"]
+    cmd += [
+        "vqaudio",
+        "prior",
+        "train",
+        str(PRIOR_RECIPE),
+        "--model",
+        str(tiny_ckpt),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    cmd += [arg for s in sets for arg in ("--set", s)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0
+    assert "cannot hold the code cache" in done.stderr and "rank 0 failed while encoding" in done.stderr
+    assert "Traceback" not in done.stderr.split("distributed/elastic")[0], done.stderr[
+        -3000:
+    ]  # ours; torchrun has one
+
+
+def test_prior_refuses_an_unusable_cache_folder(corpus: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.raises(UserError, match="cannot hold the code cache"):
+        train_prior(_cfg(corpus, tmp_path / "cache"), tmp_path / "run", tiny_ckpt)
+
+
 # ------------------------------------------------------------------------------ prior eval and sample
 
 
@@ -351,6 +389,15 @@ def test_encode_decode_commands_with_a_prior(
         app, ["decode", str(tmp_path / "p.vqa"), "-o", str(tmp_path / "p.wav"), "--model", str(tiny_ckpt)]
     )
     assert np.array_equal(sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "p.wav")[0])
+
+    # the issue's spelling, --entropy prior, is the same thing and needs --prior
+    spelled = ["encode", str(wav), "-o", str(tmp_path / "s.vqa"), "--entropy", "prior"]
+    assert runner.invoke(app, [*spelled, "--prior", str(prior_run)]).exit_code == 0
+    assert (tmp_path / "s.vqa").read_bytes() == (tmp_path / "a.vqa").read_bytes()
+    alone = runner.invoke(app, [*spelled[:3], str(tmp_path / "t.vqa"), "--entropy=prior"])
+    assert alone.exit_code == 2 and "needs the prior" in alone.output and not (tmp_path / "t.vqa").exists()
+    other_value = runner.invoke(app, [*spelled[:3], str(tmp_path / "t.vqa"), "--entropy=fast"])
+    assert other_value.exit_code == 2 and "takes no value" in other_value.output
 
     missing = runner.invoke(app, [*args, "-o", str(tmp_path / "b.wav")])
     assert missing.exit_code == 2 and "give that prior" in missing.output

@@ -1,7 +1,7 @@
-"""Exceptions that mean "the user gave us something wrong".
+"""Exceptions that mean "the user gave us something wrong", and :class:`TrainingError`.
 
-The CLI turns any :class:`UserError` into one line on stderr and exit code 2;
-anything else is a bug and keeps its traceback.
+The CLI turns any :class:`UserError` into one line on stderr and exit code 2, a :class:`TrainingError`
+into one line and exit code 1; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,3 +21,7 @@ class AudioError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint or run directory that cannot be loaded."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. too many non-finite steps in a row, or another rank failed)."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
 from vqaudio.cli.common import (
     DeviceOpt,
@@ -55,7 +56,42 @@ def _model_and_coder(
     return load_prior_vqvae(meta, model_path, resolve_device(device)), PriorCoder(prior, meta)
 
 
-@app.command()
+def entropy_spelling(args: list[str]) -> list[str]:
+    """``encode``'s arguments with ``--entropy prior`` / ``--entropy=prior`` (entropy coding with the
+    prior that ``--prior`` names) as plain ``--entropy``; the spelling needs ``--prior``."""
+    out: list[str] = []
+    spelled = False
+    for i, arg in enumerate(args):
+        if arg == "--":
+            out += args[i:]
+            break
+        if arg.startswith("--entropy="):
+            if arg != "--entropy=prior":
+                raise typer.BadParameter(
+                    f"takes no value, or 'prior' (with --prior P), not {arg[10:]!r}", param_hint="'--entropy'"
+                )
+            spelled = True
+            out.append("--entropy")
+        elif arg == "prior" and out and out[-1] == "--entropy":
+            spelled = True
+        else:
+            out.append(arg)
+    if spelled and not any(a in ("--prior", "-p") or a.startswith(("--prior=", "-p")) for a in out):
+        raise typer.BadParameter(
+            "'--entropy prior' needs the prior: --prior P (a file named 'prior' is ./prior)",
+            param_hint="'--entropy'",
+        )
+    return out
+
+
+class _EncodeCommand(TyperCommand):
+    """``encode``, which also reads ``--entropy prior`` (see :func:`entropy_spelling`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, entropy_spelling(args))
+
+
+@app.command(cls=_EncodeCommand)
 @user_errors
 def encode(
     inputs: Annotated[
@@ -68,7 +104,11 @@ def encode(
     level: Annotated[int | None, typer.Option("--level", "-l", help="Level to store (default 0).")] = None,
     levels: Annotated[str | None, typer.Option(help="Several levels, comma-separated, e.g. 0,2.")] = None,
     entropy: Annotated[
-        bool, typer.Option("--entropy", help="Entropy-code the codes (smaller files).")
+        bool,
+        typer.Option(
+            "--entropy",
+            help="Entropy-code the codes (smaller files). '--entropy prior' = --entropy with --prior.",
+        ),
     ] = False,
     speaker: Annotated[str | None, typer.Option(help="Speaker name to record for decoding.")] = None,
     chunk_seconds: Annotated[float, typer.Option(min=0.1, help="Audio per stream chunk.")] = 10.0,

@@ -201,9 +201,17 @@ def cached_codes(
         found, extra = load_codes(path)
         if found.model_id == fingerprint and extra.get("utterances") == digest:
             return found, True
+    try:  # before the minutes of encoding
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(
+            f"{cache_dir}: cannot hold the code cache ({err.strerror}); set data.cache_dir to a writable folder"
+        ) from None
     codes = encode_corpus(model, utts, levels, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_codes(path, codes, {"utterances": digest})
+    try:
+        save_codes(path, codes, {"utterances": digest})
+    except OSError as err:
+        raise UserError(f"{path}: cannot write the code cache ({err.strerror})") from None
     return codes, False
 
 

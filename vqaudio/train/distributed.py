@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar, cast
 
 import torch
 import torch.distributed as dist
 
 from vqaudio.device import resolve_device
+from vqaudio.errors import TrainingError
 
 __all__ = [
     "DistInfo",
@@ -17,7 +21,10 @@ __all__ = [
     "resolve_device",
     "all_reduce_flag",
     "all_reduce_max",
+    "main_rank_first",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,3 +76,27 @@ def all_reduce_max(value: float, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
+
+
+def main_rank_first(work: Callable[[], T], what: str, hours: float = 6.0) -> T:
+    """``work()`` on rank 0 first, then on the other ranks (which find what it left, e.g. a cache file).
+
+    The others wait on a gloo group of its own whose timeout is ``hours`` (a one-off job such as encoding
+    a corpus can outlast NCCL's 10-minute default), and stop with an error naming ``what`` when rank 0's
+    ``work`` failed, rather than waiting for it forever. Alone: just ``work()``."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return work()
+    group = cast(dist.ProcessGroup, dist.new_group(backend="gloo", timeout=timedelta(hours=hours)))
+    ok = torch.ones(1)
+    if dist.get_rank() == 0:
+        try:
+            result = work()
+        except BaseException:
+            dist.all_reduce(ok.zero_(), op=dist.ReduceOp.MIN, group=group)
+            raise
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN, group=group)
+        return result
+    dist.all_reduce(ok, op=dist.ReduceOp.MIN, group=group)
+    if ok.item() < 0.5:
+        raise TrainingError(f"rank 0 failed while {what} (its error is above); this rank stops too")
+    return work()

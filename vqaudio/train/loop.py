@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from vqaudio.config import PriorRunConfig, RunConfig
 from vqaudio.device import flush_denormals
-from vqaudio.errors import CheckpointError, UserError
+from vqaudio.errors import CheckpointError, TrainingError, UserError
 from vqaudio.train.distributed import all_reduce_flag, all_reduce_max, cleanup_distributed, init_distributed
 from vqaudio.train.monitor import Monitor
 from vqaudio.train.rundir import RunDir
@@ -40,10 +40,6 @@ from vqaudio.train.timing import StepTimer
 __all__ = ["TrainLoop", "TrainResult", "TrainingError", "adamw", "lr_at", "run_loop", "schedule_progress"]
 
 AnyRunConfig = RunConfig | PriorRunConfig
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. too many non-finite steps in a row)."""
 
 
 @dataclass

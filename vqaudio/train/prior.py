@@ -37,7 +37,7 @@ from vqaudio.prior.checkpoint import PriorMeta, build_prior, check_vqvae, load_p
 from vqaudio.prior.codes import CodeSet, cached_codes, default_cache_dir, prior_split
 from vqaudio.prior.evaluate import utterance_bits
 from vqaudio.prior.model import CodePrior
-from vqaudio.train.distributed import all_reduce_flag
+from vqaudio.train.distributed import main_rank_first
 from vqaudio.train.loop import TrainLoop, TrainResult, adamw, run_loop, unwrap
 
 __all__ = ["CodeCrops", "PriorTrainer", "train_prior"]
@@ -123,8 +123,6 @@ class _PriorData:
         level = cfg.prior.level
         levels = [level, level + 1] if cfg.prior.upper else [level]
         cache = Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else default_cache_dir()
-        if loop.info.enabled and not loop.info.is_main:
-            all_reduce_flag(True, loop.device)  # wait for rank 0's file
         shown = [0]
 
         def progress(done: int, total: int) -> None:  # a line per tenth: encoding a corpus takes minutes
@@ -132,10 +130,11 @@ class _PriorData:
                 shown[0] = done * 10 // total
                 loop.log.print(f"encoding the corpus with the model: {done}/{total} utterances")
 
-        with torch.inference_mode():
-            codes, hit = cached_codes(vqvae, utts, levels, cache, progress)
-        if loop.info.enabled and loop.info.is_main:
-            all_reduce_flag(True, loop.device)
+        def encode() -> tuple[CodeSet, bool]:
+            with torch.inference_mode():
+                return cached_codes(vqvae, utts, levels, cache, progress)
+
+        codes, hit = main_rank_first(encode, "encoding the corpus")
         frames = sum(len(c) for c in codes.codes[level])
         how = "read from the cache" if hit else "encoded and cached"
         loop.log.print(f"{len(utts)} utterances, {frames} codes at level {level}: {how} in {cache}")
