@@ -677,7 +677,8 @@ def test_committed_golden_file_decodes_to_its_expected_header_and_codes(version:
         assert json.loads(header.to_json()) == expected["header"]
     else:
         fields = dataclasses.asdict(header)
-        assert fields.pop("prior_id") is None  # a field of version 3 streams; the golden v2 has none
+        assert fields.pop("prior_id") is None  # fields of version 3 streams; the golden v2 has none
+        assert fields.pop("prior_probe") is None
         assert json.loads(json.dumps(fields)) == expected["header"]
     assert [c.tolist() for c in codes] == expected["codes"]
     assert encode_stream(header, codes) == raw  # writing the same content again gives the same bytes
@@ -685,11 +686,11 @@ def test_committed_golden_file_decodes_to_its_expected_header_and_codes(version:
 
 
 def test_version_3_adds_a_prior_id_after_the_version_2_header() -> None:
-    """Version 3 is version 2's header with flag bit 4 and 8 bytes of prior id at its end."""
+    """Version 3 is version 2's header with flag bit 4, then 8 bytes of prior id and 4 of prior probe."""
     v2 = StreamHeader("0123456789abcdef", 8000, 3, (LevelInfo(0, 1, 5),), 2, coding="entropy")
-    v3 = dataclasses.replace(v2, version=3, prior_id="fedcba9876543210")
+    v3 = dataclasses.replace(v2, version=3, prior_id="fedcba9876543210", prior_probe="0a1b2c3d")
     assert v3.to_bytes() == bytes([v2.to_bytes()[0] | 0x10]) + v2.to_bytes()[1:] + bytes.fromhex(
-        "fedcba9876543210"
+        "fedcba98765432100a1b2c3d"
     )
     assert StreamHeader.from_bytes(v3.to_bytes(), 3) == v3
     assert StreamHeader.from_bytes(dataclasses.replace(v2, version=3).to_bytes(), 3).prior_id is None
@@ -698,5 +699,10 @@ def test_version_3_adds_a_prior_id_after_the_version_2_header() -> None:
     for bad in (dict(version=2), dict(coding="packed"), dict(prior_id="ABC")):
         with pytest.raises(StreamError, match="prior_id"):
             dataclasses.replace(v3, **bad)
+    for bad in (dict(prior_probe=None), dict(prior_probe="0A1B2C3D"), dict(prior_probe="0a1b")):
+        with pytest.raises(StreamError, match="prior_probe"):
+            dataclasses.replace(v3, **bad)
+    with pytest.raises(StreamError, match="header has 4 bytes after its last field|truncated"):
+        StreamHeader.from_bytes(v3.to_bytes()[:-4], 3)  # no room for the probe: a v3 header's end is fixed
     with pytest.raises(StreamError, match="unknown bits"):
         StreamHeader.from_bytes(bytes([v3.to_bytes()[0] | 0x20]) + v3.to_bytes()[1:], 3)

@@ -361,13 +361,43 @@ def test_encode_with_a_prior_round_trips_bit_exactly(
     assert np.array_equal(a, b)  # the same codes came back
     # the prior's payloads are used (model byte 2) and its codes are the encoder's
     codes = encode_audio(model, wav, model.sample_rate, level=0)
-    assert np.array_equal(coder.decode(coder.encode(codes, None), len(codes), None), codes)
+    assert np.array_equal(coder.decode(coder.encode([codes], None), [len(codes)], None)[0], codes)
     with pytest.raises(UserError, match="give that prior"):
         decompress(model, coded)
     damaged = bytearray(coded)
     damaged[-10] ^= 0x20
     with pytest.raises(UserError, match="CRC"):
         decompress(model, bytes(damaged), coder=coder)
+
+
+def test_prior_coding_batches_groups_of_chunks(
+    prior_run: Path, tiny_ckpt: Path, speech: object, one_thread: None
+) -> None:
+    """Chunks are coded PRIOR_GROUP at a time: 11 chunks = a group of 8 and one of 3 (its last chunk
+    shorter); a row given as codes (a chunk another model coded) is stepped all the same, and the group's
+    other rows decode as the encoder coded them."""
+    from vqaudio.codec.bitstream import PRIOR_GROUP, StreamReader
+    from vqaudio.codec.compress import PRIOR_MODEL, compress, decompress, encode_audio
+    from vqaudio.prior import PriorCoder
+    from vqaudio.prior.coding import decode_rows, encode_rows
+
+    coder = PriorCoder(*load_prior(prior_run))
+    model = vqaudio.load_model(tiny_ckpt)
+    wav = speech(2.05, seed=3)  # type: ignore[operator]
+    coded = compress(model, wav, model.sample_rate, coder=coder, chunk_seconds=0.2)
+    reader = StreamReader(io.BytesIO(coded))
+    models = [parts[0][0] for parts in reader]
+    assert len(models) == 11 > PRIOR_GROUP and PRIOR_MODEL in models
+    assert np.array_equal(
+        decompress(model, coded, coder=coder)[0],
+        decompress(model, compress(model, wav, model.sample_rate, chunk_seconds=0.2))[0],
+    )
+    codes = encode_audio(model, wav, model.sample_rate, level=0)
+    rows = [codes[:40], codes[40:95], codes[95:120]]  # three lengths: rows end at different steps
+    coded_rows = encode_rows(coder.prior, rows, speaker=1)
+    given = [coded_rows[0], rows[1], coded_rows[2]]  # the middle chunk known already
+    back = decode_rows(coder.prior, given, [len(r) for r in rows], speaker=1)
+    assert all(np.array_equal(x, y) for x, y in zip(back, rows, strict=True))
 
 
 def test_encode_decode_commands_with_a_prior(
@@ -407,6 +437,42 @@ def test_encode_decode_commands_with_a_prior(
     wrong = runner.invoke(app, [*args, "-o", str(tmp_path / "b.wav"), "--prior", str(other.run_dir)])
     assert wrong.exit_code == 2 and "prior mismatch" in wrong.output
     assert not (tmp_path / "b.wav").exists()
+
+
+def test_a_stream_from_other_cpu_kernels_is_refused_up_front(
+    prior_run: Path, tiny_ckpt: Path, toy_corpus: Path, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """Encoded with torch's AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``: what an AVX2-only machine runs),
+    a stream carries that machine's probe. Where this process computes the prior otherwise (AVX-512
+    kernels) decoding it is refused before any work, with one line; where it computes the same, the
+    stream decodes to the encoder's codes. Either way, never other audio."""
+    from vqaudio.codec.bitstream import read_header
+    from vqaudio.codec.compress import decompress
+    from vqaudio.prior import PriorCoder
+
+    wav, coded = sorted(toy_corpus.rglob("*.wav"))[0], tmp_path / "avx2.vqa"
+    cmd = [sys.executable, "-m", "vqaudio", "encode", str(wav), "-o", str(coded), "--prior", str(prior_run)]
+    env = subprocess_env | {"ATEN_CPU_CAPABILITY": "avx2"}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    header, _ = read_header(io.BytesIO(coded.read_bytes()))
+    coder = PriorCoder(*load_prior(prior_run))
+    model = vqaudio.load_model(tiny_ckpt)
+    if torch.backends.cpu.get_cpu_capability() == "AVX2" or header.prior_probe == coder.probe:
+        assert header.prior_probe == coder.probe  # same kernels: same probe, and it decodes
+        plain = runner.invoke(
+            app, ["encode", str(wav), "-o", str(tmp_path / "p.vqa"), "--model", str(tiny_ckpt)]
+        )
+        assert plain.exit_code == 0
+        assert np.array_equal(
+            decompress(model, coded.read_bytes(), coder=coder)[0],
+            decompress(model, (tmp_path / "p.vqa").read_bytes())[0],
+        )
+    else:
+        args = ["decode", str(coded), "-o", str(tmp_path / "x.wav"), "--prior", str(prior_run)]
+        refused = runner.invoke(app, args)
+        assert refused.exit_code == 2 and "platform mismatch" in refused.output
+        assert not (tmp_path / "x.wav").exists()
 
 
 def test_upsampler_prior_trains_and_samples_hierarchically(

@@ -306,7 +306,7 @@ def info(
     )
     table.add_row("model", h.model_id)
     if h.prior_id is not None:
-        table.add_row("prior", h.prior_id)
+        table.add_row("prior", f"{h.prior_id} (probe {h.prior_probe})")
     if h.extra:
         table.add_row("source", ", ".join(f"{k.removeprefix('source_')} {v}" for k, v in h.extra.items()))
     out_console.print(table)
@@ -349,6 +349,7 @@ def _stream_info(reader: StreamReader) -> dict[str, Any]:
         "overhead_percent": 100 * (rate(size) / nominal - 1) if duration > 0 else 0.0,
         "model_id": h.model_id,
         "prior_id": h.prior_id,
+        "prior_probe": h.prior_probe,
         "source": h.extra,
     }
 

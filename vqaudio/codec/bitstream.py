@@ -35,8 +35,9 @@ Format, version 2 (and 3)::
         extra          varint length + canonical JSON object, non-empty, without the three
                        source keys below                                          (if flag bit 3)
 
-    Version 3 is version 2 with one more header flag: bit 4 set means an 8-byte ``prior_id`` ends the
-    header (coding must be "entropy"), and bits 5-7 are zero; everything else is laid out as above.
+    Version 3 is version 2 with one more header flag: bit 4 set means that an 8-byte ``prior_id`` and a
+    4-byte ``prior_probe`` end the header (coding must be "entropy"), and bits 5-7 are zero; everything
+    else is laid out as above.
 
 CRC32 is zlib's (ISO-HDLC: polynomial 0x04C11DB7 reflected, init and final xor 0xFFFFFFFF).
 
@@ -79,14 +80,23 @@ decoder in any language reproduces the codes exactly.
 Model byte 2, ``"prior"`` (version 3 only, with ``prior_id`` set): the rANS bytes of the codes under a
 :class:`vqaudio.prior.CodePrior` whose fingerprint (:func:`vqaudio.prior.checkpoint.prior_fingerprint`:
 SHA-256 over its weights' SHA-256, its config and its VQ-VAE's fingerprint) starts with ``prior_id``,
-and only for that prior's level. Each chunk is coded alone, from a fresh prior state (position 0),
-conditioned on the stream's speaker when the prior knows it (its row in the VQ-VAE's table, else the
-"none" speaker). Every code's frequencies are :func:`vqaudio.codec.entropy.quantise_probabilities` of
-the logits of :meth:`CodePrior.step` computed with batch 1, float32, on the CPU, one intra-op thread,
-rANS with :func:`vqaudio.codec.entropy.interval_scale` of K (:mod:`vqaudio.prior.coding`): a decoder must
+and only for that prior's level. Each chunk's codes are rANS-coded alone, from a fresh prior state
+(position 0), conditioned on the stream's speaker when the prior knows it (its row in the VQ-VAE's
+table, else the "none" speaker), but the prior runs on groups of ``PRIOR_GROUP`` (8) consecutive chunks
+at once: chunks ``[8 g, 8 g + 8)`` (fewer in the last group) are the rows of one batch, ``B`` = chunks
+in the group, stepped together until the longest row ends; a row's input is its own previous code, and
+code 0 once the row has ended. Every chunk of a group is a row, including one whose payload chose model
+0 or 1 (its codes are known once that payload is decoded). Every step's frequencies are
+:func:`vqaudio.codec.entropy.quantise_probabilities` of that step's ``[B, K]`` logits of
+:meth:`CodePrior.step`, computed in float32 on the CPU with one intra-op thread
+(:func:`vqaudio.prior.coding.encode_rows`), then rANS with
+:func:`vqaudio.codec.entropy.interval_scale` of K: a decoder must
 reproduce those logits bit for bit, so it must run the same prior weights with the same torch CPU
 kernels (same torch build and CPU instruction set); a mismatch is caught by the rANS end state or gives
-other codes, never a crash.
+other codes, never a crash. ``prior_probe`` says which kernels the encoder's machine ran: the first 4
+bytes of the SHA-256 of a fixed computation with the prior (:meth:`vqaudio.prior.PriorCoder.probe`: its
+float32 logits and their quantised frequencies over ``context + 1`` steps of fixed codes, speaker
+"none"); a decoder whose own probe differs refuses the stream before decoding it ("platform mismatch").
 
 Format, version 1 (read only): ``magic``, ``version`` uint16 = 1, ``header_len`` uint32 (same cap), the
 header as UTF-8 JSON (canonical: ``json.dumps(obj, sort_keys=True, separators=(",", ":"),
@@ -118,6 +128,8 @@ VERSION = 2  # what a stream is written in unless it needs version 3 (coded with
 SUPPORTED_VERSIONS = (1, 2, 3)
 MODEL_ID_HEX = {1: 64, 2: 16, 3: 16}  # hex characters of a stream's model_id, per version
 PRIOR_ID_HEX = 16  # hex characters of a version 3 stream's prior_id
+PRIOR_PROBE_HEX = 8  # ... and of its prior_probe
+PRIOR_GROUP = 8  # consecutive chunks whose prior-coded level is coded as one batch (version 3)
 MAX_HEADER_BYTES = 65536
 MAX_CHUNK_BYTES = 1 << 26
 MAX_LEVELS = 255
@@ -236,6 +248,7 @@ class StreamHeader:
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = VERSION
     prior_id: str | None = None
+    prior_probe: str | None = None
 
     def __post_init__(self) -> None:
         if self.version not in SUPPORTED_VERSIONS or isinstance(self.version, bool):
@@ -249,6 +262,16 @@ class StreamHeader:
                 or not _HEX.fullmatch(self.prior_id)
             ):
                 raise StreamError(f"header field 'prior_id' must be {PRIOR_ID_HEX} lowercase hex characters")
+        if (self.prior_probe is None) != (self.prior_id is None):
+            raise StreamError("header fields 'prior_id' and 'prior_probe' go together")
+        if self.prior_probe is not None and (
+            not isinstance(self.prior_probe, str)
+            or len(self.prior_probe) != PRIOR_PROBE_HEX
+            or not _HEX.fullmatch(self.prior_probe)
+        ):
+            raise StreamError(
+                f"header field 'prior_probe' must be {PRIOR_PROBE_HEX} lowercase hex characters"
+            )
         hex_digits = MODEL_ID_HEX[self.version]
         if (
             not isinstance(self.model_id, str)
@@ -380,8 +403,8 @@ def _v2_header(h: StreamHeader) -> bytes:
     if rest:
         text = _canonical(rest).encode("utf-8")
         out += varint(len(text)) + text
-    if h.prior_id is not None:
-        out += bytes.fromhex(h.prior_id)
+    if h.prior_id is not None and h.prior_probe is not None:
+        out += bytes.fromhex(h.prior_id) + bytes.fromhex(h.prior_probe)
     return bytes(out)
 
 
@@ -420,11 +443,22 @@ def _parse_v2(raw: bytes, version: int = 2) -> StreamHeader:
             raise StreamError("header field 'extra' must be a non-empty JSON object (source keys apart)")
         extra |= rest
     prior_id = take(PRIOR_ID_HEX // 2).hex() if flags & 16 else None
+    prior_probe = take(PRIOR_PROBE_HEX // 2).hex() if flags & 16 else None
     if f.tell() != len(raw):
         raise StreamError(f"header has {len(raw) - f.tell()} bytes after its last field")
     coding = CODINGS[flags & 1]
     return StreamHeader(
-        model_id, sample_rate, num_samples, levels, chunk_samples, speaker, coding, extra, version, prior_id
+        model_id,
+        sample_rate,
+        num_samples,
+        levels,
+        chunk_samples,
+        speaker,
+        coding,
+        extra,
+        version,
+        prior_id,
+        prior_probe,
     )
 
 

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from vqaudio.audio import AudioSource, atomic_write, output_format, resample_blo
 from vqaudio.checkpoint import model_sha256
 from vqaudio.codec.bitstream import (
     MODEL_ID_HEX,
+    PRIOR_GROUP,
     SOURCE_KEYS,
     LevelInfo,
     StreamError,
@@ -63,19 +64,32 @@ log = logging.getLogger(__name__)
 _ENTROPY_MODELS = MODELS  # byte 0 of each level's entropy-coded payload indexes this tuple (stream format)
 PRIOR_MODEL = len(MODELS)  # byte 0 of a payload coded with the stream's prior (version 3, see bitstream)
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 
 class LevelCoder(Protocol):
     """Entropy coding of one level's codes by a model the codec does not own (a prior over the codes:
     :class:`vqaudio.prior.coding.PriorCoder`). ``coder_id`` (16 hex digits) is stored as the stream's
-    ``prior_id``; ``speaker`` is the stream's speaker, on both sides."""
+    ``prior_id``, and ``probe`` (8 hex digits: what this machine computes with it) as its ``prior_probe``;
+    ``speaker`` is the stream's speaker, on both sides."""
 
     level: int
     coder_id: str
 
-    def encode(self, codes: np.ndarray, speaker: str | None) -> bytes: ...
+    @property
+    def probe(self) -> str: ...
 
-    def decode(self, data: bytes, count: int, speaker: str | None) -> np.ndarray: ...
+    def encode(self, rows: Sequence[np.ndarray], speaker: str | None) -> list[bytes]:
+        """The payload bytes of each chunk's codes of one group of chunks (``PRIOR_GROUP`` of them, fewer
+        in the last group): the chunks are coded together, so :meth:`decode` needs the same group."""
+        ...
+
+    def decode(
+        self, rows: Sequence[bytes | np.ndarray], counts: Sequence[int], speaker: str | None
+    ) -> list[np.ndarray]:
+        """Each chunk's ``counts[c]`` codes of one group: from its payload bytes, or, for a chunk whose
+        payload another model coded, its codes as given (the group still needs them)."""
+        ...
 
 
 Speaker = str | int | torch.Tensor | None
@@ -259,14 +273,44 @@ def _coding_tables(
     return others
 
 
-def _level_payload(
-    codes: np.ndarray, table: FrequencyTable | None, coder: LevelCoder | None, speaker: str | None
-) -> bytes:
-    """One level's entropy payload: the smallest of the table's models and the prior (when given)."""
-    candidates = [_entropy_payload(codes, table)] if table is not None else []
+def _entropy_chunks(
+    group: list[list[np.ndarray]],
+    levels: Sequence[int],
+    tables: dict[int, FrequencyTable],
+    coder: LevelCoder | None,
+    speaker: str | None,
+) -> list[list[bytes]]:
+    """The entropy payloads of a group of chunks (each a list of codes per level): per level and chunk
+    the smallest of the table's models and, at the prior's level, the prior (which codes the group's
+    chunks as one batch)."""
+    prior: list[bytes] = []
     if coder is not None:
-        candidates.append(bytes([PRIOR_MODEL]) + coder.encode(codes, speaker))
-    return min(candidates, key=len)
+        prior = [
+            bytes([PRIOR_MODEL]) + b
+            for b in coder.encode([c[levels.index(coder.level)] for c in group], speaker)
+        ]
+    out = []
+    for i, chunk in enumerate(group):
+        payloads = []
+        for codes, level in zip(chunk, levels, strict=True):
+            candidates = [_entropy_payload(codes, tables[level])] if level in tables else []
+            if coder is not None and level == coder.level:
+                candidates.append(prior[i])
+            payloads.append(min(candidates, key=len))
+        out.append(payloads)
+    return out
+
+
+def _groups(chunks: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``chunks`` in lists of ``size`` (the last one shorter)."""
+    group: list[T] = []
+    for chunk in chunks:
+        group.append(chunk)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _entropy_payload(codes: np.ndarray, table: FrequencyTable) -> bytes:
@@ -373,23 +417,21 @@ def _encode(
         extra=_source_extra(src, model),
         version=version,
         prior_id=coder.coder_id if coder is not None else None,
+        prior_probe=coder.probe if coder is not None else None,
     )
     tables = _coding_tables(model, levels, coder) if entropy else {}
+    done = 0
     with StreamWriter(out, header) as writer:
-        for c, codes in enumerate(_encode_chunks(model, src, levels, chunk)):
+        for group in _groups(_encode_chunks(model, src, levels, chunk), PRIOR_GROUP if coder else 1):
             if entropy:
-                writer.write_entropy_chunk(
-                    [
-                        _level_payload(
-                            x, tables.get(level), coder if coder and coder.level == level else None, speaker
-                        )
-                        for x, level in zip(codes, levels, strict=True)
-                    ]
-                )
+                for payloads in _entropy_chunks(group, levels, tables, coder, speaker):
+                    writer.write_entropy_chunk(payloads)
             else:
-                writer.write_chunk(codes)
+                for codes in group:
+                    writer.write_chunk(codes)
+            done += len(group)
             if progress is not None:
-                progress(c + 1, header.num_chunks)
+                progress(done, header.num_chunks)
     return header
 
 
@@ -457,22 +499,31 @@ def _chunk_codes(
     reader: StreamReader, index: int, tables: FrequencyTable | None, coder: LevelCoder | None = None
 ) -> Iterator[np.ndarray]:
     """One level's codes per chunk (entropy payloads decoded; ``coder``: the stream's prior for this
-    level, checked by the caller)."""
+    level, checked by the caller, which decodes ``PRIOR_GROUP`` chunks at a time)."""
     header = reader.header
-    for c, parts in enumerate(reader):
-        part = parts[index]
-        if isinstance(part, (bytes, bytearray)):
-            count = header.frames_in_chunk(c, index)
-            if part and part[0] == PRIOR_MODEL and coder is not None:
-                yield coder.decode(bytes(part[1:]), count, header.speaker)
-                continue
-            if not part or part[0] >= len(_ENTROPY_MODELS):
-                raise StreamError(f"chunk {c}: unknown entropy model")
-            if tables is None:
-                raise StreamError("this checkpoint holds no code frequency tables for this stream's coding")
-            yield decode_codes(part[1:], count, tables, _ENTROPY_MODELS[part[0]])
+
+    def table_codes(c: int, part: bytes) -> np.ndarray:
+        if not part or part[0] >= len(_ENTROPY_MODELS):
+            raise StreamError(f"chunk {c}: unknown entropy model")
+        if tables is None:
+            raise StreamError("this checkpoint holds no code frequency tables for this stream's coding")
+        return decode_codes(part[1:], header.frames_in_chunk(c, index), tables, _ENTROPY_MODELS[part[0]])
+
+    c = 0
+    for group in _groups(reader, PRIOR_GROUP if coder is not None else 1):
+        parts = [chunk[index] for chunk in group]
+        counts = [header.frames_in_chunk(c + i, index) for i in range(len(parts))]
+        if header.coding == "packed":
+            yield from (np.asarray(part) for part in parts)  # codes already
+        elif coder is not None and any(part and part[0] == PRIOR_MODEL for part in parts):
+            rows = [
+                bytes(part[1:]) if part and part[0] == PRIOR_MODEL else table_codes(c + i, bytes(part))
+                for i, part in enumerate(parts)
+            ]
+            yield from coder.decode(rows, counts, header.speaker)
         else:
-            yield part
+            yield from (table_codes(c + i, bytes(part)) for i, part in enumerate(parts))
+        c += len(parts)
 
 
 def _stream_coder(header: StreamHeader, level: int, coder: LevelCoder | None) -> LevelCoder | None:
@@ -487,6 +538,12 @@ def _stream_coder(header: StreamHeader, level: int, coder: LevelCoder | None) ->
     if coder.coder_id != header.prior_id:
         raise StreamError(
             f"prior mismatch: the stream was coded with prior {header.prior_id}..., not {coder.coder_id}..."
+        )
+    if coder.probe != header.prior_probe:
+        raise StreamError(
+            f"platform mismatch: this machine computes prior {header.prior_id}... differently from the "
+            f"one that encoded the stream (probe {coder.probe}, stream {header.prior_probe}; the torch "
+            "build or the CPU instruction set differs): decode it on a machine like the encoder's"
         )
     return coder if coder.level == level else None
 

@@ -205,7 +205,8 @@ def cached_codes(
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(
-            f"{cache_dir}: cannot hold the code cache ({err.strerror}); set data.cache_dir to a writable folder"
+            f"{cache_dir}: cannot hold the code cache ({err.strerror}); "
+            "set data.cache_dir to a writable folder"
         ) from None
     codes = encode_corpus(model, utts, levels, progress)
     try:
