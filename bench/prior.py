@@ -2,6 +2,7 @@
 
     python bench/prior.py --prior runs/prior0 --data data/many/manifest.tsv [--labels data/many/labels]
         [--model M] [--files 24] [--threads 2] [--figure exp/prior_samples.png]
+        [--parts bits,sizes,long,samples]
 
 Prints, for seen and held-out voices apart:
 1. bits per code of the prior on the corpus's test split next to log2 K, unigram and bigram
@@ -9,7 +10,9 @@ Prints, for seen and held-out voices apart:
 2. the size of ``--files`` test files per group coded packed, with ``--entropy`` (the checkpoint's
    order-0/order-1 tables) and with ``--prior`` (total bytes, vs packed);
 3. encode and decode real-time factors on ``--threads`` threads, packed vs with the prior (the prior's
-   coding runs on one thread by design, see vqaudio.prior.coding);
+   coding runs on one thread by design, see vqaudio.prior.coding); then, on one long file (the seen
+   group's files end to end), the prior coding's RTF with chunks coded in groups of PRIOR_GROUP (what
+   the stream format does) next to groups of one chunk (what a batch-1 coder would cost);
 4. samples: ``--samples`` unconditional samples per voice (the "none" speaker and a few seen voices) as a
    spectrogram figure, and, with ``--labels``, a phone analysis of the sampled codes against real ones: the
    mean run length of a code, and of a phone when every code is read as its most frequent phone (mapping
@@ -26,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import vqaudio.codec.compress as codec
 from vqaudio.analysis.metrics import cooccurrence, fit_mapping, run_lengths
 from vqaudio.audio import read_audio
+from vqaudio.codec.bitstream import PRIOR_GROUP
 from vqaudio.codec.compress import compress, decompress
 from vqaudio.data import scan_corpus, validate_corpus
 from vqaudio.data.pairing import find_pairs
@@ -48,6 +53,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=3, help="samples per voice for the figure and analysis")
     p.add_argument("--seconds", type=float, default=3.0, help="length of each sample")
     p.add_argument("--figure", type=Path, default=None, help="spectrograms of the samples (PNG)")
+    p.add_argument("--parts", default="bits,sizes,long,samples", help="which measurements, comma-separated")
     return p.parse_args()
 
 
@@ -193,6 +199,30 @@ def _phone_analysis(vqvae, meta, data: Path, labels: Path, sampled: dict[str, li
         )
 
 
+def _long_file(vqvae, coder, utts, threads: int) -> None:  # type: ignore[no-untyped-def]
+    torch.set_num_threads(threads)
+    wav = np.concatenate([read_audio(u.path, vqvae.sample_rate) for u in utts])
+    seconds = wav.size / vqvae.sample_rate
+    print(f"\n3b. one long file: {len(utts)} files end to end, {seconds:.1f} s, level {coder.level}")
+    t0 = time.perf_counter()
+    decompress(vqvae, compress(vqvae, wav, vqvae.sample_rate, level=coder.level))
+    print(f"{'packed':22} encode + decode RTF {(time.perf_counter() - t0) / seconds:.4f}")
+    for group in (PRIOR_GROUP, 1):
+        codec.PRIOR_GROUP = group  # what _encode / _chunk_codes batch (1: every chunk alone)
+        try:
+            t0 = time.perf_counter()
+            data = compress(vqvae, wav, vqvae.sample_rate, level=coder.level, coder=coder)
+            t1 = time.perf_counter()
+            decompress(vqvae, data, coder=coder)
+            t2 = time.perf_counter()
+        finally:
+            codec.PRIOR_GROUP = PRIOR_GROUP
+        print(
+            f"prior, groups of {group:<2} chunks: encode RTF {(t1 - t0) / seconds:.4f}, decode RTF "
+            f"{(t2 - t1) / seconds:.4f}, {len(data)} bytes"
+        )
+
+
 def main() -> None:
     args = _args()
     torch.set_num_threads(args.threads)
@@ -204,11 +234,19 @@ def main() -> None:
         f"prior {args.prior} (step {meta.step}, level {meta.config.prior.level}), model {meta.vqvae_source}"
     )
     print(f"torch {torch.__version__}, {args.threads} threads")
-    _bits(prior, meta, vqvae, utts)
-    _sizes_and_speed(vqvae, PriorCoder(prior, meta), _groups(utts, args.files), args.threads)
-    sampled = _samples(prior, meta, vqvae, args)
-    if args.labels is not None:
-        _phone_analysis(vqvae, meta, args.data, args.labels, sampled)
+    parts = set(args.parts.split(","))
+    coder = PriorCoder(prior, meta)
+    if "bits" in parts:
+        _bits(prior, meta, vqvae, utts)
+    groups = _groups(utts, args.files)
+    if "sizes" in parts:
+        _sizes_and_speed(vqvae, coder, groups, args.threads)
+    if "long" in parts:
+        _long_file(vqvae, coder, groups["seen"], args.threads)
+    if "samples" in parts:
+        sampled = _samples(prior, meta, vqvae, args)
+        if args.labels is not None:
+            _phone_analysis(vqvae, meta, args.data, args.labels, sampled)
 
 
 if __name__ == "__main__":

@@ -373,9 +373,10 @@ def test_encode_with_a_prior_round_trips_bit_exactly(
 def test_prior_coding_batches_groups_of_chunks(
     prior_run: Path, tiny_ckpt: Path, speech: object, one_thread: None
 ) -> None:
-    """Chunks are coded PRIOR_GROUP at a time: 11 chunks = a group of 8 and one of 3 (its last chunk
-    shorter); a row given as codes (a chunk another model coded) is stepped all the same, and the group's
-    other rows decode as the encoder coded them."""
+    """Chunks are coded PRIOR_GROUP at a time: 14 chunks = a group of 8 and one of 6 (its last chunk
+    shorter), each mixing chunks the prior codes with chunks the tables code better (noise, silence);
+    every chunk is a row of its group's batch, so the decoder steps those too. A row given as codes (a
+    chunk another model coded) is stepped all the same, and the other rows decode as they were coded."""
     from vqaudio.codec.bitstream import PRIOR_GROUP, StreamReader
     from vqaudio.codec.compress import PRIOR_MODEL, compress, decompress, encode_audio
     from vqaudio.prior import PriorCoder
@@ -383,11 +384,14 @@ def test_prior_coding_batches_groups_of_chunks(
 
     coder = PriorCoder(*load_prior(prior_run))
     model = vqaudio.load_model(tiny_ckpt)
-    wav = speech(2.05, seed=3)  # type: ignore[operator]
+    talk = speech(1.0, seed=1)  # type: ignore[operator]
+    noise = np.random.default_rng(1).normal(0, 0.3, 3200).astype(np.float32)
+    wav = np.concatenate([talk, noise, np.zeros(3100, np.float32)] * 2)
     coded = compress(model, wav, model.sample_rate, coder=coder, chunk_seconds=0.2)
-    reader = StreamReader(io.BytesIO(coded))
-    models = [parts[0][0] for parts in reader]
-    assert len(models) == 11 > PRIOR_GROUP and PRIOR_MODEL in models
+    models = [parts[0][0] for parts in StreamReader(io.BytesIO(coded))]
+    assert len(models) == 14 > PRIOR_GROUP
+    for group in (models[:PRIOR_GROUP], models[PRIOR_GROUP:]):
+        assert PRIOR_MODEL in group and set(group) - {PRIOR_MODEL}
     assert np.array_equal(
         decompress(model, coded, coder=coder)[0],
         decompress(model, compress(model, wav, model.sample_rate, chunk_seconds=0.2))[0],
