@@ -1,7 +1,7 @@
 """What a prior over a model's codes is worth: bits per code, file sizes, coding speed, and its samples.
 
-    python bench/prior.py --prior runs/prior0 --data data/many/manifest.tsv [--labels data/many/labels]
-        [--model M] [--files 24] [--threads 2] [--figure exp/prior_samples.png]
+    python bench/prior.py --prior runs/prior0 [--prior ...] --data data/many/manifest.tsv
+        [--labels data/many/labels] [--model M] [--files 24] [--threads 2] [--figure exp/prior_samples.png]
         [--parts bits,sizes,long,samples]
 
 Prints, for seen and held-out voices apart:
@@ -40,11 +40,19 @@ from vqaudio.eval.phones import analyze_corpus
 from vqaudio.prior import PriorCoder, load_prior, load_prior_vqvae, sample_audio
 from vqaudio.prior.codes import default_cache_dir
 from vqaudio.prior.evaluate import evaluate_prior_corpus
+from vqaudio.prior.sampling import check_chain
 
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--prior", type=Path, required=True)
+    p.add_argument(
+        "--prior",
+        type=Path,
+        action="append",
+        required=True,
+        help="a prior; repeat for a hierarchy (e.g. level 2, then level 1's upsampler prior): each is "
+        "scored, the first one that codes alone is used for sizes and speed, all sample together",
+    )
     p.add_argument("--data", type=Path, required=True, help="corpus manifest (tsv) or folder")
     p.add_argument("--labels", type=Path, default=None, help="phone labels of the corpus (phone analysis)")
     p.add_argument("--model", default=None, help="the VQ-VAE (default: the prior's own)")
@@ -122,15 +130,17 @@ def _sizes_and_speed(vqvae, coder, groups, threads: int) -> None:  # type: ignor
         )
 
 
-def _samples(prior, meta, vqvae, args) -> dict[str, list[np.ndarray]]:  # type: ignore[no-untyped-def]
-    voices: list[str | None] = [None, *vqvae.speakers[:3]] if meta.config.prior.speaker else [None]
+def _samples(chain, vqvae, args) -> dict[str, list[np.ndarray]]:  # type: ignore[no-untyped-def]
+    chain = check_chain(chain)
+    finest = chain[-1][1]
+    voices: list[str | None] = [None, *vqvae.speakers[:3]] if finest.config.prior.speaker else [None]
     out: dict[str, list[np.ndarray]] = {}
     audio: dict[str, list[np.ndarray]] = {}
     t0 = time.perf_counter()
     for voice in voices:
         for seed in range(args.samples):
-            result = sample_audio([(prior, meta)], vqvae, args.seconds, voice, seed=seed, temperature=1.0)
-            out.setdefault(voice or "none", []).append(result.codes[meta.config.prior.level])
+            result = sample_audio(chain, vqvae, args.seconds, voice, seed=seed, temperature=1.0)
+            out.setdefault(voice or "none", []).append(result.codes[finest.config.prior.level])
             audio.setdefault(voice or "none", []).append(result.audio)
     total = len(voices) * args.samples * args.seconds
     took = time.perf_counter() - t0
@@ -226,27 +236,28 @@ def _long_file(vqvae, coder, utts, threads: int) -> None:  # type: ignore[no-unt
 def main() -> None:
     args = _args()
     torch.set_num_threads(args.threads)
-    prior, meta = load_prior(args.prior)
-    vqvae = load_prior_vqvae(meta, args.model)
+    chain = [load_prior(p) for p in args.prior]
+    vqvae = load_prior_vqvae(chain[0][1], args.model)
     kind = "tsv" if args.data.is_file() else "folder"
     utts, _ = validate_corpus(scan_corpus(kind, args.data))
-    print(
-        f"prior {args.prior} (step {meta.step}, level {meta.config.prior.level}), model {meta.vqvae_source}"
-    )
-    print(f"torch {torch.__version__}, {args.threads} threads")
+    for path, (_, meta) in zip(args.prior, chain, strict=True):
+        upper = ", given level " + str(meta.config.prior.level + 1) if meta.config.prior.upper else ""
+        print(f"prior {path} (step {meta.step}, level {meta.config.prior.level}{upper})")
+    print(f"model {chain[0][1].vqvae_source}, torch {torch.__version__}, {args.threads} threads")
     parts = set(args.parts.split(","))
-    coder = PriorCoder(prior, meta)
     if "bits" in parts:
-        _bits(prior, meta, vqvae, utts)
+        for prior, meta in chain:
+            _bits(prior, meta, vqvae, utts)
     groups = _groups(utts, args.files)
-    if "sizes" in parts:
-        _sizes_and_speed(vqvae, coder, groups, args.threads)
-    if "long" in parts:
-        _long_file(vqvae, coder, groups["seen"], args.threads)
+    codable = next(((p, m) for p, m in chain if not m.config.prior.upper), None)
+    if codable is not None and "sizes" in parts:
+        _sizes_and_speed(vqvae, PriorCoder(*codable), groups, args.threads)
+    if codable is not None and "long" in parts:
+        _long_file(vqvae, PriorCoder(*codable), groups["seen"], args.threads)
     if "samples" in parts:
-        sampled = _samples(prior, meta, vqvae, args)
+        sampled = _samples(chain, vqvae, args)
         if args.labels is not None:
-            _phone_analysis(vqvae, meta, args.data, args.labels, sampled)
+            _phone_analysis(vqvae, check_chain(chain)[-1][1], args.data, args.labels, sampled)
 
 
 if __name__ == "__main__":
