@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,13 @@ def test_shipped_recipes_load() -> None:
     assert [noadv.model.bitrate(i) for i in range(3)] == [2000, 500, 250]
     tiny = load_config(REPO / "recipes" / "tiny.yaml")
     assert tiny.model.num_levels == 2
+    stage2 = load_config(REPO / "recipes" / "default_stage2.yaml")  # the shipped model's stage 2
+    assert stage2.model == replace(
+        load_config(REPO / "recipes" / "default.yaml").model,
+        voice_perturbation=0.5,
+        voice_perturbation_levels=[1, 2],
+    )
+    assert not stage2.model.levels[0].speaker_conditioned  # so level 0 must hear the true voice
 
 
 @pytest.mark.parametrize(

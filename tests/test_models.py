@@ -241,6 +241,8 @@ def test_speaker_encoder_mix_trains_the_encoder_through_the_decoder(tiny_model_c
         ({"speaker_encoder": True, "speaker_encoder_mix": 1.5}, "speaker_encoder_mix must be in"),
         ({"speaker_adversary": -1.0}, "speaker_adversary must be >= 0"),
         ({"voice_perturbation": 1.5}, "voice_perturbation must be in"),
+        ({"voice_perturbation_levels": [2]}, "voice_perturbation_levels must list"),
+        ({"voice_perturbation_levels": []}, "voice_perturbation_levels must list"),
     ],
 )
 def test_speaker_options_are_checked(tiny_model_config, changes: dict, message: str) -> None:
@@ -286,6 +288,42 @@ def test_voice_perturbation_is_training_only(tiny_model_config) -> None:
     out = net(wav[:2], torch.tensor([0, 1]))
     decoded = net.decode(net.encode(wav[:2], level=0), level=0, speaker=torch.tensor([0, 1]))
     assert torch.allclose(out.recon[0], decoded, atol=1e-5)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_voice_perturbation_reaches_only_the_chosen_levels(
+    tiny_model_config, shared_front_config, shared
+) -> None:
+    """``voice_perturbation_levels``: the listed levels' encoders hear the shifted copy, the others the
+    true voice (a codec level without speaker conditioning must reproduce the voice it heard)."""
+    from dataclasses import replace
+
+    from vqaudio.models.perturb import perturb_voices
+
+    base = shared_front_config() if shared else tiny_model_config()
+    cfg = replace(base, voice_perturbation=1.0, voice_perturbation_levels=[-1])
+    net = build_model(cfg, ["alice", "bob"])
+    top = net.num_levels - 1
+    assert net.perturbed_levels() == [top]
+    assert build_model(replace(cfg, voice_perturbation_levels=None), []).perturbed_levels() == list(
+        range(top + 1)
+    )
+    assert build_model(replace(cfg, voice_perturbation=0.0), []).perturbed_levels() == []
+    wav = torch.randn(3, 1, 1600) * 0.1
+    picks = [None] * net.num_levels
+    with torch.no_grad():
+        torch.manual_seed(7)
+        got = net._heard_latents(wav, picks)
+        torch.manual_seed(7)
+        heard = perturb_voices(wav, 1.0)
+        clean = net._latents(wav, range(top + 1))
+        shifted = net._latents(heard, range(top + 1))
+        for i in range(top):
+            assert torch.equal(got[i], clean[i])
+        assert torch.allclose(got[top], shifted[top], atol=1e-6)
+        assert not torch.allclose(got[top], clean[top], atol=1e-3)
+        net.eval()  # inference never perturbs
+        assert all(torch.equal(a, b) for a, b in zip(net._heard_latents(wav, picks), clean, strict=True))
 
 
 @pytest.mark.parametrize("istft_strides", [1, 2, 3])

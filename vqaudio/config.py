@@ -174,6 +174,9 @@ class ModelConfig:
     speaker_encoder_mix: float = 0.0
     speaker_adversary: float = 0.0
     voice_perturbation: float = 0.0
+    # the levels whose encoders hear the perturbed copies (None: every level); a codec level whose
+    # decoder takes no speaker must hear the true voice, so it is left out of this list
+    voice_perturbation_levels: list[int] | None = None
     time_jitter: float = 0.0
     conversion_level: int = -1
     # levels 1.. encode from level 0's encoder features (their strides must begin with level 0's): the
@@ -208,6 +211,11 @@ class ModelConfig:
         )
         n = len(self.levels)
         _check(-n <= self.conversion_level < n, f"model.conversion_level must index one of {n} levels")
+        perturbed = self.voice_perturbation_levels
+        _check(
+            perturbed is None or (len(perturbed) > 0 and all(-n <= i < n for i in perturbed)),
+            f"model.voice_perturbation_levels must list some of the {n} levels (0..{n - 1}), got {perturbed}",
+        )
         _check(
             self.speaker_dim == 0 or self.levels[self.conversion_level].speaker_conditioned,
             f"model.conversion_level ({self.conversion_level % n}) must be a speaker-conditioned level "

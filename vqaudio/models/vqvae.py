@@ -277,6 +277,33 @@ class VQVAE(nn.Module):
             out.append(z[..., : -(-t // level.hop)])
         return out
 
+    def perturbed_levels(self) -> list[int]:
+        """The levels whose encoders hear voice-perturbed copies in training
+        (``model.voice_perturbation_levels``; none when ``model.voice_perturbation`` is 0)."""
+        if self.config.voice_perturbation <= 0:
+            return []
+        chosen = self.config.voice_perturbation_levels
+        if chosen is None:
+            return list(range(self.num_levels))
+        return sorted({i % self.num_levels for i in chosen})
+
+    def _heard_latents(self, wav: Tensor, picks: Sequence[Tensor | None]) -> list[Tensor]:
+        """Every level's encoder output for a training pass: the perturbed levels read a voice-shifted
+        copy of ``wav`` (one draw for the batch), the others the true audio (a shared front then runs
+        once on each)."""
+        levels = list(range(self.num_levels))
+        perturbed = self.perturbed_levels() if self.training else []
+        if not perturbed:
+            return self._latents(wav, levels, picks)
+        heard = perturb_voices(wav, self.config.voice_perturbation)
+        clean = [i for i in levels if i not in perturbed]
+        out = dict(
+            zip(perturbed, self._latents(heard, perturbed, [picks[i] for i in perturbed]), strict=True)
+        )
+        if clean:
+            out.update(zip(clean, self._latents(wav, clean, [picks[i] for i in clean]), strict=True))
+        return [out[i] for i in levels]
+
     def receptive_field(self, level: int) -> ReceptiveField:
         """The :class:`ReceptiveField` of ``level``, including the shared front it reads, if any."""
         index = self.check_level(level)
@@ -386,9 +413,8 @@ class VQVAE(nn.Module):
                 cond = torch.where(use, embedded.to(cond.dtype), cond)
         labels = speaker.to(wav.device, torch.long).reshape(-1) if torch.is_tensor(speaker) else None
         adversary = self.speaker_adversary if labels is not None else None
-        heard = perturb_voices(wav, self.config.voice_perturbation) if self.training else wav
         recon, qouts, adv_loss, adv_acc = [], [], [], []
-        latents = self._latents(heard, range(self.num_levels), picks)
+        latents = self._heard_latents(wav, picks)
         for i, pick in enumerate(picks):
             level = self.level_model(i)
             q = level.quantizer(latents[i])
