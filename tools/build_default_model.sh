@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Rebuild the shipped default model (vqaudio/pretrained/speech16k.safetensors) from nothing but this repo:
-# the many-voice demo corpus, recipes/default.yaml, export, and its measurement (docs/model_card_default.md).
+# the many-voice demo corpus, recipes/default.yaml then recipes/default_stage2.yaml, export, and its
+# measurement (docs/model_card_default.md).
 #
-#   bash tools/build_default_model.sh [--minutes M] [--run runs/default] [--data data/many] [--threads 2]
+#   bash tools/build_default_model.sh [--minutes M] [--minutes2 M2] [--run runs/default] [--data data/many]
+#                                     [--threads 2]
 #
-# Stages: corpus (vqaudio demo-corpus --many-voices: flite + espeak-ng, ~8 min on 2 cores), train (the
-# recipe's train.max_minutes unless --minutes; an interrupted run is resumed), export (one .safetensors
-# file plus its card JSON, replacing the shipped one atomically), evaluate (bench/default_model.sh ->
-# exp/default_eval). Needs tools/setup.sh first (flite, espeak-ng, codec2, opus-tools; --extras eval).
+# Stages: corpus (vqaudio demo-corpus --many-voices: flite + espeak-ng, ~8 min on 2 cores), train stage 1
+# into RUN (recipes/default.yaml: train.max_minutes unless --minutes), train stage 2 into RUN2
+# (recipes/default_stage2.yaml from stage 1's weights: --init RUN; --minutes2), each resumed when
+# interrupted and skipped when finished; export RUN2 (one .safetensors file plus its card JSON, replacing
+# the shipped one atomically), evaluate (bench/default_model.sh -> exp/default_eval). Needs tools/setup.sh
+# first (flite, espeak-ng, codec2, opus-tools; --extras eval,metrics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 minutes=""
+minutes2=""
 run=runs/default
 data=data/many
 threads=2
@@ -19,6 +24,7 @@ name=speech16k
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) minutes=$2; shift 2 ;;
+    --minutes2) minutes2=$2; shift 2 ;;
     --run) run=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
@@ -29,17 +35,25 @@ done
 VQAUDIO=${VQAUDIO:-.venv/bin/vqaudio}
 vq() { OMP_NUM_THREADS=$threads $VQAUDIO "$@"; }
 
+# train RECIPE OUT MINUTES [args for a new run...]: skip a finished run, resume an interrupted one (a
+# resumed run keeps its own start: --init and --resume do not combine), else start it with the args
+train() {
+  local recipe=$1 dir=$2 mins=$3; shift 3
+  [ -f "$dir/finished.json" ] && return 0
+  local start=("$@")
+  [ -f "$dir/latest.txt" ] && start=(--resume)
+  vq train "$recipe" --out "$dir" "${start[@]}" --set "data.root=$data/manifest.tsv" \
+    --set "train.threads=$threads" ${mins:+--set "train.max_minutes=$mins"}
+}
+
 vq demo-corpus "$data" --many-voices --jobs 2
-if [ ! -f "$run/finished.json" ]; then
-  resume=""
-  [ -f "$run/latest.txt" ] && resume="--resume"
-  vq train recipes/default.yaml --out "$run" $resume --set "data.root=$data/manifest.tsv" \
-    --set "train.threads=$threads" ${minutes:+--set "train.max_minutes=$minutes"}
-fi
-vq export "$run" -o "vqaudio/pretrained/$name.safetensors" --force
+train recipes/default.yaml "$run" "$minutes"
+# stage 2 starts from stage 1's weights
+train recipes/default_stage2.yaml "${run}2" "$minutes2" --init "$run"
+vq export "${run}2" -o "vqaudio/pretrained/$name.safetensors" --force
 cat > "vqaudio/pretrained/$name.json.tmp" <<EOF
 {
-  "description": "16 kHz speech, 3 levels (2000 / 450 / 225 bit/s), any-voice codec level, voice conversion by name or reference clip; trained on 60 synthetic voices (recipes/default.yaml)",
+  "description": "16 kHz speech, 3 levels (2000 / 450 / 225 bit/s): a codec level for any voice, voice conversion by name or from reference clips; trained on 60 synthetic voices (recipes/default.yaml, then recipes/default_stage2.yaml)",
   "card": "docs/model_card_default.md",
   "default": true
 }
