@@ -12,7 +12,8 @@ recordings are. A codec reproduces what it hears, so `vqaudio evaluate` scores t
 against the degraded file: the question is how well the model codes audio unlike its clean training
 voices, not whether it removes the noise.
 
-The first ``--per-speaker`` test sentences of every voice (by path), each seeded by ``(--seed, its
+The first ``--per-speaker`` test sentences of every voice (by utterance id, as `vqaudio evaluate
+--per-speaker` picks them), each seeded by ``(--seed, its
 index)``: the same command writes the same files. The manifest keeps the source's columns (speaker,
 text, split, the ``voices`` seen/heldout marks), so evaluate's seen and held-out rows stay apart.
 """
@@ -20,13 +21,12 @@ text, split, the ``voices`` seen/heldout marks), so evaluate's seen and held-out
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-import soundfile as sf
 import torch
 
+from vqaudio.audio import atomic_write_text, audio_info, read_audio, write_audio
 from vqaudio.config import (
     AugmentConfig,
     EqAugmentConfig,
@@ -35,8 +35,9 @@ from vqaudio.config import (
     ReverbAugmentConfig,
 )
 from vqaudio.data.augment import augment_batch
-from vqaudio.data.corpora import Utterance, scan_manifest
+from vqaudio.data.corpora import scan_manifest
 from vqaudio.errors import UserError
+from vqaudio.eval.reconstruction import select_utterances
 
 CONDITIONS = ("noise", "reverb", "eq", "all")
 
@@ -60,38 +61,29 @@ def main() -> int:
     p.add_argument("--per-speaker", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    if args.per_speaker < 1:
+        print("error: --per-speaker must be >= 1", file=sys.stderr)
+        return 2
     try:
         utts = scan_manifest(args.data)
+        split = "test" if any(u.split for u in utts) else None
+        picked = select_utterances(utts, split=split, per_speaker=args.per_speaker)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    picked: dict[str, list[Utterance]] = {}
-    for utt in sorted((u for u in utts if u.split in (None, "test")), key=lambda u: str(u.path)):
-        group = picked.setdefault(utt.speaker, [])
-        if len(group) < args.per_speaker:
-            group.append(utt)
-    if not picked or args.per_speaker < 1:
-        print(f"error: {args.data}: no test sentences to degrade (--per-speaker >= 1)", file=sys.stderr)
-        return 2
     cfg = condition_config(args.condition)
     lines = ["# path\tspeaker\ttext\tsplit\tvoices"]
-    for index, utt in enumerate(u for group in picked.values() for u in group):
-        audio, rate = sf.read(utt.path, dtype="float32", always_2d=True)
-        wav = torch.from_numpy(audio.mean(axis=1))[None, None]
-        degraded = augment_batch(wav, cfg, rate, (args.seed, index)).inputs[0, 0].numpy()
+    for index, utt in enumerate(picked):
+        rate = audio_info(utt.path).sample_rate
+        wav = torch.from_numpy(read_audio(utt.path))[None, None]
+        degraded = augment_batch(wav, cfg, rate, (args.seed, index)).inputs[0, 0]
         rel = Path("wavs") / utt.speaker / utt.path.name
-        dst = args.out / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_suffix(".tmp.wav")
-        sf.write(tmp, degraded, rate, subtype="PCM_16")
-        os.replace(tmp, dst)
+        (args.out / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_audio(args.out / rel, degraded, rate)
         voices = "heldout" if utt.heldout else "seen"
         lines.append("\t".join([rel.as_posix(), utt.speaker, utt.text or "", "test", voices]))
-    manifest = args.out / "manifest.tsv"
-    tmp = manifest.with_suffix(".tsv.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, manifest)
-    print(f"{len(lines) - 1} files of {len(picked)} voices ({args.condition}) -> {manifest}")
+    atomic_write_text(args.out / "manifest.tsv", "\n".join(lines) + "\n")
+    print(f"{len(picked)} files ({args.condition}) -> {args.out / 'manifest.tsv'}")
     return 0
 
 
