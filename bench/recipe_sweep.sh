@@ -17,7 +17,8 @@
 # For each run, in --out: NAME/ (the run directory), NAME.train.log, NAME.eval.json (clean test
 # sentences, the first --per-speaker of every voice, seen vs held-out), NAME.degraded.json (the same
 # sentences through bench/degrade.py --condition all: noise, a room and EQ at once) and NAME.speed.txt
-# (bench/encodec_speed.py: the codec level vs EnCodec's architecture, side by side). A finished run is
+# (bench/encodec_speed.py: the codec level vs EnCodec's architecture, side by side); after the table,
+# every run against the first file by file (vqaudio compare, NAME.vs_FIRST.*.json). A finished run is
 # not trained again; delete its directory to redo it. The corpus: vqaudio demo-corpus data/many
 # --many-voices. PESQ/STOI need the metrics extra (bash tools/setup.sh --extras metrics).
 set -euo pipefail
@@ -108,7 +109,21 @@ for name in names:
           f"{num(clean[(top, 'heldout')]['mel_distance'], 3)} | {ratio.group(1) + 'x' if ratio else '-'} |")
 EOF
 }
-if [ "$summary_only" = 1 ]; then summary; exit 0; fi
+# every run against the first, file by file (vqaudio compare: paired 95% intervals), level 0
+paired() {
+  read -r -a names <<< "$runs"
+  local first=${names[0]} name kind
+  for name in "${names[@]:1}"; do
+    for kind in eval degraded; do
+      [ -f "$out/$first.$kind.json" ] && [ -f "$out/$name.$kind.json" ] || continue
+      echo
+      echo "$name vs $first, $([ $kind = eval ] && echo clean || echo degraded) test audio, level 0 (vqaudio compare):"
+      "$VQAUDIO" compare "$out/$first.$kind.json" "$out/$name.$kind.json" --level 0 \
+        --json "$out/$name.vs_$first.$kind.json" || true
+    done
+  done
+}
+if [ "$summary_only" = 1 ]; then summary; paired; exit 0; fi
 
 [ -f "$recipe" ] || { echo "error: no recipe $recipe" >&2; exit 2; }
 [ -f "$data/manifest.tsv" ] || { echo "error: no $data/manifest.tsv (vqaudio demo-corpus $data --many-voices)" >&2; exit 2; }
@@ -141,3 +156,4 @@ for name in $runs; do
     --repeats 3 > "$out/$name.speed.txt"
 done
 summary
+paired

@@ -202,7 +202,7 @@ def test_cli_evaluate_splits_a_manifest_with_heldout_voices(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     ev = json.loads(out.read_text())
-    assert ev["version"] == 2 and ev["utterances"] == 6
+    assert ev["version"] == 3 and ev["utterances"] == 6
     assert ev["voices"] == {"seen": 4, "heldout": 2}
     assert [(s["level"], s["voices"], s["utterances"]) for s in ev["levels"]] == [
         (0, "seen", 4),
@@ -211,3 +211,131 @@ def test_cli_evaluate_splits_a_manifest_with_heldout_voices(
         (1, "heldout", 2),
     ]
     assert "4 seen, 2 heldout voices" in result.stdout and "heldout" in result.stdout
+    # version 3: every row carries its files, and its means are the means over them
+    for row in ev["levels"]:
+        files = row["per_utterance"]
+        assert len(files) == row["utterances"]
+        assert {f["speaker"] for f in files} == ({"spk2"} if row["voices"] == "heldout" else {"spk0", "spk1"})
+        assert len({(f["speaker"], f["utt_id"]) for f in files}) == len(files)
+        assert row["mel_distance"] == pytest.approx(np.mean([f["mel_distance"] for f in files]))
+        assert row["si_sdr"] == pytest.approx(np.mean([f["si_sdr"] for f in files]))
+
+    # compare: an evaluation against itself differs by exactly 0 on every file
+    cmp_json = tmp_path / "cmp.json"
+    result = CliRunner().invoke(app, ["compare", str(out), str(out), "--json", str(cmp_json)])
+    assert result.exit_code == 0, result.output
+    assert "unclear" in result.stdout
+    rows = json.loads(cmp_json.read_text())["rows"]
+    assert {(r["level"], r["voices"]) for r in rows} == {
+        (0, "seen"),
+        (0, "heldout"),
+        (1, "seen"),
+        (1, "heldout"),
+    }
+    for r in rows:
+        assert r["difference"] == 0 and r["ci95"] == [0, 0] and r["after_better"] == 0.5
+        assert r["verdict"] == "unclear"
+    result = CliRunner().invoke(app, ["compare", str(out), str(out), "--level", "1", "--metric", "si_sdr"])
+    assert result.exit_code == 0, result.output
+    assert "mel" not in result.stdout and "SI-SDR" in result.stdout
+
+
+def _eval_doc(rows: dict[tuple[str, str], dict[tuple[str, str], float | None]], version: int = 3) -> dict:
+    """A minimal evaluation JSON: rows keyed (name, voices), files keyed (speaker, utt_id) -> PESQ; the
+    other metrics derived from it (mel distance falls as PESQ rises)."""
+    levels = []
+    for (name, voices), files in rows.items():
+        per = [
+            {
+                "utt_id": utt,
+                "speaker": spk,
+                "pesq": p,
+                "stoi": None,
+                "mel_distance": 2.0 - (p or 0.0) / 4,
+                "si_sdr": 5.0,
+            }
+            for (spk, utt), p in files.items()
+        ]
+        levels.append({"name": name, "level": 0, "voices": voices, "per_utterance": per})
+    return {"version": version, "levels": levels}
+
+
+def test_paired_differences_known_values() -> None:
+    from vqaudio.errors import UserError
+    from vqaudio.eval.reconstruction import paired_differences
+
+    before_p = {("a", "u1"): 1.0, ("a", "u2"): 1.5, ("b", "u1"): 2.0, ("b", "u3"): 1.2, ("b", "u9"): 3.0}
+    gains = {("a", "u1"): 0.2, ("a", "u2"): 0.4, ("b", "u1"): 0.1, ("b", "u3"): 0.3}
+    # "b/u1" and "a/u1" share an utt_id: files are matched by speaker and utt_id; "b/u9" only in before
+    after_p: dict[tuple[str, str], float | None] = {k: before_p[k] + g for k, g in gains.items()}
+    after_p[("c", "u5")] = 9.0  # only in after
+    before = _eval_doc({("L0", "seen"): before_p, ("L1", "seen"): {("a", "u1"): 1.0}})  # type: ignore[dict-item]
+    after = _eval_doc({("L0", "seen"): after_p, ("L0", "heldout"): {("a", "u1"): 1.0}})
+    rows = paired_differences(before, after)
+    assert {(r["name"], r["voices"]) for r in rows} == {("L0", "seen")}  # the only row both hold
+    by_metric = {r["metric"]: r for r in rows}
+    assert set(by_metric) == {"pesq", "mel_distance", "si_sdr"}  # stoi: None everywhere, skipped
+    g = np.array(list(gains.values()))
+    p = by_metric["pesq"]
+    assert p["n"] == 4
+    assert p["before"] == pytest.approx(np.mean([1.0, 1.5, 2.0, 1.2]))
+    assert p["difference"] == pytest.approx(g.mean())
+    half = 1.96 * g.std(ddof=1) / 2
+    assert p["ci95"] == pytest.approx([g.mean() - half, g.mean() + half])
+    assert p["after_better"] == 1.0 and p["verdict"] == "better"
+    m = by_metric["mel_distance"]  # lower is better: it fell on every file
+    assert m["difference"] == pytest.approx(-g.mean() / 4)
+    assert m["after_better"] == 1.0 and m["verdict"] == "better"
+    s = by_metric["si_sdr"]
+    assert s["difference"] == 0 and s["after_better"] == 0.5 and s["verdict"] == "unclear"
+
+    # a worse model, and a mixed one whose interval holds 0; a file without PESQ in one of them is skipped
+    worse = _eval_doc({("L0", "seen"): {k: v - 0.5 for k, v in before_p.items()}})
+    (w,) = [r for r in paired_differences(before, worse) if r["metric"] == "pesq"]
+    assert w["difference"] == pytest.approx(-0.5) and w["after_better"] == 0 and w["verdict"] == "worse"
+    mixed_p: dict[tuple[str, str], float | None] = {("a", "u1"): 1.5, ("a", "u2"): 1.0, ("b", "u1"): 2.1}
+    mixed_p[("b", "u3")] = None
+    (x,) = [
+        r for r in paired_differences(before, _eval_doc({("L0", "seen"): mixed_p})) if r["metric"] == "pesq"
+    ]
+    assert x["n"] == 3 and x["after_better"] == pytest.approx(2 / 3) and x["verdict"] == "unclear"
+
+    with pytest.raises(UserError, match="version 2"):
+        paired_differences(_eval_doc({("L0", "seen"): before_p}, version=2), after)
+    with pytest.raises(UserError, match="share no scored files"):
+        paired_differences(before, _eval_doc({("L0", "seen"): {("z", "u1"): 1.0}}))
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "no such file"),
+        ("version2", "version 2 has no per-file scores"),
+        ("metric", "unknown metric 'pesqq'"),
+        ("garbage", "not an evaluation JSON"),
+        ("level", "nothing to compare"),
+    ],
+)
+def test_compare_bad_input(tmp_path: Path, case: str, message: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from vqaudio.cli import app
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_eval_doc({("L0", "seen"): {("a", "u1"): 1.0, ("a", "u2"): 2.0}})))
+    other = tmp_path / "other.json"
+    args = ["compare", str(good), str(other), "--json", str(tmp_path / "out.json")]
+    if case == "version2":
+        other.write_text(json.dumps(_eval_doc({("L0", "seen"): {("a", "u1"): 1.0}}, version=2)))
+    elif case == "garbage":
+        other.write_text("{not json")
+    elif case in ("metric", "level"):
+        other.write_text(good.read_text())
+        args += ["--metric", "pesqq"] if case == "metric" else ["--level", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out.json").exists()

@@ -78,6 +78,11 @@ def test_sweep_trains_each_variant_for_the_same_steps_and_tabulates_them(tmp_pat
     cfg = (out / "narrow" / "config.yaml").read_text()
     assert "channels: 12" in cfg and "max_channels: 96" in cfg
     assert (out / "degraded_all" / "manifest.tsv").is_file()
+    # narrow against base, file by file, on both test sets
+    assert "narrow vs base, clean test audio" in r.stdout and "narrow vs base, degraded" in r.stdout
+    for kind in ("eval", "degraded"):
+        rows = json.loads((out / f"narrow.vs_base.{kind}.json").read_text())["rows"]
+        assert {(x["level"], x["voices"]) for x in rows} == {(0, "seen"), (0, "heldout")}
     # a finished run is scored again but not retrained
     log = (out / "base.train.log").read_text()
     r = _run(*args)

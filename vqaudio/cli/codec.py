@@ -1,7 +1,8 @@
-"""Codec commands: encode, decode, export, info, evaluate."""
+"""Codec commands: encode, decode, export, info, evaluate, compare."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -449,3 +450,98 @@ def _scores_table(scores: list[CodecScore], kinds: list[str]) -> Table:
             fmt(sc.stoi, ".3f"),
         )
     return table
+
+
+_METRIC_SHORT = {"mel_distance": "mel", "si_sdr": "SI-SDR", "pesq": "PESQ", "stoi": "STOI"}
+
+
+@app.command()
+@user_errors
+def compare(
+    before: Annotated[
+        Path, typer.Argument(help="vqaudio evaluate --json of the first model (the baseline).")
+    ],
+    after: Annotated[Path, typer.Argument(help="vqaudio evaluate --json of the second, on the same files.")],
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", help="Only these metrics (repeatable): mel_distance, si_sdr, pesq, stoi."),
+    ] = None,
+    level: Annotated[int | None, typer.Option("--level", min=0, help="Only this level's rows.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the comparison as JSON here.")
+    ] = None,
+) -> None:
+    """Compare two evaluations file by file: is AFTER better than BEFORE on the same files?
+
+    For each codec row both hold (each level, seen and held-out voices apart) and each metric: the files
+    both scored, the two means, the mean difference AFTER - BEFORE with a 95% interval (paired, normal
+    approximation) and the share of files where AFTER is better. An interval that holds 0 is no
+    difference. Needs evaluation JSON of version 3 (vqaudio evaluate --json of this release).
+    """
+    import json
+
+    from vqaudio.audio import atomic_write_text
+    from vqaudio.eval.reconstruction import METRICS, paired_differences
+
+    chosen = list(metric or METRICS)
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown:
+        raise UserError(f"unknown metric {unknown[0]!r} (choose from {', '.join(METRICS)})")
+    docs = []
+    for path in (before, after):
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"{path}: not an evaluation JSON ({err})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("levels"), list):
+            raise UserError(f"{path}: not an evaluation JSON (no 'levels' list)")
+        docs.append(doc)
+    try:
+        rows = [
+            r
+            for r in paired_differences(docs[0], docs[1])
+            if r["metric"] in chosen and (level is None or r["level"] == level)
+        ]
+    except (KeyError, TypeError) as err:
+        raise UserError(f"malformed evaluation JSON ({err!r} missing or of the wrong type)") from None
+    if not rows:
+        raise UserError(
+            "nothing to compare: both evaluations score no files of the chosen --level / --metric"
+        )
+    split_voices = any(r["voices"] != "all" for r in rows)
+    from rich import box
+
+    table = Table(
+        title=f"{after.name} vs {before.name}, file by file",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col in ("codec", *(["voices"] if split_voices else []), "metric", "files", "before", "after",
+                "change ±95%", "better", "verdict"):  # fmt: skip
+        table.add_column(col, justify="right", no_wrap=col == "change ±95%")
+    for r in rows:
+        lo, hi = r["ci95"]
+        d = ".3f" if r["metric"] in ("mel_distance", "stoi") else ".2f"
+        table.add_row(
+            r["name"],
+            *([r["voices"]] if split_voices else []),
+            _METRIC_SHORT[r["metric"]],
+            str(r["n"]),
+            format(r["before"], d),
+            format(r["after"], d),
+            f"{r['difference']:+{d}} ± {(hi - lo) / 2:{d}}"
+            if math.isfinite(hi)
+            else f"{r['difference']:+{d}}",
+            f"{100 * r['after_better']:.0f}%",
+            r["verdict"],
+        )
+    out_console.print(table)
+    if json_out is not None:
+        doc = {"version": 1, "before": str(before), "after": str(after), "rows": rows}
+        atomic_write_text(json_out, json.dumps(doc, indent=2) + "\n")

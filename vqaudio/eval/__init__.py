@@ -52,6 +52,7 @@ __getattr__, __dir__ = lazy_exports(
             "evaluate_baselines",
             "evaluate_reconstruction",
             "first_per_speaker",
+            "paired_differences",
             "si_sdr",
             "voice_kinds",
         ),
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
         evaluate_baselines,
         evaluate_reconstruction,
         first_per_speaker,
+        paired_differences,
         si_sdr,
         voice_kinds,
     )
@@ -119,6 +121,7 @@ __all__ = [
     "evaluate_baselines",
     "evaluate_reconstruction",
     "first_per_speaker",
+    "paired_differences",
     "si_sdr",
     "voice_kinds",
     # report

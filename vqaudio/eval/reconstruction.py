@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,14 +34,20 @@ __all__ = [
     "evaluate_baselines",
     "eval_document",
     "first_per_speaker",
+    "paired_differences",
     "select_utterances",
     "voice_kinds",
 ]
 
 ALL, SEEN, HELDOUT = "all", "seen", "heldout"
-EVAL_JSON_VERSION = 2
-"""Version of ``vqaudio evaluate --json``: 2 added ``version``, ``voices`` (utterances per group) and each
-score's ``voices`` (all / seen / heldout); version 1 had neither."""
+EVAL_JSON_VERSION = 3
+"""Version of ``vqaudio evaluate --json``: 3 added each score's ``per_utterance`` (one entry per file:
+``utt_id``, ``speaker`` and the four metrics, ``null`` where a metric is not available), so two models
+scored on the same files can be compared file by file (:func:`paired_differences`); 2 added
+``version``, ``voices`` (utterances per group) and each score's ``voices`` (all / seen / heldout);
+version 1 had none of them."""
+METRICS = ("mel_distance", "si_sdr", "pesq", "stoi")
+"""The per-file metrics of a score, in ``per_utterance`` and as its means."""
 
 
 @dataclass
@@ -57,6 +63,8 @@ class CodecScore:
     pesq: float | None
     stoi: float | None
     voices: str = ALL  # which utterances: all, seen (training voices) or heldout (voices never trained on)
+    # one dict per file: utt_id, speaker and METRICS (None: not available for that file)
+    per_utterance: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,35 +99,45 @@ def _optional_metrics(sample_rate: int) -> tuple[Callable[..., float] | None, Ca
 
 
 class _Scorer:
-    """Accumulates mel distance, SI-SDR and (when installed) PESQ-WB / STOI of (reference, estimate) pairs."""
+    """Accumulates mel distance, SI-SDR and (when installed) PESQ-WB / STOI of (reference, estimate) pairs,
+    file by file."""
 
     def __init__(self, sample_rate: int) -> None:
         self.sr = sample_rate
         self.pesq_fn, self.stoi_fn = _optional_metrics(sample_rate)
-        self.values: dict[str, list[float]] = {"mel": [], "sisdr": [], "pesq": [], "stoi": []}
+        self.rows: list[dict[str, Any]] = []
         self.bits = 0.0
         self.seconds = 0.0
 
-    def add(self, ref: np.ndarray, est: np.ndarray, payload_bits: float = 0.0) -> None:
-        v = self.values
+    def add(
+        self, ref: np.ndarray, est: np.ndarray, payload_bits: float = 0.0, utt: Utterance | None = None
+    ) -> None:
         r, e = torch.from_numpy(ref).reshape(1, 1, -1), torch.from_numpy(est).reshape(1, 1, -1)
-        v["mel"].append(float(mel_distance(e, r, self.sr)[0]))
-        v["sisdr"].append(si_sdr(est, ref))
+        pesq = stoi = None
         if self.pesq_fn is not None:
             try:
-                v["pesq"].append(self.pesq_fn(ref, est))
+                pesq = self.pesq_fn(ref, est)
             except Exception:  # noqa: BLE001 - pesq rejects silent / too short files
                 pass
         if self.stoi_fn is not None and len(ref) > self.sr // 4:
-            v["stoi"].append(self.stoi_fn(ref, est))
+            stoi = self.stoi_fn(ref, est)
+        self.rows.append(
+            {
+                "utt_id": None if utt is None else utt.utt_id,
+                "speaker": None if utt is None else utt.speaker,
+                "mel_distance": float(mel_distance(e, r, self.sr)[0]),
+                "si_sdr": si_sdr(est, ref),
+                "pesq": pesq,
+                "stoi": stoi,
+            }
+        )
         self.bits += payload_bits
         self.seconds += len(ref) / self.sr
 
     def score(self, name: str, level: int | None, voices: str, bitrate: float | None = None) -> CodecScore:
-        v = self.values
-
         def mean(key: str) -> float | None:
-            return float(np.mean(v[key])) if v[key] else None
+            values = [row[key] for row in self.rows if row[key] is not None]
+            return float(np.mean(values)) if values else None
 
         def mean_or_nan(key: str) -> float:
             m = mean(key)
@@ -130,12 +148,13 @@ class _Scorer:
             name,
             level,
             measured if bitrate is None else bitrate,
-            len(v["mel"]),
-            mean_or_nan("mel"),
-            mean_or_nan("sisdr"),
+            len(self.rows),
+            mean_or_nan("mel_distance"),
+            mean_or_nan("si_sdr"),
             mean("pesq"),
             mean("stoi"),
             voices,
+            list(self.rows),
         )
 
 
@@ -191,6 +210,79 @@ def eval_document(kinds: Sequence[str], scores: Sequence[CodecScore]) -> dict[st
     }
 
 
+LOWER_IS_BETTER = frozenset({"mel_distance"})
+
+
+def _verdict(lo: float, hi: float) -> str:
+    """``better`` / ``worse`` when the 95% interval of the improvement (signed: > 0 is better) excludes 0."""
+    if lo > 0 and hi > 0:
+        return "better"
+    if lo < 0 and hi < 0:
+        return "worse"
+    return "unclear"  # the interval holds 0, or one file only (nan)
+
+
+def paired_differences(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Compare two ``vqaudio evaluate --json`` documents (version >= 3) file by file.
+
+    For every score row the two share (same ``name`` and ``voices``) and every metric of
+    :data:`METRICS`, over the files both scored (matched by speaker and ``utt_id``, metric available in
+    both): ``n``, both means, the mean difference ``after - before`` with a 95% interval (normal
+    approximation, ``1.96`` standard errors of the paired differences), the share of files where
+    ``after`` is better (lower mel distance, higher otherwise; ties count half) and a ``verdict``:
+    ``better`` / ``worse`` when the interval excludes 0, else ``unclear``. Rows in document order.
+
+    Raises:
+        UserError: a document has no per-file scores (version < 3), or the two share no files.
+    """
+    for doc in (before, after):
+        if int(doc.get("version", 1)) < 3:
+            raise UserError(
+                f"evaluation JSON version {doc.get('version', 1)} has no per-file scores "
+                f"(version 3, vqaudio evaluate --json of this release, has)"
+            )
+    rows_after = {(r["name"], r["voices"]): r for r in after["levels"]}
+    out: list[dict[str, Any]] = []
+    for row in before["levels"]:
+        other = rows_after.get((row["name"], row["voices"]))
+        if other is None:
+            continue
+        files_after = {(u["speaker"], u["utt_id"]): u for u in other["per_utterance"]}
+        pairs = [
+            (u, files_after[k])
+            for u in row["per_utterance"]
+            if (k := (u["speaker"], u["utt_id"])) in files_after
+        ]
+        for metric in METRICS:
+            ab = np.array(
+                [(a[metric], b[metric]) for a, b in pairs if a[metric] is not None and b[metric] is not None],
+                dtype=np.float64,
+            ).reshape(-1, 2)
+            if len(ab) == 0:
+                continue
+            diff = ab[:, 1] - ab[:, 0]
+            sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+            half = 1.96 * diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else math.nan
+            out.append(
+                {
+                    "name": row["name"],
+                    "level": row["level"],
+                    "voices": row["voices"],
+                    "metric": metric,
+                    "n": len(diff),
+                    "before": float(ab[:, 0].mean()),
+                    "after": float(ab[:, 1].mean()),
+                    "difference": float(diff.mean()),
+                    "ci95": [float(diff.mean() - half), float(diff.mean() + half)],
+                    "after_better": float(np.mean((sign * diff > 0) + 0.5 * (diff == 0))),
+                    "verdict": _verdict(sign * (diff.mean() - half), sign * (diff.mean() + half)),
+                }
+            )
+    if not out:
+        raise UserError("the two evaluations share no scored files (same corpus, split and --per-speaker?)")
+    return out
+
+
 def _groups(kinds: Sequence[str]) -> list[str]:
     return [g for g in (ALL, SEEN, HELDOUT) if g in kinds]
 
@@ -219,7 +311,7 @@ def evaluate_reconstruction(
         speaker = model.speakers.index(utt.speaker) if utt.speaker in model.speakers else 0
         for lv in levels:
             y = model.decode(model.encode(x, level=lv), level=lv, speaker=speaker).clamp(-1, 1)
-            scorers[(lv, kind)].add(ref, y.reshape(-1).float().cpu().numpy())
+            scorers[(lv, kind)].add(ref, y.reshape(-1).float().cpu().numpy(), utt=utt)
         if progress is not None:
             progress(n + 1, len(utts))
     return [
@@ -245,7 +337,7 @@ def evaluate_baselines(
         ref = read_audio(utt.path, sample_rate)
         for b in chosen:
             est, bits = b.run(ref, sample_rate)
-            scorers[(b.name, kind)].add(ref, est, bits)
+            scorers[(b.name, kind)].add(ref, est, bits, utt=utt)
         if progress is not None:
             progress(n + 1, len(utts))
     return [sc.score(name, None, g) for (name, g), sc in scorers.items()]
