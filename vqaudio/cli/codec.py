@@ -455,6 +455,57 @@ def _scores_table(scores: list[CodecScore], kinds: list[str]) -> Table:
 _METRIC_SHORT = {"mel_distance": "mel", "si_sdr": "SI-SDR", "pesq": "PESQ", "stoi": "STOI"}
 
 
+def _read_eval_json(path: Path) -> dict[str, Any]:
+    """One `vqaudio evaluate --json` document, or a UserError saying why it is not one."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: not an evaluation JSON ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("levels"), list):
+        raise UserError(f"{path}: not an evaluation JSON (no 'levels' list)")
+    return doc
+
+
+def _paired_table(rows: list[dict[str, Any]], title: str) -> Table:
+    """The rows of `paired_differences` as a table that fits 80 columns."""
+    from rich import box
+
+    split_voices = any(r["voices"] != "all" for r in rows)
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1),
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col in ("codec", *(["voices"] if split_voices else []), "metric", "files", "before", "after",
+                "change ±95%", "better", "verdict"):  # fmt: skip
+        table.add_column(col, justify="right", no_wrap=col == "change ±95%")
+    for r in rows:
+        lo, hi = r["ci95"]
+        d = ".3f" if r["metric"] in ("mel_distance", "stoi") else ".2f"
+        table.add_row(
+            r["name"],
+            *([r["voices"]] if split_voices else []),
+            _METRIC_SHORT[r["metric"]],
+            str(r["n"]),
+            format(r["before"], d),
+            format(r["after"], d),
+            f"{r['difference']:+{d}} ± {(hi - lo) / 2:{d}}"
+            if math.isfinite(hi)
+            else f"{r['difference']:+{d}}",
+            f"{100 * r['after_better']:.0f}%",
+            r["verdict"],
+        )
+    return table
+
+
 @app.command()
 @user_errors
 def compare(
@@ -487,17 +538,7 @@ def compare(
     unknown = [m for m in chosen if m not in METRICS]
     if unknown:
         raise UserError(f"unknown metric {unknown[0]!r} (choose from {', '.join(METRICS)})")
-    docs = []
-    for path in (before, after):
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise UserError(f"{path}: not an evaluation JSON ({err})") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("levels"), list):
-            raise UserError(f"{path}: not an evaluation JSON (no 'levels' list)")
-        docs.append(doc)
+    docs = [_read_eval_json(path) for path in (before, after)]
     try:
         rows = [
             r
@@ -510,38 +551,7 @@ def compare(
         raise UserError(
             "nothing to compare: both evaluations score no files of the chosen --level / --metric"
         )
-    split_voices = any(r["voices"] != "all" for r in rows)
-    from rich import box
-
-    table = Table(
-        title=f"{after.name} vs {before.name}, file by file",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        padding=(0, 1),
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    for col in ("codec", *(["voices"] if split_voices else []), "metric", "files", "before", "after",
-                "change ±95%", "better", "verdict"):  # fmt: skip
-        table.add_column(col, justify="right", no_wrap=col == "change ±95%")
-    for r in rows:
-        lo, hi = r["ci95"]
-        d = ".3f" if r["metric"] in ("mel_distance", "stoi") else ".2f"
-        table.add_row(
-            r["name"],
-            *([r["voices"]] if split_voices else []),
-            _METRIC_SHORT[r["metric"]],
-            str(r["n"]),
-            format(r["before"], d),
-            format(r["after"], d),
-            f"{r['difference']:+{d}} ± {(hi - lo) / 2:{d}}"
-            if math.isfinite(hi)
-            else f"{r['difference']:+{d}}",
-            f"{100 * r['after_better']:.0f}%",
-            r["verdict"],
-        )
-    out_console.print(table)
+    out_console.print(_paired_table(rows, f"{after.name} vs {before.name}, file by file"))
     if json_out is not None:
         doc = {"version": 1, "before": str(before), "after": str(after), "rows": rows}
         atomic_write_text(json_out, json.dumps(doc, indent=2) + "\n")
