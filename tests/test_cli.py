@@ -91,6 +91,11 @@ def test_shipped_recipes_load() -> None:
         voice_perturbation_levels=[1, 2],
     )
     assert not stage2.model.levels[0].speaker_conditioned  # so level 0 must hear the true voice
+    stage3 = load_config(REPO / "recipes" / "default_stage3.yaml")  # stage 2 with level 0 at K = 2048
+    assert stage3.model.levels[0] == replace(stage2.model.levels[0], codebook_size=2048)
+    assert stage3.model.levels[1:] == stage2.model.levels[1:]
+    assert replace(stage3.model, levels=stage2.model.levels) == stage2.model
+    assert [stage3.model.bitrate(i) for i in range(3)] == [2200, 450, 225]  # the codec level <= 2400 bit/s
 
 
 @pytest.mark.parametrize(

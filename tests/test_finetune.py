@@ -165,6 +165,29 @@ def test_mismatched_shapes_are_listed_and_refused(source_run: Path, cfg_for: Cfg
     assert not (out / "checkpoints").exists() and not (out / "init.json").exists()
 
 
+def test_a_larger_codebook_is_grown_from_the_model_and_a_smaller_one_refused(
+    source_run: Path, cfg_for: CfgFor, tmp_path: Path, no_kmeans: list[int]
+) -> None:
+    src, _ = read_checkpoint(source_run)
+    cfg = cfg_for(1, **{"model.levels.1.codebook_size": 128})
+    trainer = _trainer(cfg, tmp_path / "probe", init=source_run)
+    try:
+        state = {k: v.cpu() for k, v in trainer.model.state_dict().items()}
+    finally:
+        trainer.close()
+    assert state["levels.1.quantizer.codebook"].shape == (128, 8)
+    assert torch.equal(state["levels.1.quantizer.codebook"][:64], src["levels.1.quantizer.codebook"])
+    assert bool(state["levels.1.quantizer.initialized"])  # copied, not re-initialised
+    assert torch.equal(state["levels.1.quantizer.running_mean"], src["levels.1.quantizer.running_mean"])
+    assert all(torch.equal(state[k], v) for k, v in src.items() if not k.startswith("levels.1.quantizer."))
+    out = tmp_path / "ft"
+    assert train(cfg, out, init=source_run).step == 1
+    assert no_kmeans == []  # no quantiser started afresh
+    record = json.loads((out / "init.json").read_text())
+    assert record["grown_quantizers"] == ["levels.1.quantizer: 64 -> 128 codes"] and record["skipped"] == []
+    assert read_checkpoint(out)[1].config.model.levels[1].codebook_size == 128
+
+
 def test_skip_mismatched_keeps_fresh_tensors_and_runs_kmeans_there(
     source_run: Path, cfg_for: CfgFor, tmp_path: Path, no_kmeans: list[int]
 ) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from vqaudio.quantize import VectorQuantizer, kmeans
+from vqaudio.quantize import VectorQuantizer, grow_codebook, kmeans
 
 
 def _ready(vq: VectorQuantizer, codebook: torch.Tensor, count: float = 1.0) -> VectorQuantizer:
@@ -179,3 +180,56 @@ def test_encoding_uses_running_statistics_not_the_batch() -> None:
     with_others = vq.lookup_codes(torch.cat([x, 100 * torch.randn(3, 4, 50)]))[:1]
     assert torch.equal(alone, with_others)
     torch.testing.assert_close(vq.running_mean, torch.ones(4), atol=0.3, rtol=0)
+
+
+def _trained_vq(k: int = 8, dim: int = 4) -> tuple[VectorQuantizer, torch.Tensor]:
+    """A quantiser after a few EMA steps on 4 well separated clusters, and those frames ``[1, D, N]``."""
+    torch.manual_seed(0)
+    centres = 4.0 * torch.randn(4, dim)
+    z = (centres.repeat_interleave(100, 0) + 0.5 * torch.randn(400, dim)).t()[None]
+    vq = VectorQuantizer(k, dim, restart_threshold=0.0)
+    vq.train()
+    for _ in range(5):
+        vq(z)
+    return vq, z
+
+
+def test_grow_codebook_keeps_old_codes_and_splits_the_most_used() -> None:
+    vq, z = _trained_vq()
+    old = {k: v.clone() for k, v in vq.state_dict().items()}
+    grown = grow_codebook(old, 20)  # more than doubling: the most used codes are split twice
+    assert grown["codebook"].shape == (20, 4) and grown["ema_sum"].shape == (20, 4)
+    assert grown["ema_count"].shape == (20,) and grown["last_used"].shape == (20,)
+    torch.testing.assert_close(grown["codebook"][:8], old["codebook"])
+    assert torch.equal(old["codebook"], vq.state_dict()["codebook"])  # the input is not modified
+    torch.testing.assert_close(grown["ema_count"].sum(), old["ema_count"].sum())  # shares, not new mass
+    order = torch.argsort(old["ema_count"], descending=True, stable=True)
+    parents = torch.cat([order, order[:4]])
+    near = (grown["codebook"][8:] - old["codebook"][parents]).norm(dim=1)
+    assert (near > 0).all() and (near < 0.02 * old["codebook"][parents].norm(dim=1)).all()
+    assert torch.equal(grown["last_used"][8:], old["last_used"][parents])
+    for key in ("steps", "initialized", "running_mean", "running_var"):
+        assert torch.equal(grown[key], old[key])
+    with pytest.raises(ValueError, match="not more than"):
+        grow_codebook(old, 8)
+
+
+def test_grown_quantizer_codes_as_before_then_its_copies_separate() -> None:
+    vq, z = _trained_vq()
+    vq.eval()
+    before = vq.dequantize(vq.lookup_codes(z))
+    big = VectorQuantizer(16, 4, restart_threshold=0.0)
+    big.load_state_dict(grow_codebook(vq.state_dict(), 16))
+    big.eval()
+    codes = big.lookup_codes(z)
+    moved = (big.dequantize(codes) - before).norm(dim=1) > 0.02  # [1, N]: a frame coded by another vector
+    assert float(moved.float().mean()) < 0.02  # only frames on a boundary between two old codes
+    assert bool((codes >= 8).any())  # and the copies are used
+    gap = (big.codebook[8:] - big.codebook[torch.argsort(vq.ema_count, descending=True, stable=True)]).norm(
+        dim=1
+    )
+    big.train()
+    for _ in range(20):
+        big(z)
+    order = torch.argsort(vq.ema_count, descending=True, stable=True)
+    assert (big.codebook[8:] - big.codebook[order]).norm(dim=1).mean() > 2 * gap.mean()

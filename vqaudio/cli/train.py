@@ -77,7 +77,7 @@ def train(
             "--init",
             metavar="MODEL",
             help="Fine-tune: start from this model's weights (checkpoint, run directory or shipped name); "
-            "speakers are matched by name, new ones added.",
+            "speakers are matched by name, new ones added; a larger codebook_size grows that codebook.",
         ),
     ] = None,
     init_skip_mismatched: Annotated[

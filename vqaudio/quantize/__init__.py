@@ -1,5 +1,5 @@
 """Vector quantisation."""
 
-from vqaudio.quantize.vq import QuantizerOutput, VectorQuantizer, kmeans
+from vqaudio.quantize.vq import CODEBOOK_TENSORS, QuantizerOutput, VectorQuantizer, grow_codebook, kmeans
 
-__all__ = ["QuantizerOutput", "VectorQuantizer", "kmeans"]
+__all__ = ["CODEBOOK_TENSORS", "QuantizerOutput", "VectorQuantizer", "grow_codebook", "kmeans"]

@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["QuantizerOutput", "VectorQuantizer", "kmeans"]
+__all__ = ["CODEBOOK_TENSORS", "QuantizerOutput", "VectorQuantizer", "grow_codebook", "kmeans"]
 
 
 @dataclass
@@ -40,6 +40,43 @@ class QuantizerOutput:
     perplexity: Tensor
     usage: Tensor
     restarts: int
+
+
+# the quantiser's tensors with one row per code (``[K, ...]``): what a codebook of another size changes
+CODEBOOK_TENSORS = ("codebook", "ema_count", "ema_sum", "last_used")
+
+
+@torch.no_grad()
+def grow_codebook(tensors: dict[str, Tensor], size: int, seed: int = 0) -> dict[str, Tensor]:
+    """A trained quantiser's tensors (its state dict, unprefixed) with the codebook grown to ``size``
+    codes by splitting (the LBG splitting step; Linde, Buzo & Gray, 1980).
+
+    The old codes keep their rows and indices.  Each new code is a copy of one of the most used old
+    codes (by ``ema_count``, most used first, cycling when more than doubling) moved by a tiny random
+    step (1% of the code's norm over sqrt(D)); a code and its copies share its EMA count and sum, so the
+    EMA update pulls them apart towards the two halves of the frames they now divide.  Nearly nothing
+    changes at first: every frame is still coded by (a copy of) the code it had.  Returns new tensors;
+    the input is not modified.  Raises ``ValueError`` when ``size`` is not larger.
+    """
+    codebook, count = tensors["codebook"], tensors["ema_count"]
+    k, dim = codebook.shape
+    extra = size - k
+    if extra <= 0:
+        raise ValueError(f"grow_codebook: {size} codes is not more than {k}")
+    order = torch.argsort(count.float(), descending=True, stable=True)
+    parents = order[torch.arange(extra) % k]
+    shares = 1.0 + torch.bincount(parents, minlength=k).to(count.dtype)
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(extra, dim, generator=gen).to(codebook.device, codebook.dtype)
+    step = (0.01 / math.sqrt(dim)) * codebook[parents].norm(dim=1, keepdim=True).clamp_min(1e-6)
+    new_count = torch.cat([count / shares, (count / shares)[parents]])
+    new_codebook = torch.cat([codebook, codebook[parents] + step * noise])
+    grown = dict(tensors)
+    grown["codebook"] = new_codebook
+    grown["ema_count"] = new_count
+    grown["ema_sum"] = new_codebook.to(tensors["ema_sum"].dtype) * new_count[:, None]
+    grown["last_used"] = torch.cat([tensors["last_used"], tensors["last_used"][parents]])
+    return grown
 
 
 def _distributed() -> bool:

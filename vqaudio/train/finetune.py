@@ -9,7 +9,11 @@ MODEL whose name and shape match:
   (for conversion) although the corpus does not train them.  Every tensor indexed by speaker
   (:meth:`vqaudio.models.VQVAE.speaker_tensors`) is merged this way.
 - **Quantisers** are copied whole (codebook, EMA statistics, running standardisation and the
-  ``initialized`` flag, so k-means does not run again) or not at all.
+  ``initialized`` flag, so k-means does not run again) or not at all.  A quantiser whose codebook the
+  recipe makes larger (``model.levels.N.codebook_size``, same code dimension) is **grown**: its old
+  codes keep their indices and the new ones split the most used of them
+  (:func:`vqaudio.quantize.grow_codebook`), so the model decodes as before at step 0.  A smaller
+  codebook is a mismatch.
 - **Anything else** that differs (a tensor missing on either side, or another shape) is refused with
   the list and the model config keys that differ, unless ``skip_mismatched``: then those tensors (and
   the whole quantiser any of them belongs to, which k-means initialises at step 0) keep their fresh
@@ -35,7 +39,7 @@ from vqaudio.config import RunConfig, config_to_dict
 from vqaudio.errors import ConfigError, UserError
 from vqaudio.models import VQVAE
 from vqaudio.pretrained import shipped_name
-from vqaudio.quantize import VectorQuantizer
+from vqaudio.quantize import CODEBOOK_TENSORS, VectorQuantizer, grow_codebook
 from vqaudio.train.rundir import flatten_keys
 
 __all__ = ["InitReport", "InitSource", "Mismatch", "init_from", "merge_speakers"]
@@ -103,6 +107,33 @@ class InitReport:
     new_speakers: list[str]
     skipped: list[Mismatch] = field(default_factory=list)
     fresh_quantizers: list[str] = field(default_factory=list)
+    grown_quantizers: list[str] = field(default_factory=list)  # "NAME: K_old -> K_new codes"
+
+
+def _grow_quantizers(model: VQVAE, old: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+    """``old`` with every quantiser whose codebook ``model`` makes larger (same code dimension, every
+    other tensor of it the same shape) grown to the new size; and the list of those grown."""
+    grown: list[str] = []
+    out = dict(old)
+    for name, module in model.named_modules():
+        if not isinstance(module, VectorQuantizer) or f"{name}.codebook" not in old:
+            continue
+        k_old, dim = old[f"{name}.codebook"].shape
+        if k_old >= module.codebook_size or dim != module.dim:
+            continue
+        keys = [k for k in module.state_dict()]
+        if any(f"{name}.{k}" not in old for k in keys):
+            continue
+        own = {k: old[f"{name}.{k}"] for k in keys}
+        others_fit = all(
+            own[k].shape == v.shape for k, v in module.state_dict().items() if k not in CODEBOOK_TENSORS
+        )
+        if not others_fit:
+            continue
+        for k, v in grow_codebook(own, module.codebook_size).items():
+            out[f"{name}.{k}"] = v
+        grown.append(f"{name}: {k_old} -> {module.codebook_size} codes")
+    return out, grown
 
 
 def _config_diff(old: RunConfig, new: RunConfig, limit: int = 6) -> str:
@@ -147,7 +178,8 @@ def init_from(
     """
     new = model.state_dict()
     speaker_keys = set(model.speaker_tensors())
-    bad = _mismatches(source.state, new, speaker_keys)
+    old, grown = _grow_quantizers(model, source.state)
+    bad = _mismatches(old, new, speaker_keys)
     if bad and not skip_mismatched:
         listed = "; ".join(map(str, bad[:12])) + (f"; and {len(bad) - 12} more" if len(bad) > 12 else "")
         raise ConfigError(
@@ -167,10 +199,10 @@ def init_from(
         if name in bad_names or any(name.startswith(f"{q}.") for q in fresh_q):
             merged[name] = fresh
         elif name in speaker_keys:
-            merged[name] = _merge_rows(source.state[name], fresh, source.speakers, model.speakers)
+            merged[name] = _merge_rows(old[name], fresh, source.speakers, model.speakers)
             copied += 1
         else:
-            merged[name] = source.state[name]
+            merged[name] = old[name]
             copied += 1
     with torch.no_grad():
         model.load_state_dict(merged, strict=True)
@@ -181,4 +213,5 @@ def init_from(
         [s for s in model.speakers if s not in known],
         bad,
         fresh_q,
+        grown,
     )

@@ -265,6 +265,7 @@ class Trainer(TrainLoop):
         self.init_record["new_speakers"] = report.new_speakers
         self.init_record["skipped"] = [str(m) for m in report.skipped]
         self.init_record["fresh_quantizers"] = report.fresh_quantizers
+        self.init_record["grown_quantizers"] = report.grown_quantizers
         corpus = set(self.data.corpus_speakers)
         both = sum(s in corpus for s in report.kept_speakers)
         self.log.print(
@@ -282,6 +283,8 @@ class Trainer(TrainLoop):
                 self.log.print(f"[yellow]  {mismatch}[/]")
         for name in report.fresh_quantizers:
             self.log.print(f"[yellow]  {name}: not copied, initialised by k-means at step 0[/]")
+        for grown in report.grown_quantizers:
+            self.log.print(f"  {grown} (the new codes split the most used old ones)")
 
     def summary(self) -> dict[str, Any]:
         """The ``--init`` source as checkpoints and ``finished.json`` record it (empty: none)."""
