@@ -281,11 +281,16 @@ def test_paired_differences_known_values() -> None:
     assert p["before"] == pytest.approx(np.mean([1.0, 1.5, 2.0, 1.2]))
     assert p["difference"] == pytest.approx(g.mean())
     half = 1.96 * g.std(ddof=1) / 2
-    assert p["ci95"] == pytest.approx([g.mean() - half, g.mean() + half])
-    assert p["after_better"] == 1.0 and p["verdict"] == "better"
+    assert p["ci95_files"] == pytest.approx([g.mean() - half, g.mean() + half])
+    # over voices: a's residuals sum to +0.1, b's to -0.1; CR1 factor 2 / 1; t with 1 degree of freedom
+    assert p["speakers"] == 2 and p["interval"] == "voices"
+    half_voices = 12.7062047 * math.sqrt(2 * (0.1**2 + 0.1**2)) / 4
+    assert p["ci95"] == pytest.approx([g.mean() - half_voices, g.mean() + half_voices])
+    # better on every file, but two voices cannot show it: the verdict follows the interval over voices
+    assert p["after_better"] == 1.0 and p["verdict"] == "unclear"
     m = by_metric["mel_distance"]  # lower is better: it fell on every file
     assert m["difference"] == pytest.approx(-g.mean() / 4)
-    assert m["after_better"] == 1.0 and m["verdict"] == "better"
+    assert m["after_better"] == 1.0 and m["ci95"][1] > 0
     s = by_metric["si_sdr"]
     assert s["difference"] == 0 and s["after_better"] == 0.5 and s["verdict"] == "unclear"
 
@@ -293,6 +298,7 @@ def test_paired_differences_known_values() -> None:
     worse = _eval_doc({("L0", "seen"): {k: v - 0.5 for k, v in before_p.items()}})
     (w,) = [r for r in paired_differences(before, worse) if r["metric"] == "pesq"]
     assert w["difference"] == pytest.approx(-0.5) and w["after_better"] == 0 and w["verdict"] == "worse"
+    assert w["ci95"] == pytest.approx([-0.5, -0.5])  # the same change everywhere: no spread at all
     mixed_p: dict[tuple[str, str], float | None] = {("a", "u1"): 1.5, ("a", "u2"): 1.0, ("b", "u1"): 2.1}
     mixed_p[("b", "u3")] = None
     (x,) = [
@@ -304,6 +310,52 @@ def test_paired_differences_known_values() -> None:
         paired_differences(_eval_doc({("L0", "seen"): before_p}, version=2), after)
     with pytest.raises(UserError, match="share no scored files"):
         paired_differences(before, _eval_doc({("L0", "seen"): {("z", "u1"): 1.0}}))
+
+
+def test_paired_interval_is_over_voices_not_files() -> None:
+    """Eight voices with 10 files each: the change is the same within a voice and differs between voices.
+    Counted as 80 independent files the interval would exclude 0; counted by voice it must not."""
+    from vqaudio.eval.reconstruction import paired_differences
+
+    gain = [0.30, -0.20, 0.25, -0.15, 0.20, -0.10, 0.05, 0.00]  # mean +0.044, spread over voices 0.19
+    before_p = {(f"v{v}", f"u{i}"): 1.0 + 0.1 * i for v in range(8) for i in range(10)}
+    after_p = {
+        (spk, utt): p + gain[int(spk[1:])] + 0.001 * int(utt[1:]) for (spk, utt), p in before_p.items()
+    }
+    (r,) = [
+        r
+        for r in paired_differences(
+            _eval_doc({("L0", "heldout"): before_p}), _eval_doc({("L0", "heldout"): after_p})
+        )
+        if r["metric"] == "pesq"
+    ]
+    assert r["n"] == 80 and r["speakers"] == 8 and r["interval"] == "voices"
+    assert r["ci95_files"][0] > 0  # what a per-file interval would claim
+    assert r["ci95"][0] < 0 < r["ci95"][1] and r["verdict"] == "unclear"
+    # with one file per voice the interval over voices is the ordinary paired t interval
+    one = {k: v for k, v in before_p.items() if k[1] == "u0"}
+    (o,) = [
+        r
+        for r in paired_differences(
+            _eval_doc({("L0", "seen"): one}),
+            _eval_doc({("L0", "seen"): {k: after_p[k] for k in one}}),
+        )
+        if r["metric"] == "pesq"
+    ]
+    d = np.array(gain)
+    t_half = 2.3646243 * d.std(ddof=1) / math.sqrt(8)
+    assert o["ci95"] == pytest.approx([d.mean() - t_half, d.mean() + t_half])
+    # all files of one voice: the interval falls back to files
+    single = {("v0", f"u{i}"): 1.0 + 0.1 * i for i in range(5)}
+    (f,) = [
+        r
+        for r in paired_differences(
+            _eval_doc({("L0", "seen"): single}),
+            _eval_doc({("L0", "seen"): {k: v + 0.1 + 0.01 * i for i, (k, v) in enumerate(single.items())}}),
+        )
+        if r["metric"] == "pesq"
+    ]
+    assert f["interval"] == "files" and f["ci95"] == f["ci95_files"] and f["verdict"] == "better"
 
 
 @pytest.mark.parametrize(

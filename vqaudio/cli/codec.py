@@ -452,6 +452,8 @@ def _scores_table(scores: list[CodecScore], kinds: list[str]) -> Table:
     return table
 
 
+# vqaudio compare --json: 2 added speakers, interval ("voices" / "files") and ci95_files; ci95 is over voices
+COMPARE_JSON_VERSION = 2
 _METRIC_SHORT = {"mel_distance": "mel", "si_sdr": "SI-SDR", "pesq": "PESQ", "stoi": "STOI"}
 
 
@@ -483,8 +485,11 @@ def _paired_table(rows: list[dict[str, Any]], title: str) -> Table:
         padding=(0, 1),
         pad_edge=False,
         collapse_padding=True,
+        caption="n/spk: files/voices; ±95%: over voices (a voice's files are not independent); "
+        "better: share of files",
+        caption_justify="left",
     )
-    for col in ("codec", *(["voices"] if split_voices else []), "metric", "files", "before", "after",
+    for col in ("codec", *(["voices"] if split_voices else []), "metric", "n/spk", "before", "after",
                 "change ±95%", "better", "verdict"):  # fmt: skip
         table.add_column(col, justify="right", no_wrap=col == "change ±95%")
     for r in rows:
@@ -494,7 +499,7 @@ def _paired_table(rows: list[dict[str, Any]], title: str) -> Table:
             r["name"],
             *([r["voices"]] if split_voices else []),
             _METRIC_SHORT[r["metric"]],
-            str(r["n"]),
+            f"{r['n']}/{r['speakers']}",
             format(r["before"], d),
             format(r["after"], d),
             f"{r['difference']:+{d}} ± {(hi - lo) / 2:{d}}"
@@ -525,9 +530,10 @@ def compare(
     """Compare two evaluations file by file: is AFTER better than BEFORE on the same files?
 
     For each codec row both hold (each level, seen and held-out voices apart) and each metric: the files
-    both scored, the two means, the mean difference AFTER - BEFORE with a 95% interval (paired, normal
-    approximation) and the share of files where AFTER is better. An interval that holds 0 is no
-    difference. Needs evaluation JSON of version 3 (vqaudio evaluate --json of this release).
+    both scored and their voices, the two means, the mean difference AFTER - BEFORE with a 95% interval
+    over voices (files of one voice are not independent: clustered by voice, Student's t) and the share
+    of files where AFTER is better. An interval that holds 0 is no difference. Needs evaluation JSON of
+    version 3 (vqaudio evaluate --json of this release).
     """
     import json
 
@@ -553,5 +559,5 @@ def compare(
         )
     out_console.print(_paired_table(rows, f"{after.name} vs {before.name}, file by file"))
     if json_out is not None:
-        doc = {"version": 1, "before": str(before), "after": str(after), "rows": rows}
+        doc = {"version": COMPARE_JSON_VERSION, "before": str(before), "after": str(after), "rows": rows}
         atomic_write_text(json_out, json.dumps(doc, indent=2) + "\n")

@@ -222,15 +222,39 @@ def _verdict(lo: float, hi: float) -> str:
     return "unclear"  # the interval holds 0, or one file only (nan)
 
 
+def _intervals(diff: np.ndarray, voice: np.ndarray) -> tuple[float, float, str]:
+    """Half-widths of the 95% interval of ``diff.mean()``: over voices (clustered) and over files, and
+    which one decides (``"voices"``; ``"files"`` when all files are of one voice).
+
+    Files of one voice are not independent (a model that suits a voice suits all its files), so the
+    deciding interval treats voices as the units: the cluster-robust standard error of the mean with the
+    small-sample factor V / (V - 1) (Liang & Zeger, 1986; "CR1") and Student's t with V - 1 degrees of
+    freedom, for V voices. With one file per voice it is the ordinary paired t interval.
+    """
+    from scipy import stats
+
+    n = len(diff)
+    files = 1.96 * diff.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan
+    groups, index = np.unique(voice, return_inverse=True)
+    v = len(groups)
+    if v < 2:
+        return files, files, "files"
+    sums = np.bincount(index, weights=diff - diff.mean(), minlength=v)
+    se = math.sqrt(v / (v - 1) * float(np.sum(sums**2))) / n
+    return float(stats.t.ppf(0.975, v - 1)) * se, files, "voices"
+
+
 def paired_differences(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
     """Compare two ``vqaudio evaluate --json`` documents (version >= 3) file by file.
 
     For every score row the two share (same ``name`` and ``voices``) and every metric of
     :data:`METRICS`, over the files both scored (matched by speaker and ``utt_id``, metric available in
-    both): ``n``, both means, the mean difference ``after - before`` with a 95% interval (normal
-    approximation, ``1.96`` standard errors of the paired differences), the share of files where
-    ``after`` is better (lower mel distance, higher otherwise; ties count half) and a ``verdict``:
-    ``better`` / ``worse`` when the interval excludes 0, else ``unclear``. Rows in document order.
+    both): ``n`` files of ``speakers`` voices, both means, the mean difference ``after - before`` with
+    a 95% interval ``ci95`` over voices (``interval: "voices"``, see :func:`_intervals`; over files
+    when all are of one voice) and the interval that treats files as independent (``ci95_files``),
+    the share of files where ``after`` is better (lower mel distance, higher otherwise; ties count
+    half) and a ``verdict``: ``better`` / ``worse`` when ``ci95`` excludes 0, else ``unclear``. Rows in
+    document order.
 
     Raises:
         UserError: a document has no per-file scores (version < 3), or the two share no files.
@@ -254,15 +278,14 @@ def paired_differences(before: dict[str, Any], after: dict[str, Any]) -> list[di
             if (k := (u["speaker"], u["utt_id"])) in files_after
         ]
         for metric in METRICS:
-            ab = np.array(
-                [(a[metric], b[metric]) for a, b in pairs if a[metric] is not None and b[metric] is not None],
-                dtype=np.float64,
-            ).reshape(-1, 2)
-            if len(ab) == 0:
+            both = [(a, b) for a, b in pairs if a[metric] is not None and b[metric] is not None]
+            if not both:
                 continue
+            ab = np.array([(a[metric], b[metric]) for a, b in both], dtype=np.float64)
+            voice = np.array([a["speaker"] for a, _ in both])
             diff = ab[:, 1] - ab[:, 0]
             sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-            half = 1.96 * diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else math.nan
+            half, half_files, unit = _intervals(diff, voice)
             out.append(
                 {
                     "name": row["name"],
@@ -270,10 +293,13 @@ def paired_differences(before: dict[str, Any], after: dict[str, Any]) -> list[di
                     "voices": row["voices"],
                     "metric": metric,
                     "n": len(diff),
+                    "speakers": len(set(voice.tolist())),
                     "before": float(ab[:, 0].mean()),
                     "after": float(ab[:, 1].mean()),
                     "difference": float(diff.mean()),
                     "ci95": [float(diff.mean() - half), float(diff.mean() + half)],
+                    "interval": unit,
+                    "ci95_files": [float(diff.mean() - half_files), float(diff.mean() + half_files)],
                     "after_better": float(np.mean((sign * diff > 0) + 0.5 * (diff == 0))),
                     "verdict": _verdict(sign * (diff.mean() - half), sign * (diff.mean() + half)),
                 }
