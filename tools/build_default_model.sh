@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Rebuild the shipped default model (vqaudio/pretrained/speech16k.safetensors) from nothing but this repo:
-# the many-voice demo corpus, recipes/default.yaml then recipes/default_stage2.yaml, export, and its
-# measurement (docs/model_card_default.md).
+# the many-voice demo corpus, recipes/default.yaml, recipes/default_stage2.yaml then
+# recipes/default_stage3.yaml, export, and its measurement (docs/model_card_default.md).
 #
-#   bash tools/build_default_model.sh [--minutes M] [--minutes2 M2] [--run runs/default] [--data data/many]
-#                                     [--threads 2]
+#   bash tools/build_default_model.sh [--minutes M] [--minutes2 M2] [--minutes3 M3] [--run runs/default]
+#                                     [--data data/many] [--threads 2]
 #
 # Stages: corpus (vqaudio demo-corpus --many-voices: flite + espeak-ng, ~8 min on 2 cores), train stage 1
 # into RUN (recipes/default.yaml: train.max_minutes unless --minutes), train stage 2 into RUN2
-# (recipes/default_stage2.yaml from stage 1's weights: --init RUN; --minutes2), each resumed when
-# interrupted and skipped when finished; export RUN2 (one .safetensors file plus its card JSON, replacing
-# the shipped one atomically), evaluate (bench/default_model.sh -> exp/default_eval). Needs tools/setup.sh
-# first (flite, espeak-ng, codec2, opus-tools; --extras eval,metrics).
+# (recipes/default_stage2.yaml from stage 1's weights: --init RUN; --minutes2), train stage 3 into RUN3
+# (recipes/default_stage3.yaml from stage 2's, level 0's codebook grown to 2048 codes: --init RUN2;
+# --minutes3), each resumed when interrupted and skipped when finished; export RUN3 (one float16
+# .safetensors file plus its card JSON, replacing the shipped one atomically), evaluate
+# (bench/default_model.sh -> exp/default_eval). About 5.5 hours on 2 CPU cores (140 + 80 + 95 minutes of
+# training). Needs tools/setup.sh first (flite, espeak-ng, codec2, opus-tools; --extras eval,metrics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 minutes=""
 minutes2=""
+minutes3=""
 run=runs/default
 data=data/many
 threads=2
@@ -25,6 +28,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) minutes=$2; shift 2 ;;
     --minutes2) minutes2=$2; shift 2 ;;
+    --minutes3) minutes3=$2; shift 2 ;;
     --run) run=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
@@ -50,10 +54,12 @@ vq demo-corpus "$data" --many-voices --jobs 2
 train recipes/default.yaml "$run" "$minutes"
 # stage 2 starts from stage 1's weights
 train recipes/default_stage2.yaml "${run}2" "$minutes2" --init "$run"
-vq export "${run}2" -o "vqaudio/pretrained/$name.safetensors" --force
+# stage 3 starts from stage 2's weights, level 0's codebook grown from 1024 to 2048 codes
+train recipes/default_stage3.yaml "${run}3" "$minutes3" --init "${run}2"
+vq export "${run}3" -o "vqaudio/pretrained/$name.safetensors" --dtype float16 --force
 cat > "vqaudio/pretrained/$name.json.tmp" <<EOF
 {
-  "description": "16 kHz speech, 3 levels (2000 / 450 / 225 bit/s): a codec level for any voice, voice conversion by name or from reference clips; trained on 60 synthetic voices (recipes/default.yaml, then recipes/default_stage2.yaml)",
+  "description": "16 kHz speech, 3 levels (2200 / 450 / 225 bit/s): a codec level for any voice, voice conversion by name or from reference clips; trained on 60 synthetic voices (recipes/default.yaml, then recipes/default_stage2.yaml and recipes/default_stage3.yaml)",
   "card": "docs/model_card_default.md",
   "default": true
 }
