@@ -121,7 +121,7 @@ def _grow_quantizers(model: VQVAE, old: dict[str, Tensor]) -> tuple[dict[str, Te
         k_old, dim = old[f"{name}.codebook"].shape
         if k_old >= module.codebook_size or dim != module.dim:
             continue
-        keys = [k for k in module.state_dict()]
+        keys = list(module.state_dict())
         if any(f"{name}.{k}" not in old for k in keys):
             continue
         own = {k: old[f"{name}.{k}"] for k in keys}
