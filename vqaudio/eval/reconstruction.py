@@ -222,9 +222,10 @@ def _verdict(lo: float, hi: float) -> str:
     return "unclear"  # the interval holds 0, or one file only (nan)
 
 
-def _intervals(diff: np.ndarray, voice: np.ndarray) -> tuple[float, float, str]:
-    """Half-widths of the 95% interval of ``diff.mean()``: over voices (clustered) and over files, and
-    which one decides (``"voices"``; ``"files"`` when all files are of one voice).
+def _intervals(diff: np.ndarray, voice: np.ndarray, voices: int) -> tuple[float, float, str]:
+    """Half-widths of the 95% interval of ``diff.mean()``: over voices (clustered; ``voice``: each
+    file's voice index in ``range(voices)``) and over files, and which one decides (``"voices"``;
+    ``"files"`` when all files are of one voice).
 
     Files of one voice are not independent (a model that suits a voice suits all its files), so the
     deciding interval treats voices as the units: the cluster-robust standard error of the mean with the
@@ -235,13 +236,11 @@ def _intervals(diff: np.ndarray, voice: np.ndarray) -> tuple[float, float, str]:
 
     n = len(diff)
     files = 1.96 * diff.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan
-    groups, index = np.unique(voice, return_inverse=True)
-    v = len(groups)
-    if v < 2:
+    if voices < 2:
         return files, files, "files"
-    sums = np.bincount(index, weights=diff - diff.mean(), minlength=v)
-    se = math.sqrt(v / (v - 1) * float(np.sum(sums**2))) / n
-    return float(stats.t.ppf(0.975, v - 1)) * se, files, "voices"
+    sums = np.bincount(voice, weights=diff - diff.mean(), minlength=voices)
+    se = math.sqrt(voices / (voices - 1) * float(np.sum(sums**2))) / n
+    return float(stats.t.ppf(0.975, voices - 1)) * se, files, "voices"
 
 
 def paired_differences(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
@@ -282,10 +281,10 @@ def paired_differences(before: dict[str, Any], after: dict[str, Any]) -> list[di
             if not both:
                 continue
             ab = np.array([(a[metric], b[metric]) for a, b in both], dtype=np.float64)
-            voice = np.array([a["speaker"] for a, _ in both])
+            names, voice = np.unique([a["speaker"] for a, _ in both], return_inverse=True)
             diff = ab[:, 1] - ab[:, 0]
             sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-            half, half_files, unit = _intervals(diff, voice)
+            half, half_files, unit = _intervals(diff, voice, len(names))
             out.append(
                 {
                     "name": row["name"],
@@ -293,7 +292,7 @@ def paired_differences(before: dict[str, Any], after: dict[str, Any]) -> list[di
                     "voices": row["voices"],
                     "metric": metric,
                     "n": len(diff),
-                    "speakers": len(set(voice.tolist())),
+                    "speakers": len(names),
                     "before": float(ab[:, 0].mean()),
                     "after": float(ab[:, 1].mean()),
                     "difference": float(diff.mean()),

@@ -116,22 +116,17 @@ def _grow_quantizers(model: VQVAE, old: dict[str, Tensor]) -> tuple[dict[str, Te
     grown: list[str] = []
     out = dict(old)
     for name, module in model.named_modules():
-        if not isinstance(module, VectorQuantizer) or f"{name}.codebook" not in old:
+        if not isinstance(module, VectorQuantizer):
             continue
-        k_old, dim = old[f"{name}.codebook"].shape
-        if k_old >= module.codebook_size or dim != module.dim:
+        mine = module.state_dict()
+        own = {k: old[f"{name}.{k}"] for k in mine if f"{name}.{k}" in old}
+        if len(own) < len(mine):
             continue
-        keys = list(module.state_dict())
-        if any(f"{name}.{k}" not in old for k in keys):
+        k_old, dim = own["codebook"].shape
+        fits = all(own[k].shape == v.shape for k, v in mine.items() if k not in CODEBOOK_TENSORS)
+        if k_old >= module.codebook_size or dim != module.dim or not fits:
             continue
-        own = {k: old[f"{name}.{k}"] for k in keys}
-        others_fit = all(
-            own[k].shape == v.shape for k, v in module.state_dict().items() if k not in CODEBOOK_TENSORS
-        )
-        if not others_fit:
-            continue
-        for k, v in grow_codebook(own, module.codebook_size).items():
-            out[f"{name}.{k}"] = v
+        out.update({f"{name}.{k}": v for k, v in grow_codebook(own, module.codebook_size).items()})
         grown.append(f"{name}: {k_old} -> {module.codebook_size} codes")
     return out, grown
 
