@@ -14,6 +14,7 @@ from vqaudio.config import AugmentConfig, config_from_dict, load_config
 from vqaudio.data.augment import (
     add_noise,
     augment_batch,
+    change_speed,
     coloured_noise,
     eq_response,
     equalize,
@@ -149,6 +150,77 @@ def test_target_is_the_augmented_input_or_the_clean_batch() -> None:
     clean = augment_batch(wav, _all_on(target="clean"), SR, (0, 0, 0))
     assert clean.target is wav
     assert torch.equal(clean.inputs, augmented.inputs)
+
+
+# ----------------------------------------------------------------------------------------- speed
+
+
+def _speed_config(**speed: Any) -> AugmentConfig:
+    # a model without speaker conditioning: sped items need no speaker encoder
+    return config_from_dict({"model": {"speaker_dim": 0}, "data": {"augment": {"speed": speed}}}).data.augment
+
+
+def _peak_hz(x: Tensor) -> Tensor:
+    """``[B]`` the strongest frequency of each item of ``x`` ``[B, 1, T]``."""
+    spec = torch.fft.rfft(x[:, 0].double() * torch.hann_window(x.shape[-1], dtype=torch.float64)).abs()
+    return torch.fft.rfftfreq(x.shape[-1], 1 / SR, dtype=torch.float64)[spec.argmax(-1)]
+
+
+@pytest.mark.parametrize("factor", [0.85, 0.9, 1.1, 1.15])
+def test_speed_scales_every_frequency_and_keeps_the_length(factor: float) -> None:
+    t = torch.arange(16000) / SR
+    tones = torch.stack([0.5 * torch.sin(2 * math.pi * f0 * t) for f0 in (200.0, 500.0, 1300.0)])[:, None]
+    out, changed = change_speed(tones, 1.0, [factor], _gen())
+    assert out.shape == tones.shape and bool(changed.all())
+    expected = torch.tensor([200.0, 500.0, 1300.0], dtype=torch.float64) * factor
+    assert torch.allclose(_peak_hz(out), expected, atol=2.0)
+    assert out.abs().max() <= 1.0
+
+
+def test_speed_off_or_factor_one_is_bit_exact_and_marks_nothing() -> None:
+    wav = _speechlike(6, 3000)
+    for prob, factors in ((0.0, [0.9, 1.1]), (1.0, [1.0])):
+        out, changed = change_speed(wav, prob, factors, _gen())
+        assert torch.equal(out, wav) and not bool(changed.any())
+    wav = _speechlike(16, 3000)
+    out, changed = change_speed(wav, 0.5, [0.9, 1.1], _gen(3))
+    assert 0 < int(changed.sum()) < 16
+    for i in range(16):
+        assert torch.equal(out[i], wav[i]) != bool(changed[i])
+
+
+def test_speed_is_the_voice_kept_by_a_clean_target_and_marked_as_a_new_voice() -> None:
+    wav = _speechlike(4, 4000)
+    speed_only = augment_batch(wav, _speed_config(prob=1.0), SR, (0, 0, 0))
+    assert speed_only.new_voice is not None and bool(speed_only.new_voice.all())
+    assert not torch.equal(speed_only.inputs, wav)
+    both = {"prob": 1.0}, {"noise": {"prob": 1.0}, "target": "clean"}
+    cfg = config_from_dict(
+        {"model": {"speaker_dim": 0}, "data": {"augment": {"speed": both[0], **both[1]}}}
+    ).data.augment
+    clean = augment_batch(wav, cfg, SR, (0, 0, 0))
+    assert torch.equal(clean.target, speed_only.inputs)  # the sped voice, without the noise
+    assert not torch.equal(clean.inputs, clean.target)
+    assert augment_batch(wav, _all_on(), SR, (0, 0, 0)).new_voice is None  # speed off: no mark
+
+
+def test_turning_speed_on_does_not_change_what_the_other_kinds_draw() -> None:
+    wav = _speechlike(4, 3000)
+    noise = {"noise": {"prob": 1.0}, "gain": {"prob": 1.0}}
+    off = config_from_dict({"data": {"augment": noise}}).data.augment
+    # factor 1: speed draws its stream, changes nothing; noise and gain must come out as without it
+    speed = {"speed": {"prob": 1.0, "factors": [1.0]}}
+    on = config_from_dict({"model": {"speaker_dim": 0}, "data": {"augment": {**noise, **speed}}}).data.augment
+    key = (1, 2, 0)
+    assert torch.equal(augment_batch(wav, off, SR, key).inputs, augment_batch(wav, on, SR, key).inputs)
+
+
+def test_speed_needs_a_speaker_encoder_when_decoders_take_a_speaker() -> None:
+    with pytest.raises(ConfigError, match="data.augment.speed makes voices that have no speaker-table entry"):
+        config_from_dict({"data": {"augment": {"speed": {"prob": 0.5}}}})
+    speed = {"augment": {"speed": {"prob": 0.5}}}
+    cfg = config_from_dict({"model": {"speaker_encoder": True}, "data": speed})
+    assert cfg.data.augment.enabled
 
 
 # ------------------------------------------------------------------------------------------ gain
@@ -298,6 +370,9 @@ def test_recipe_keys_and_set_overrides(tiny_recipe: Path) -> None:
         ("data.augment.target=denoised", "data.augment.target: must be one of"),
         ("data.augment.noise.snr=[1, 2]", "unknown config key 'data.augment.noise.snr'"),
         ("data.augment.reverb.prob=often", "data.augment.reverb.prob: expected a number"),
+        ("data.augment.speed.factors=[0.4, 1.1]", "data.augment.speed.factors must lie in [0.5, 2)"),
+        ("data.augment.speed.factors=[]", "data.augment.speed.factors must hold at least one"),
+        ("data.augment.speed.prob=2", "data.augment.speed.prob must be in [0, 1]"),
     ],
 )
 def test_bad_values_name_their_key(tiny_recipe: Path, override: str, message: str) -> None:

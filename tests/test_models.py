@@ -227,11 +227,41 @@ def test_speaker_encoder_mix_trains_the_encoder_through_the_decoder(tiny_model_c
     params = [p for p in net.speaker_encoder.parameters() if p.requires_grad]
     grads = torch.autograd.grad(sum(r.sum() for r in out.recon), params, allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
-    # with mix 0 the reconstruction does not depend on the speaker encoder
+    # with mix 0 and table voices only the reconstruction does not depend on the speaker encoder (the
+    # graph still reaches it through the per-item choice for index -1 voices, with zero gradient)
     net.config = replace(cfg, speaker_encoder_mix=0.0)
     out = net(torch.randn(2, 1, 800) * 0.1, torch.tensor([0, 1]))
     grads = torch.autograd.grad(sum(r.sum() for r in out.recon), params, allow_unused=True)
-    assert all(g is None for g in grads)
+    assert all(g is None or not g.any() for g in grads)
+
+
+def test_speaker_index_minus_one_is_conditioned_on_its_own_embedding(tiny_model_config) -> None:
+    """A voice with no table row (index -1, the trainer's speed perturbation) decodes with the speaker
+    encoder's embedding of itself, is left out of the speaker-encoder loss and out of the adversary."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    cfg = replace(tiny_model_config(), speaker_encoder=True, speaker_adversary=1.0)
+    net = build_model(cfg, ["alice", "bob", "carol"]).eval()
+    wav = torch.randn(2, 1, 800) * 0.1
+    mixed = net(wav, torch.tensor([-1, 2]))
+    own = net(wav, net.speaker_encoder(wav))  # float embeddings: every item on its own
+    table = net(wav, torch.tensor([0, 2]))
+    for a, b, c in zip(mixed.recon, own.recon, table.recon, strict=True):
+        assert torch.allclose(a[0], b[0]) and torch.allclose(a[1], c[1])
+        assert not torch.allclose(a[0], c[0])  # not row 0, the clamped index
+    # the speaker loss and the adversary see item 1 only
+    embedded = net.speaker_encoder(wav)
+    expected = torch.nn.functional.mse_loss(embedded[1], net.speaker_embedding.weight[2])
+    assert mixed.speaker_loss is not None and torch.allclose(mixed.speaker_loss, expected)
+    alone = net(wav[1:], torch.tensor([2]))
+    assert mixed.adversary_loss is not None and alone.adversary_loss is not None
+    for a, b in zip(mixed.adversary_loss, alone.adversary_loss, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    # no table voice in the batch: both losses are 0, not NaN
+    none = net(wav, torch.tensor([-1, -1]))
+    assert none.speaker_loss is not None and float(none.speaker_loss.detach()) == 0.0
+    assert none.adversary_loss is not None and all(float(a.detach()) == 0.0 for a in none.adversary_loss)
 
 
 @pytest.mark.parametrize(

@@ -140,10 +140,15 @@ def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
 
 
 AUGMENT_ALL = {f"data.augment.{kind}.prob": 0.7 for kind in ("reverb", "noise", "eq", "gain")}
+AUGMENT_SPEED = {"model.speaker_encoder": "true", "data.augment.speed.prob": 0.7}
 
 
-@pytest.mark.parametrize(("workers", "augment"), [(0, False), (2, False), (0, True)])
-def test_resume_is_exact(tmp_path: Path, cfg_for: CfgFor, workers: int, augment: bool) -> None:
+@pytest.mark.parametrize(
+    ("workers", "augment"),
+    [(0, {}), (2, {}), (0, AUGMENT_ALL), (0, AUGMENT_SPEED)],
+    ids=["plain", "workers", "augment", "speed"],
+)
+def test_resume_is_exact(tmp_path: Path, cfg_for: CfgFor, workers: int, augment: dict[str, Any]) -> None:
     # evaluations at 2, 4, 6 and a dead-code restart every other step: resume crosses all of them
     cfg = cfg_for(
         6,
@@ -152,10 +157,10 @@ def test_resume_is_exact(tmp_path: Path, cfg_for: CfgFor, workers: int, augment:
             "train.eval_every": 2,
             "model.quantizer.restart_every": 2,
             "model.quantizer.restart_threshold": 1.0,
-            **(AUGMENT_ALL if augment else {}),
+            **augment,
         },
     )
-    assert cfg.data.augment.enabled == augment
+    assert cfg.data.augment.enabled == bool(augment)
     a = train(cfg, tmp_path / "a")
     b1 = train(cfg, tmp_path / "b", stop_after=3)
     assert b1.step == 3 and b1.interrupted
@@ -205,6 +210,22 @@ def test_augmentation_reaches_training_not_validation(tmp_path: Path, cfg_for: C
     assert any(not torch.equal(wa[k], wb[k]) for k in wa)  # but training saw other audio
     for value in wb.values():
         assert torch.isfinite(value.float()).all()
+
+
+def test_speed_perturbed_items_train_as_voices_outside_the_table(tmp_path: Path, cfg_for: CfgFor) -> None:
+    # every item sped up or slowed: none is its speaker's voice, so the speaker encoder has no table
+    # vector to match (its loss is 0) while the codec still trains on the new voices
+    encoder = {"model.speaker_encoder": "true", "train.log_every": 1}
+    plain = train(cfg_for(2, **encoder), tmp_path / "plain")
+    sped = train(
+        cfg_for(2, **encoder, **{"data.augment.speed.prob": 1.0, "data.augment.speed.factors": "[0.9, 1.1]"}),
+        tmp_path / "sped",
+    )
+    assert sped.skipped_steps == 0 and plain.skipped_steps == 0
+    assert [e.value for e in _scalars(tmp_path / "sped", "loss/speaker_encoder")] == [0.0, 0.0]
+    assert all(e.value > 0 for e in _scalars(tmp_path / "plain", "loss/speaker_encoder"))
+    wa, wb = _weights(tmp_path / "plain", 2), _weights(tmp_path / "sped", 2)
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa if k.startswith("levels."))
 
 
 # --------------------------------------------------------------------------------------- refusals

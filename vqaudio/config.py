@@ -32,6 +32,7 @@ __all__ = [
     "QuantizerConfig",
     "ModelConfig",
     "GainAugmentConfig",
+    "SpeedAugmentConfig",
     "NoiseAugmentConfig",
     "ReverbAugmentConfig",
     "EqAugmentConfig",
@@ -257,6 +258,26 @@ def _check_range(values: list[float], key: str, low: float | None = None, positi
 
 
 @dataclass
+class SpeedAugmentConfig:
+    """Speed perturbation: each item resampled so that its pitch, formants and tempo all move by a
+    factor drawn from ``factors`` (1.1 = 10% higher and 10% faster), then cropped or reflect-padded back
+    to its length. The result is another voice (a longer or shorter vocal tract), not a recording
+    condition: ``target: clean`` keeps it, and the item no longer counts as its speaker (its decoder
+    conditioning comes from the speaker encoder, see :mod:`vqaudio.data.augment`)."""
+
+    prob: float = 0.0
+    factors: list[float] = field(default_factory=lambda: [0.85, 0.9, 0.95, 1.05, 1.1, 1.15])
+
+    def __post_init__(self) -> None:
+        _check_prob(self.prob, "data.augment.speed.prob")
+        _check(len(self.factors) >= 1, "data.augment.speed.factors must hold at least one factor")
+        _check(
+            all(0.5 <= f < 2.0 for f in self.factors),
+            f"data.augment.speed.factors must lie in [0.5, 2), got {self.factors}",
+        )
+
+
+@dataclass
 class GainAugmentConfig:
     """Random gain per item, uniform in ``db`` (decibels); peak-normalised where it would clip."""
 
@@ -349,6 +370,7 @@ class AugmentConfig:
     noise: NoiseAugmentConfig = field(default_factory=NoiseAugmentConfig)
     eq: EqAugmentConfig = field(default_factory=EqAugmentConfig)
     gain: GainAugmentConfig = field(default_factory=GainAugmentConfig)
+    speed: SpeedAugmentConfig = field(default_factory=SpeedAugmentConfig)
 
     def __post_init__(self) -> None:
         _check(
@@ -359,7 +381,7 @@ class AugmentConfig:
     @property
     def enabled(self) -> bool:
         """Whether any augmentation can fire (some probability above 0)."""
-        return any(kind.prob > 0 for kind in (self.reverb, self.noise, self.eq, self.gain))
+        return any(kind.prob > 0 for kind in (self.speed, self.reverb, self.noise, self.eq, self.gain))
 
 
 CorpusKind = Literal["vctk", "librispeech", "ljspeech", "folder", "tsv"]
@@ -516,6 +538,13 @@ class RunConfig:
         _check(
             fractions is None or len(fractions) == n,
             f"train.level_fraction: one value per level ({n}), got {fractions}",
+        )
+        model = self.model
+        conditioned = model.speaker_dim > 0 and any(lv.speaker_conditioned for lv in model.levels)
+        _check(
+            self.data.augment.speed.prob == 0 or not conditioned or model.speaker_encoder,
+            "data.augment.speed makes voices that have no speaker-table entry; speaker-conditioned "
+            "decoders then need model.speaker_encoder: true (or model.speaker_dim: 0)",
         )
         nyquist = self.model.sample_rate / 2
         eq = self.data.augment.eq

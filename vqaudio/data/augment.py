@@ -1,13 +1,22 @@
-"""Training-time augmentation: reverberation, additive noise, EQ / band-limiting and gain, on the device.
+"""Training-time augmentation: speed perturbation, reverberation, additive noise, EQ / band-limiting and
+gain, on the device.
 
 Synthetic voices are clean; users' recordings are not. Each augmentation is a config switch
 (``data.augment.<kind>.prob``, all 0 by default) with its ranges, and each works on a whole batch
 ``[B, 1, T]`` at once, on the batch's device (vectorised over items: no Python loop per item). Every
 item independently fires with its kind's probability; items that do not fire come back bit-exact. They
-are applied in the order a recording picks them up: the room (:func:`reverberate`), background noise
-(:func:`add_noise`), the microphone and channel (:func:`equalize`), and the recording level
-(:func:`random_gain`). Whatever a kind changes is peak-normalised where it would exceed 1 (it never
-clips).
+are applied in the order a recording picks them up: the talker (:func:`change_speed`), the room
+(:func:`reverberate`), background noise (:func:`add_noise`), the microphone and channel
+(:func:`equalize`), and the recording level (:func:`random_gain`). Whatever a kind changes is
+peak-normalised where it would exceed 1 (it never clips).
+
+Speed perturbation (Ko et al., 2015, "Audio augmentation for speech recognition", Interspeech) makes
+another voice rather than another recording: pitch, formants and tempo all scale by one factor, as from
+a longer or shorter vocal tract speaking faster or slower. It is artefact-free (a band-limited
+resampling, no phase vocoder), so it serves as a reconstruction target, and a codec trained on it has
+heard many more timbres than its corpus holds. A sped item is no longer its speaker's voice:
+:attr:`Augmented.new_voice` marks it, and the trainer passes speaker index -1 for it, which the model
+conditions on the speaker encoder's embedding of the item itself (no table entry, no speaker loss).
 
 What is trained against (``data.augment.target``): by default the model must reconstruct the augmented
 signal itself (``augmented``): a codec has to code what it is given, noise and room included, and a
@@ -29,9 +38,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+import torchaudio.functional as AF
 from torch import Tensor
 
 from vqaudio.config import AugmentConfig
@@ -42,6 +54,7 @@ __all__ = [
     "Augmented",
     "add_noise",
     "augment_batch",
+    "change_speed",
     "coloured_noise",
     "equalize",
     "eq_response",
@@ -50,8 +63,13 @@ __all__ = [
     "room_impulse_responses",
 ]
 
-AUGMENT_KINDS: tuple[str, ...] = ("reverb", "noise", "eq", "gain")
-"""The kinds, in the order they are applied; a kind's position also selects its random stream."""
+AUGMENT_KINDS: tuple[str, ...] = ("speed", "reverb", "noise", "eq", "gain")
+"""The kinds, in the order they are applied."""
+
+_STREAMS: dict[str, int] = {"reverb": 0, "noise": 1, "eq": 2, "gain": 3, "speed": 4}
+"""Each kind's random stream (fixed: a kind added later takes a new one, so older kinds draw as before)."""
+
+_MAX_DENOMINATOR = 20  # speed factors become ratios of small integers: short resampling kernels
 
 NOISE_EXPONENTS: dict[str, float] = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 """Noise colour -> ``beta`` of its power spectrum ``1 / f**beta``."""
@@ -69,11 +87,14 @@ class Augmented:
     Attributes:
         inputs: ``[B, 1, T]`` the model's input.
         target: ``[B, 1, T]`` the reconstruction target: ``inputs`` itself (``target: augmented``) or
-            the batch as it came (``target: clean``).
+            the batch as it came (``target: clean``; speed perturbation kept, it is the voice).
+        new_voice: ``[B]`` bool, the items whose voice speed perturbation changed (no longer their
+            speaker's); ``None`` when speed perturbation is off.
     """
 
     inputs: Tensor
     target: Tensor
+    new_voice: Tensor | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -114,6 +135,50 @@ def _rms(wav: Tensor) -> Tensor:
 
 def _fft_size(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
+
+
+# --------------------------------------------------------------------------- speed
+
+
+def _fit_length(y: Tensor, length: int, offset: Tensor) -> Tensor:
+    """``[B, N]`` -> ``[B, length]``: a window starting ``offset`` (``[B]``, in ``[0, 1]`` of the slack)
+    when longer, reflect-padded at the end when shorter."""
+    n = y.shape[-1]
+    if n < length:
+        return F.pad(y[:, None], (0, length - n), mode="reflect")[:, 0]
+    start = (offset * (n - length)).long()
+    index = start[:, None] + torch.arange(length, device=y.device)
+    return y.gather(-1, index)
+
+
+def change_speed(
+    wav: Tensor, prob: float, factors: Sequence[float], gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Speed perturbation: each item of ``wav`` ``[B, 1, T]``, with probability ``prob``, resampled so
+    that every frequency and the tempo scale by a factor drawn from ``factors`` (each taken as a ratio of
+    integers up to 20), then cropped at a random offset (slower) or reflect-padded at the end (faster)
+    back to ``T`` samples, and peak-normalised where it would exceed 1.
+
+    Returns:
+        ``(out [B, 1, T], changed [B] bool)``: ``changed`` marks the items moved by a factor other than 1.
+    """
+    x = _working(wav)
+    b, _, t = x.shape
+    pick = torch.rand(b, generator=gen, device=x.device) < prob
+    choice = torch.randint(len(factors), (b,), generator=gen, device=x.device)
+    offset = torch.rand(b, generator=gen, device=x.device, dtype=x.dtype)
+    out = x
+    changed = torch.zeros(b, dtype=torch.bool, device=x.device)
+    for k, factor in enumerate(factors):
+        ratio = Fraction(factor).limit_denominator(_MAX_DENOMINATOR)
+        if ratio == 1 or t < 2:
+            continue
+        # resampled from rate p to rate q and played at the old rate: T * q / p samples, frequencies x p/q
+        moved = AF.resample(x[:, 0], ratio.numerator, ratio.denominator)
+        sel = pick & (choice == k)
+        out = torch.where(sel[:, None, None], _fit_length(moved, t, offset)[:, None], out)
+        changed = changed | sel
+    return torch.where(changed[:, None, None], _limit_peak(out), x).to(wav.dtype), changed
 
 
 # --------------------------------------------------------------------------- gain
@@ -396,6 +461,11 @@ def augment_batch(wav: Tensor, cfg: AugmentConfig, sample_rate: int, key: Sequen
         :class:`Augmented`; with every probability at 0 both fields are ``wav`` itself.
     """
     r, n, e, g = cfg.reverb, cfg.noise, cfg.eq, cfg.gain
+    x, new_voice = wav, None
+    if cfg.speed.prob > 0:
+        gen = _generator(wav.device, key, _STREAMS["speed"])
+        x, new_voice = change_speed(wav, cfg.speed.prob, cfg.speed.factors, gen)
+    voiced = x
     kinds: dict[str, tuple[float, Callable[[Tensor, torch.Generator], Tensor]]] = {
         "reverb": (
             r.prob,
@@ -419,9 +489,8 @@ def augment_batch(wav: Tensor, cfg: AugmentConfig, sample_rate: int, key: Sequen
         ),
         "gain": (g.prob, lambda x, gen: random_gain(x, g.prob, g.db, gen)),
     }
-    x = wav
-    for stream, kind in enumerate(AUGMENT_KINDS):
+    for kind in AUGMENT_KINDS[1:]:
         prob, apply = kinds[kind]
         if prob > 0:
-            x = apply(x, _generator(wav.device, key, stream))
-    return Augmented(inputs=x, target=wav if cfg.target == "clean" else x)
+            x = apply(x, _generator(wav.device, key, _STREAMS[kind]))
+    return Augmented(inputs=x, target=voiced if cfg.target == "clean" else x, new_voice=new_voice)

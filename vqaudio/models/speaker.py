@@ -107,8 +107,12 @@ class SpeakerAdversary(nn.Module):
         return [f"net.{last}.weight", f"net.{last}.bias"]
 
     def forward(self, z: Tensor, speaker: Tensor) -> tuple[Tensor, Tensor]:
-        """Cross-entropy loss and accuracy (both scalars) of predicting ``speaker`` ``[B]`` from ``z``."""
+        """Cross-entropy loss and accuracy (both scalars) of predicting ``speaker`` ``[B]`` from ``z``,
+        over the items whose index is not negative (-1: a voice with no table row; 0 when none is)."""
         logits = self.net(grad_reverse(z.float(), self.scale)).mean(dim=-1)
-        loss = nn.functional.cross_entropy(logits, speaker)
-        accuracy = (logits.argmax(dim=-1) == speaker).float().mean()
-        return loss, accuracy.detach()
+        known = speaker >= 0
+        ce = nn.functional.cross_entropy(logits, speaker.clamp_min(0), reduction="none")
+        count = known.sum().clamp_min(1)
+        loss = (ce * known).sum() / count
+        accuracy = ((logits.argmax(dim=-1) == speaker) & known).sum() / count
+        return loss, accuracy.float().detach()

@@ -194,6 +194,16 @@ class VQVAEOutput:
     adversary_accuracy: list[Tensor] | None = None
 
 
+def _speaker_encoder_loss(embedded: Tensor, table: Tensor, unknown: Tensor | None) -> Tensor:
+    """Mean squared error of the speaker encoder's ``[B, D]`` embeddings against the table's vectors,
+    over the items whose voice has a table row (``unknown`` ``[B]`` marks the others; 0 when none has)."""
+    if unknown is None:
+        return F.mse_loss(embedded.float(), table.detach().float())
+    err = (embedded.float() - table.detach().float()).pow(2).mean(-1)
+    known = (~unknown).float()
+    return (err * known).sum() / known.sum().clamp_min(1.0)
+
+
 class VQVAE(nn.Module):
     """Hierarchical VQ-VAE with a speaker-conditioned decoder per level.
 
@@ -391,6 +401,11 @@ class VQVAE(nn.Module):
     ) -> VQVAEOutput:
         """Training pass over every level: ``wav`` ``[B, 1, T]``, ``speaker`` ``[B]`` indices.
 
+        Index -1 marks an item whose voice is in no table row (the trainer's speed perturbation,
+        ``data.augment.speed``): with a speaker encoder, it is conditioned on the encoder's embedding of
+        the item itself and left out of the speaker-encoder loss and the adversary; without one (a model
+        whose decoders take no speaker), row 0 stands in, unused.
+
         ``items`` (one entry per level: a ``[B_i]`` index tensor or ``None`` = the whole batch) makes
         level ``i`` encode, quantise and decode only those items: its ``recon`` is ``[B_i, 1, T]`` (the
         trainer's ``train.level_fraction``). The speaker encoder still sees the whole batch.
@@ -400,18 +415,26 @@ class VQVAE(nn.Module):
         if len(picks) != self.num_levels:
             raise ValueError(f"items has {len(picks)} entries for {self.num_levels} levels")
         t = wav.shape[-1]
-        cond = self.speaker_vector(speaker, wav.shape[0], wav.device)
+        labels = unknown = None
+        if torch.is_tensor(speaker) and not speaker.is_floating_point():
+            labels = speaker.to(wav.device, torch.long).reshape(-1)
+            unknown = labels < 0  # voices with no table entry (speed-perturbed items): index -1
+        cond = self.speaker_vector(
+            labels.clamp_min(0) if labels is not None else speaker, wav.shape[0], wav.device
+        )
         speaker_loss = None
         if self.speaker_encoder is not None and cond is not None:
             embedded = self.speaker_encoder(wav)
-            speaker_loss = F.mse_loss(embedded.float(), cond.detach().float())
+            speaker_loss = _speaker_encoder_loss(embedded, cond, unknown)
             mix = self.config.speaker_encoder_mix
             if self.training and mix > 0:
                 # condition some items on their own reference embedding, so the decoder learns the
                 # encoder's continuous space rather than only the table's points (any-to-any conversion)
                 use = torch.rand(wav.shape[0], 1, device=wav.device) < mix
                 cond = torch.where(use, embedded.to(cond.dtype), cond)
-        labels = speaker.to(wav.device, torch.long).reshape(-1) if torch.is_tensor(speaker) else None
+            if unknown is not None:
+                # a voice outside the table is conditioned on the encoder's embedding of itself
+                cond = torch.where(unknown[:, None], embedded.to(cond.dtype), cond)
         adversary = self.speaker_adversary if labels is not None else None
         recon, qouts, adv_loss, adv_acc = [], [], [], []
         latents = self._heard_latents(wav, picks)

@@ -310,6 +310,8 @@ class Trainer(TrainLoop):
         with self.timer.section("augment"):
             key = (self.cfg.train.seed, self.step, self.info.rank)
             batch = augment_batch(wav, self.cfg.data.augment, self.cfg.model.sample_rate, key)
+            if batch.new_voice is not None:  # a sped-up or slowed item is no table voice: index -1
+                spk = torch.where(batch.new_voice.to(spk.device), torch.full_like(spk, -1), spk)
         items = level_items(self.cfg.train.level_fraction, wav.shape[0], wav.device)
         with self.timer.section("forward"), self.autocast():
             out = self.ddp(batch.inputs, spk, items)
