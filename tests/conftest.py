@@ -10,9 +10,11 @@ checkpoint and the model loaded from it check, when the session ends, that no te
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -172,6 +174,21 @@ def one_thread() -> Iterator[None]:
 def toy_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three toy speakers (spk0..spk2) with five ~1 s utterances each, in a plain folder layout."""
     return make_toy_corpus(tmp_path_factory.mktemp("toy"), speakers=3, utterances=5, seconds=1.0)
+
+
+def _bench_module(name: str) -> ModuleType:
+    path = REPO / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def bench_module() -> Callable[[str], ModuleType]:
+    """``bench_module(name)`` -> ``bench/<name>.py`` imported (bench/ holds scripts, not a package)."""
+    return _bench_module
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,8 @@ lengths, frame rate, the residual VQ, and the parameter count of the reference i
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -18,26 +17,18 @@ DEVICES = [
 ]
 
 
-def _bench_module(name: str) -> ModuleType:
-    """Import ``bench/<name>.py`` (bench/ holds scripts, not a package)."""
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-arch = _bench_module("encodec_arch")
+@pytest.fixture(scope="module")
+def arch(bench_module: Callable[[str], ModuleType]) -> ModuleType:
+    return bench_module("encodec_arch")
 
 
 @pytest.fixture(scope="module")
-def model() -> Any:  # an encodec_arch.EncodecArch
+def model(arch: ModuleType) -> Any:  # an encodec_arch.EncodecArch
     torch.manual_seed(0)
     return arch.EncodecArch().eval()
 
 
-def test_parameter_count_matches_the_reference(model: Any) -> None:
+def test_parameter_count_matches_the_reference(model: Any, arch: ModuleType) -> None:
     params = sum(p.numel() for p in model.parameters())
     assert abs(params - arch.REFERENCE_PARAMS) / arch.REFERENCE_PARAMS < 0.10
     assert tuple(model.quantizer.codebooks.shape) == (8, 1024, 128)
@@ -58,7 +49,7 @@ def test_round_trip_keeps_the_length_at_75_hz(model: Any, device: str) -> None:
     model.cpu()
 
 
-def test_residual_vq_picks_the_nearest_codeword_per_stage_and_sums_them() -> None:
+def test_residual_vq_picks_the_nearest_codeword_per_stage_and_sums_them(arch: ModuleType) -> None:
     torch.manual_seed(1)
     rvq = arch.ResidualVQ(n_q=4, bins=64, dim=16)
     z = torch.randn(2, 16, 5)  # [B, dim, F]

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 
-def _bench_module(name: str) -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gap = _bench_module("voice_gap")
+@pytest.fixture(scope="module")
+def gap(bench_module: Callable[[str], ModuleType]) -> ModuleType:
+    return bench_module("voice_gap")
 
 
 def _rows(scores: dict[str, list[float]]) -> list[dict]:
@@ -31,7 +24,7 @@ SEEN = {"kal16": [3.0, 3.0], "awb-v1": [3.0], "en-us+m1": [2.0], "en-gb+f2": [2.
 HELD = {"slt-v5": [2.9], "en-us+m7": [1.9, 1.9], "en-029+steph": [1.9], "en-gb+f4": [1.9]}
 
 
-def test_matched_gap_holds_the_family_mix_fixed() -> None:
+def test_matched_gap_holds_the_family_mix_fixed(gap: ModuleType) -> None:
     seen, held = gap.family_means(_rows(SEEN), "pesq"), gap.family_means(_rows(HELD), "pesq")
     assert set(seen) == {"flite", "flite-derived", "espeak"} and set(held) == {"flite-derived", "espeak"}
     raw, matched = gap.gaps(seen, held)
@@ -40,7 +33,7 @@ def test_matched_gap_holds_the_family_mix_fixed() -> None:
     assert matched == pytest.approx(0.1)
 
 
-def test_main_prints_every_codec_and_the_reference_difference(tmp_path: Path, capsys) -> None:
+def test_main_prints_the_gaps_and_the_reference_difference(gap: ModuleType, tmp_path: Path, capsys) -> None:
     ref_seen = {v: [s - 0.5] for v, (s, *_) in SEEN.items()}
     ref_held = {v: [s - 0.3] for v, (s, *_) in HELD.items()}  # the reference finds held-out 0.2 easier
     levels = [
@@ -57,7 +50,7 @@ def test_main_prints_every_codec_and_the_reference_difference(tmp_path: Path, ca
     assert line.split()[-3:] == ["+0.350", "+0.100", "+0.200"]
 
 
-def test_an_evaluation_without_held_out_voices_is_refused(tmp_path: Path, capsys) -> None:
+def test_an_evaluation_without_held_out_voices_is_refused(gap: ModuleType, tmp_path: Path, capsys) -> None:
     path = tmp_path / "eval.json"
     path.write_text(json.dumps({"levels": [{"name": "x", "voices": "seen", "per_utterance": _rows(SEEN)}]}))
     assert gap.main([str(path)]) == 2

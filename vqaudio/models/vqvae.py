@@ -403,8 +403,8 @@ class VQVAE(nn.Module):
 
         Index -1 marks an item whose voice is in no table row (the trainer's speed perturbation,
         ``data.augment.speed``): with a speaker encoder, it is conditioned on the encoder's embedding of
-        the item itself and left out of the speaker-encoder loss and the adversary; without one (a model
-        whose decoders take no speaker), row 0 stands in, unused.
+        the item itself and left out of the speaker-encoder loss and the adversary; without one, row 0
+        stands in (the config refuses speed perturbation where a decoder would then use it).
 
         ``items`` (one entry per level: a ``[B_i]`` index tensor or ``None`` = the whole batch) makes
         level ``i`` encode, quantise and decode only those items: its ``recon`` is ``[B_i, 1, T]`` (the
