@@ -47,16 +47,21 @@ def family_means(rows: list[dict], metric: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def _means(fams: dict[str, dict[str, float]]) -> tuple[dict[str, float], float]:
+    """``({family: mean over its voices}, mean over every voice)`` of :func:`family_means`' output."""
+    per_family = {f: float(np.mean(list(voices.values()))) for f, voices in fams.items() if voices}
+    return per_family, float(np.mean([v for voices in fams.values() for v in voices.values()]))
+
+
 def gaps(seen: dict[str, dict[str, float]], held: dict[str, dict[str, float]]) -> tuple[float, float]:
     """``(raw, matched)``: seen minus held-out over all voices, and within families weighted by the
     held-out voices' family shares (families without seen voices are left out of ``matched``)."""
-    every = lambda fams: [v for fam in fams.values() for v in fam.values()]  # noqa: E731
-    raw = float(np.mean(every(seen)) - np.mean(every(held)))
-    shared = [f for f in held if seen.get(f)]
+    (seen_f, seen_all), (held_f, held_all) = _means(seen), _means(held)
+    shared = [f for f in held_f if f in seen_f]
     weights = np.array([len(held[f]) for f in shared], dtype=float)
-    within = np.array([np.mean(list(seen[f].values())) - np.mean(list(held[f].values())) for f in shared])
-    matched = float((weights * within).sum() / weights.sum()) if len(shared) else float("nan")
-    return raw, matched
+    within = np.array([seen_f[f] - held_f[f] for f in shared])
+    matched = float((weights * within).sum() / weights.sum()) if shared else float("nan")
+    return seen_all - held_all, matched
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,14 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{metric}: means over voices; gap = seen - held-out")
         print(f"{'codec':>18} " + " ".join(f"{h:>19}" for h in head))
         for name, (seen, held, raw, matched) in table.items():
-            cells = []
-            for f in families:
-                s = np.mean(list(seen[f].values())) if seen.get(f) else float("nan")
-                h = np.mean(list(held[f].values())) if held.get(f) else float("nan")
-                cells.append(f"{s:8.3f} / {h:<8.3f}")
-            alls = np.mean([v for fam in seen.values() for v in fam.values()])
-            allh = np.mean([v for fam in held.values() for v in fam.values()])
-            cells += [f"{alls:8.3f} / {allh:<8.3f}", f"{raw:+.3f}", f"{matched:+.3f}"]
+            (seen_f, seen_all), (held_f, held_all) = _means(seen), _means(held)
+            nan = float("nan")
+            cells = [f"{seen_f.get(f, nan):8.3f} / {held_f.get(f, nan):<8.3f}" for f in families]
+            cells += [f"{seen_all:8.3f} / {held_all:<8.3f}", f"{raw:+.3f}", f"{matched:+.3f}"]
             if ref:
                 cells.append(f"{matched - ref[3]:+.3f}")
             print(f"{name:>18} " + " ".join(f"{c:>19}" for c in cells))

@@ -63,8 +63,11 @@ __all__ = [
     "room_impulse_responses",
 ]
 
-AUGMENT_KINDS: tuple[str, ...] = ("speed", "reverb", "noise", "eq", "gain")
-"""The kinds, in the order they are applied."""
+_RECORDING_KINDS: tuple[str, ...] = ("reverb", "noise", "eq", "gain")
+"""The kinds that change the recording, not the voice, in the order they are applied."""
+
+AUGMENT_KINDS: tuple[str, ...] = ("speed", *_RECORDING_KINDS)
+"""The kinds, in the order they are applied (speed, the voice, first)."""
 
 _STREAMS: dict[str, int] = {"reverb": 0, "noise": 1, "eq": 2, "gain": 3, "speed": 4}
 """Each kind's random stream (fixed: a kind added later takes a new one, so older kinds draw as before)."""
@@ -489,7 +492,7 @@ def augment_batch(wav: Tensor, cfg: AugmentConfig, sample_rate: int, key: Sequen
         ),
         "gain": (g.prob, lambda x, gen: random_gain(x, g.prob, g.db, gen)),
     }
-    for kind in AUGMENT_KINDS[1:]:
+    for kind in _RECORDING_KINDS:
         prob, apply = kinds[kind]
         if prob > 0:
             x = apply(x, _generator(wav.device, key, _STREAMS[kind]))
